@@ -1,0 +1,192 @@
+"""Command line: ``python -m rag ingest|ask|eval|check|reembed``, sharing the app's data directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from providers import PROVIDER_NAMES, GenerationParams, ProviderError, build_providers
+from rag.eval import evaluate
+from rag.extract import SUPPORTED_EXTENSIONS
+from rag.library import Library, open_library
+from rag.pipeline import answer
+from rag.retrieve import METHODS
+from settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "data_dir", None):
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    return settings
+
+
+def _files(paths: Sequence[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS:
+                    yield f
+        else:
+            yield path
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Index files and folders; exit 1 if any failed."""
+    lib = open_library(_settings(args))
+    failed = 0
+    for path in _files(args.paths):
+        if not path.exists():
+            print(f"failed: {path}: файл не найден")
+            failed += 1
+            continue
+        res = lib.ingest(path.name, path.read_bytes())
+        if res.status == "indexed" and res.document is not None:
+            doc = res.document
+            print(f"indexed: {path} ({doc.chunk_count} chunks, {doc.encoding or doc.mime_type})")
+        elif res.status == "duplicate":
+            print(f"duplicate: {path}")
+        else:
+            failed += 1
+            print(f"failed: {path}: {res.message}")
+    return 1 if failed else 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer a question from the index."""
+    settings = _settings(args)
+    lib = open_library(settings)
+    providers = build_providers(settings)
+    provider = providers[args.provider]
+    status = provider.status()
+    if not status.available:
+        print(f"{provider.label}: {status.reason}", file=sys.stderr)
+        return 2
+    model = args.model or provider.models()[0].id
+    params = GenerationParams(temperature=args.temperature, max_tokens=args.max_tokens)
+    try:
+        prepared = answer(lib, provider, args.question, model, params, top_k=args.top_k)
+        if args.json:
+            text = "".join(prepared.completion)
+        else:
+            for delta in prepared.completion:
+                print(delta, end="", flush=True)
+            text = prepared.completion.text
+    except ProviderError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return 1
+    if args.json:
+        out = {
+            "answer": text,
+            "provider": provider.name,
+            "model": model,
+            "sources": [
+                {"file": h.filename, "page": h.page, "text": h.text, "score": round(h.score, 4)}
+                for h in prepared.hits
+            ],
+        }
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print("\n\nИсточники:")
+        for i, h in enumerate(prepared.hits, start=1):
+            page = f", стр. {h.page}" if h.page else ""
+            print(f"[{i}] {h.filename}{page} (score {h.score:.3f})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Retrieval quality on a SQuAD-format dataset."""
+    methods = (args.method,) if args.method else METHODS
+    result = evaluate(
+        Path(args.dataset),
+        level=args.level,
+        methods=methods,
+        settings=Settings(),
+        progress=lambda s: print(s, file=sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    print(
+        f"{result['dataset']}: {result['paragraphs']} paragraphs, {result['questions']} questions, "
+        f"{result['chunks']} chunks, mean chunk {result['mean_chunk_words']} words "
+        f"(max {result['max_chunk_words']}), level {result['level']}, "
+        f"embedder {result['embedding_model']}"
+    )
+    print(f"{'method':<10}{'R@1':>8}{'R@5':>8}{'MRR@10':>8}{'ms':>8}")
+    methods_out = result["methods"]
+    assert isinstance(methods_out, dict)
+    for name, m in methods_out.items():
+        print(f"{name:<10}{m['recall@1']:>8.3f}{m['recall@5']:>8.3f}{m['mrr@10']:>8.3f}{m['query_ms']:>8.1f}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Consistency check of SQL, keyword rows and vectors (``--repair`` fixes)."""
+    lib: Library = open_library(_settings(args), recover=False)
+    report = lib.check(repair=args.repair)
+    print(json.dumps(report.__dict__ | {"ok": report.ok}, ensure_ascii=False, indent=2))
+    return 0 if report.ok or args.repair else 1
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    """Re-embed documents made with another embedding model."""
+    lib = open_library(_settings(args))
+    n = lib.reembed(lambda f, t: print(t, file=sys.stderr))
+    print(f"re-embedded {n} documents with {lib.embedding_model}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m rag``."""
+    p = argparse.ArgumentParser(prog="python -m rag", description="Multimodal RAG RU: CLI")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="index files or folders")
+    ing.add_argument("paths", nargs="+")
+    ing.add_argument("--data-dir")
+    ing.set_defaults(func=cmd_ingest)
+
+    ask = sub.add_parser("ask", help="answer a question from the index")
+    ask.add_argument("question")
+    ask.add_argument("--data-dir")
+    ask.add_argument("--provider", choices=PROVIDER_NAMES, default="offline")
+    ask.add_argument("--model")
+    ask.add_argument("--temperature", type=float, default=0.3)
+    ask.add_argument("--max-tokens", type=int, default=1024)
+    ask.add_argument("--top-k", type=int, default=5)
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(func=cmd_ask)
+
+    ev = sub.add_parser("eval", help="retrieval evaluation on a SQuAD-format file")
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--level", choices=("paragraph", "chunk"), default="chunk")
+    ev.add_argument("--method", choices=METHODS)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    chk = sub.add_parser("check", help="consistency check of the index")
+    chk.add_argument("--data-dir")
+    chk.add_argument("--repair", action="store_true")
+    chk.set_defaults(func=cmd_check)
+
+    re_ = sub.add_parser("reembed", help="re-embed documents after changing RAG_EMBEDDING_MODEL")
+    re_.add_argument("--data-dir")
+    re_.set_defaults(func=cmd_reembed)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # pydantic validation of CLI numbers
+        print(f"Ошибка в параметрах: {exc}", file=sys.stderr)
+        return 2

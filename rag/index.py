@@ -1,0 +1,117 @@
+"""Vector index over embedded Chroma: one collection per embedding model, ids only.
+
+Chunk text lives in SQLite (the source of truth); Chroma keeps the vector and the owning
+document id, which makes deleting a document's vectors one filtered call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
+
+from rag.embedding import Vectors
+
+
+def open_chroma(path: Path) -> Any:
+    """A persistent Chroma client with telemetry off."""
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(
+        path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    )
+
+
+def collection_name(model: str) -> str:
+    """A valid Chroma collection name that is stable for a model name."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", model).strip("-").lower()[:40] or "model"
+    digest = hashlib.sha1(model.encode()).hexdigest()[:8]
+    return f"chunks-{slug}-{digest}"
+
+
+class VectorIndex:
+    """Add, query and delete chunk vectors, per embedding model."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def _collection(self, model: str) -> Any:
+        # embedding_function=None every time: otherwise Chroma substitutes its default
+        # embedder, which downloads a model on first use and fails offline.
+        return self.client.get_or_create_collection(
+            name=collection_name(model),
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", "model": model},
+        )
+
+    def add(self, model: str, ids: list[str], vectors: Vectors, document_id: str) -> None:
+        """Store vectors for chunk ids of one document."""
+        if not ids:
+            return
+        col = self._collection(model)
+        batch = 2000
+        for i in range(0, len(ids), batch):
+            col.upsert(
+                ids=ids[i : i + batch],
+                embeddings=np.asarray(vectors[i : i + batch], dtype=np.float32),
+                metadatas=[{"document_id": document_id}] * len(ids[i : i + batch]),
+            )
+
+    def query(self, model: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, best first."""
+        col = self._collection(model)
+        n = col.count()
+        if n == 0:
+            return []
+        res = col.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, n),
+            include=["distances"],
+        )
+        ids = res["ids"][0]
+        dists = res["distances"][0] if res.get("distances") else [0.0] * len(ids)
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
+    def delete_document(self, document_id: str) -> None:
+        """Remove a document's vectors from every model's collection."""
+        for col in self._all():
+            col.delete(where={"document_id": document_id})
+
+    def document_ids(self, model: str) -> set[str]:
+        """Document ids that have vectors for a model."""
+        col = self._collection(model)
+        got = col.get(include=["metadatas"])
+        return {str(m["document_id"]) for m in got["metadatas"] or [] if m}
+
+    def ids(self, model: str) -> set[str]:
+        """All chunk ids stored for a model."""
+        return set(self._collection(model).get(include=[])["ids"])
+
+    def delete_ids(self, model: str, ids: list[str]) -> None:
+        """Remove specific chunk vectors."""
+        if ids:
+            self._collection(model).delete(ids=ids)
+
+    def models(self) -> list[str]:
+        """Models that have a collection."""
+        out = []
+        for col in self._all():
+            meta = col.metadata or {}
+            if "model" in meta:
+                out.append(str(meta["model"]))
+        return out
+
+    def count(self, model: str) -> int:
+        """Number of vectors for a model."""
+        return int(self._collection(model).count())
+
+    def _all(self) -> list[Any]:
+        cols = []
+        for c in self.client.list_collections():
+            name = c if isinstance(c, str) else c.name
+            cols.append(self.client.get_collection(name=name, embedding_function=None))
+        return cols

@@ -1,0 +1,339 @@
+"""The document library: ingestion, deletion, re-embedding, crash recovery and consistency.
+
+One ``Library`` serves the app, the CLI and the tests; its I/O objects (SQL engine, Chroma
+client, embedder) are built by ``open_library`` or passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Literal
+
+from sqlalchemy.engine import Engine
+
+from rag import IngestError
+from rag.chunking import chunk_pages
+from rag.embedding import Embedder, canonical_name, load_embedder
+from rag.extract import extract
+from rag.index import VectorIndex, open_chroma
+from rag.retrieve import Retriever
+from rag.text import stem_string
+from settings import Settings
+from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, make_engine
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+EMBED_BATCH = 32
+INTERRUPTED = "Индексация была прервана (приложение остановлено). Переиндексируйте файл или удалите его."
+
+
+def _no_progress(_fraction: float, _text: str) -> None:
+    return None
+
+
+@dataclass
+class IngestResult:
+    """Outcome of one file: indexed, duplicate or failed (with a Russian reason)."""
+
+    filename: str
+    status: Literal["indexed", "duplicate", "failed"]
+    document: Document | None = None
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConsistencyReport:
+    """What the consistency check found."""
+
+    stale_documents: list[str] = field(default_factory=list)
+    ready_without_chunks: list[str] = field(default_factory=list)
+    orphan_vectors: int = 0
+    orphan_keyword_rows: int = 0
+    missing_vectors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing needs repair."""
+        return not (
+            self.stale_documents
+            or self.ready_without_chunks
+            or self.orphan_vectors
+            or self.orphan_keyword_rows
+            or self.missing_vectors
+        )
+
+
+class Library:
+    """Documents with their chunks, keyword rows and vectors, kept in step."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        vectors: VectorIndex,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.docs = DocumentRepo(engine)
+        self.chats = ChatRepo(engine)
+        self.vectors = vectors
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self.retriever = Retriever(self.docs, self.vectors, self.embedder)
+
+    # -- embedder -------------------------------------------------------------------------
+
+    @property
+    def embedding_model(self) -> str:
+        """Name of the configured embedding model."""
+        if self._embedder is not None:
+            return self._embedder.name
+        return canonical_name(self.settings.embedding_model)
+
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings.embedding_model)
+            return self._embedder
+
+    # -- ingestion ------------------------------------------------------------------------
+
+    def ingest(self, filename: str, data: bytes, progress: Progress | None = None) -> IngestResult:
+        """Index one file; never raises for a bad file (the result says why it failed)."""
+        progress = progress or _no_progress
+        name = PurePath(filename.replace("\\", "/")).name.strip() or "без имени"
+        if len(data) > self.settings.max_file_bytes:
+            mb = len(data) / 1024 / 1024
+            return IngestResult(
+                name,
+                "failed",
+                message=(
+                    f"«{name}»: файл слишком большой ({mb:.1f} МБ), допускается не больше "
+                    f"{self.settings.max_file_mb:g} МБ (RAG_MAX_FILE_MB)."
+                ),
+            )
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self.docs.by_sha256(sha)
+        if existing is not None and existing.status == DocumentStatus.READY:
+            return IngestResult(
+                name, "duplicate", existing, f"«{name}»: уже загружен как «{existing.filename}»."
+            )
+        if existing is not None and existing.status == DocumentStatus.INDEXING:
+            return IngestResult(name, "duplicate", existing, f"«{name}»: уже индексируется.")
+        if existing is None:
+            doc = self.docs.add(
+                Document(filename=name, sha256=sha, size=len(data), status=DocumentStatus.INDEXING)
+            )
+        else:  # a failed attempt: start over with the same row
+            self._purge_index(existing.id)
+            doc = self.docs.update(existing.id, filename=name, status=DocumentStatus.INDEXING, error=None)
+        stored = self._store_original(sha, name, data)
+        self.docs.update(doc.id, stored_path=str(stored))
+        return self._index(doc.id, name, data, progress)
+
+    def reindex(self, document_id: str, progress: Progress | None = None) -> IngestResult:
+        """Index a stored document again from its saved original."""
+        doc = self.docs.get(document_id)
+        path = Path(doc.stored_path) if doc.stored_path else None
+        if path is None or not path.exists():
+            msg = f"«{doc.filename}»: исходный файл не сохранился, загрузите его заново."
+            self.docs.update(doc.id, status=DocumentStatus.FAILED, error=msg)
+            return IngestResult(doc.filename, "failed", doc, msg)
+        self._purge_index(doc.id)
+        self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
+        return self._index(doc.id, doc.filename, path.read_bytes(), progress or _no_progress)
+
+    def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
+        try:
+            progress(0.02, f"Чтение «{name}»")
+            extracted = extract(data, name, self.settings.max_pages)
+            progress(0.1, f"Разбиение «{name}» на фрагменты")
+            drafts = chunk_pages(
+                extracted.pages,
+                max_words=self.settings.chunk_words,
+                overlap=self.settings.chunk_overlap_sentences,
+                markdown=extracted.mime_type == "text/markdown",
+            )
+            if not drafts:
+                raise IngestError(f"«{name}»: в файле не найдено текста.")
+            chunks = [
+                Chunk(
+                    document_id=doc_id,
+                    ordinal=i,
+                    page=d.page,
+                    text=d.text,
+                    char_start=d.start,
+                    char_end=d.end,
+                )
+                for i, d in enumerate(drafts)
+            ]
+            emb = self.embedder()
+            vectors = []
+            for i in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[i : i + EMBED_BATCH]
+                vectors.append(emb.embed_documents([c.text for c in batch]))
+                done = min(i + EMBED_BATCH, len(chunks))
+                progress(0.1 + 0.85 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}")
+            import numpy as np
+
+            matrix = np.concatenate(vectors)
+            # Order matters for crash safety: rows and vectors first, READY last.
+            self.docs.store_chunks(doc_id, chunks, [stem_string(c.text) for c in chunks])
+            self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc_id)
+            doc = self.docs.update(
+                doc_id,
+                status=DocumentStatus.READY,
+                error=None,
+                mime_type=extracted.mime_type,
+                encoding=extracted.encoding,
+                pages=extracted.page_count,
+                chunk_count=len(chunks),
+                embedding_model=emb.name,
+                indexed_at=utcnow(),
+            )
+            progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
+            return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
+        except IngestError as exc:
+            return self._fail(doc_id, name, str(exc))
+        except Exception as exc:
+            log.exception("indexing %s failed", name)
+            return self._fail(
+                doc_id, name, f"«{name}»: внутренняя ошибка при индексации ({type(exc).__name__})."
+            )
+
+    def _fail(self, doc_id: str, name: str, message: str) -> IngestResult:
+        self._purge_index(doc_id)
+        doc = self.docs.update(doc_id, status=DocumentStatus.FAILED, error=message, chunk_count=0)
+        self._remove_original(doc)
+        self.docs.update(doc_id, stored_path=None)
+        return IngestResult(name, "failed", doc, message)
+
+    def _purge_index(self, doc_id: str) -> None:
+        self.vectors.delete_document(doc_id)
+        self.docs.delete_chunks(doc_id)
+
+    def _store_original(self, sha: str, name: str, data: bytes) -> Path:
+        folder = self.settings.files_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        # Named by hash: the user's file name never becomes a path (no traversal).
+        suffix = PurePath(name).suffix.lower()
+        if not suffix.isascii() or len(suffix) > 10:
+            suffix = ""
+        path = folder / f"{sha}{suffix}"
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def _remove_original(doc: Document) -> None:
+        if doc.stored_path:
+            Path(doc.stored_path).unlink(missing_ok=True)
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def delete(self, document_id: str) -> None:
+        """Delete a document from SQL, the keyword index, Chroma and the file store."""
+        doc = self.docs.get(document_id)
+        self.vectors.delete_document(document_id)
+        self.docs.delete(document_id)
+        self._remove_original(doc)
+
+    def recover(self) -> list[str]:
+        """After a crash: documents left mid-indexing are purged and marked failed."""
+        names = []
+        for doc in self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED):
+            self._purge_index(doc.id)
+            self.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
+            names.append(doc.filename)
+        return names
+
+    def stale_documents(self) -> list[Document]:
+        """Ready documents embedded with another model than the configured one."""
+        model = self.embedding_model
+        return [d for d in self.docs.with_status(DocumentStatus.READY) if d.embedding_model != model]
+
+    def reembed(self, progress: Progress | None = None) -> int:
+        """Re-embed every ready document made with another model; return how many."""
+        progress = progress or _no_progress
+        stale = self.stale_documents()
+        emb = self.embedder()
+        for n, doc in enumerate(stale, start=1):
+            chunks = self.docs.chunks(doc.id)
+            matrix = emb.embed_documents([c.text for c in chunks])
+            self.vectors.delete_document(doc.id)
+            self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc.id)
+            self.docs.update(doc.id, embedding_model=emb.name)
+            progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
+        return len(stale)
+
+    def check(self, repair: bool = False) -> ConsistencyReport:
+        """Compare SQL, keyword rows and vectors; optionally repair what disagrees."""
+        report = ConsistencyReport()
+        report.stale_documents = [
+            d.filename for d in self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED)
+        ]
+        by_doc = self.docs.chunk_ids_by_document()
+        ready = self.docs.with_status(DocumentStatus.READY)
+        report.ready_without_chunks = [d.filename for d in ready if not by_doc.get(d.id)]
+        known = {cid for ids in by_doc.values() for cid in ids}
+        orphans: dict[str, list[str]] = {}
+        for model in self.vectors.models():
+            stray = sorted(self.vectors.ids(model) - known)
+            if stray:
+                orphans[model] = stray
+        report.orphan_vectors = sum(len(v) for v in orphans.values())
+        report.orphan_keyword_rows = self.docs.orphan_keyword_rows()
+        model_ids = {m: self.vectors.ids(m) for m in self.vectors.models()}
+        missing_docs = []
+        for d in ready:
+            ids = set(by_doc.get(d.id, []))
+            have = model_ids.get(d.embedding_model or "", set())
+            if ids and not ids <= have:
+                missing_docs.append(d)
+        report.missing_vectors = [d.filename for d in missing_docs]
+        if repair:
+            self.recover()
+            for model, stray in orphans.items():
+                self.vectors.delete_ids(model, stray)
+            self.docs.delete_orphan_keyword_rows()
+            for d in ready:
+                if not by_doc.get(d.id):
+                    self.docs.update(d.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
+            for d in missing_docs:
+                self.reindex(d.id)
+        return report
+
+    def disk_usage(self) -> int:
+        """Bytes used by the data directory."""
+        root = self.settings.data_dir
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+    def wipe(self) -> None:
+        """Remove every document (tests and the admin page's full reset)."""
+        for doc in self.docs.list_all():
+            self.delete(doc.id)
+        shutil.rmtree(self.settings.files_dir, ignore_errors=True)
+
+
+def open_library(settings: Settings, embedder: Embedder | None = None, recover: bool = True) -> Library:
+    """Open (creating if needed) the data directory's database, vectors and file store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    lib = Library(settings, engine, VectorIndex(open_chroma(settings.chroma_dir)), embedder)
+    if recover:
+        names = lib.recover()
+        if names:
+            log.warning("marked interrupted documents as failed: %s", ", ".join(names))
+    return lib

@@ -1,0 +1,102 @@
+"""Hybrid retrieval: Snowball-stemmed FTS5 keyword search fused with dense vectors (RRF)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from rag.embedding import Embedder
+from rag.index import VectorIndex
+from rag.text import fts_query
+from storage import DocumentRepo
+
+Method = Literal["keyword", "dense", "hybrid"]
+METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
+
+# Reciprocal-rank-fusion constant from Cormack et al. (2009); robust without tuning.
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with where it came from and how well it matched (0..1)."""
+
+    chunk_id: str
+    document_id: str
+    filename: str
+    page: int | None
+    ordinal: int
+    text: str
+    score: float
+
+    def as_source(self) -> dict[str, object]:
+        """The JSON form stored on messages and printed by the CLI."""
+        return {
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "file": self.filename,
+            "page": self.page,
+            "text": self.text,
+            "score": round(self.score, 4),
+        }
+
+
+def rrf(rankings: list[list[str]]) -> dict[str, float]:
+    """Reciprocal-rank fusion of ranked id lists, scaled so rank 1 everywhere scores 1.0."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, cid in enumerate(ranking, start=1):
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+    top = len(rankings) / (RRF_K + 1) if rankings else 1.0
+    return {cid: s / top for cid, s in fused.items()}
+
+
+class Retriever:
+    """Searches the ready documents of a library."""
+
+    def __init__(self, repo: DocumentRepo, vectors: VectorIndex, embedder: Callable[[], Embedder]) -> None:
+        self.repo = repo
+        self.vectors = vectors
+        self._embedder = embedder
+
+    def keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """Chunk ids by stemmed BM25."""
+        return self.repo.keyword_search(fts_query(query), limit)
+
+    def dense(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """Chunk ids by cosine similarity with the current embedding model."""
+        emb = self._embedder()
+        return self.vectors.query(emb.name, emb.embed_query(query), limit)
+
+    def search(self, query: str, k: int = 5, method: Method = "hybrid") -> list[Hit]:
+        """Top-k chunks of ready documents for a query."""
+        if not query.strip():
+            return []
+        pool = max(k * 4, 20)
+        if method == "keyword":
+            scored = self._normalise(self.keyword(query, pool))
+        elif method == "dense":
+            scored = dict(self.dense(query, pool))
+        else:
+            kw = [cid for cid, _ in self.keyword(query, pool)]
+            dn = [cid for cid, _ in self.dense(query, pool)]
+            scored = rrf([kw, dn])
+        ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
+        rows = self.repo.chunks_by_ids([cid for cid, _ in ranked])
+        hits: list[Hit] = []
+        for cid, score in ranked:
+            if cid not in rows:  # vector of a deleted or not-ready document
+                continue
+            chunk, doc = rows[cid]
+            hits.append(Hit(cid, doc.id, doc.filename, chunk.page, chunk.ordinal, chunk.text, score))
+            if len(hits) == k:
+                break
+        return hits
+
+    @staticmethod
+    def _normalise(scored: list[tuple[str, float]]) -> dict[str, float]:
+        if not scored:
+            return {}
+        top = max(s for _, s in scored) or 1.0
+        return {cid: s / top for cid, s in scored}

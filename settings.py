@@ -1,0 +1,69 @@
+"""Application settings: one pydantic-settings class for the app, the CLI and the tests.
+
+Precedence (highest first): values passed to the constructor (the UI maps ``st.secrets``
+in this way), environment variables, ``.env``, defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
+
+
+class Settings(BaseSettings):
+    """Every knob of the app; environment names are given as aliases."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(default=Path("data"), alias="RAG_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, alias="RAG_EMBEDDING_MODEL")
+    chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")
+    chunk_overlap_sentences: int = Field(default=1, ge=0, le=5, alias="RAG_CHUNK_OVERLAP")
+    max_file_mb: float = Field(default=50.0, gt=0, alias="RAG_MAX_FILE_MB")
+    max_pages: int = Field(default=2000, ge=1, alias="RAG_MAX_PAGES")
+    top_k: int = Field(default=5, ge=1, le=50, alias="RAG_TOP_K")
+    history_turns: int = Field(default=3, ge=0, le=20, alias="RAG_HISTORY_TURNS")
+    default_provider: str = Field(default="offline", alias="RAG_PROVIDER")
+
+    # Remote providers: names follow the vendors' SDKs so one secrets file serves both.
+    gigachat_credentials: str | None = Field(default=None, alias="GIGACHAT_CREDENTIALS")
+    gigachat_scope: str = Field(default="GIGACHAT_API_PERS", alias="GIGACHAT_SCOPE")
+    yc_folder_id: str | None = Field(default=None, alias="YC_FOLDER_ID")
+    yc_api_key: str | None = Field(default=None, alias="YC_API_KEY")
+    yc_iam_token: str | None = Field(default=None, alias="YC_IAM_TOKEN")
+    yc_oauth_token: str | None = Field(default=None, alias="YC_OAUTH_TOKEN")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_models: str = Field(default="", alias="OPENAI_MODELS")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Path of the default SQLite database file."""
+        return self.data_dir / "rag.sqlite3"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or the SQLite file inside the data directory."""
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def chroma_dir(self) -> Path:
+        """Folder of the embedded Chroma database."""
+        return self.data_dir / "chroma"
+
+    @property
+    def files_dir(self) -> Path:
+        """Folder of uploaded originals, named by content hash."""
+        return self.data_dir / "files"
+
+    @property
+    def max_file_bytes(self) -> int:
+        """Upper bound on an uploaded file's size in bytes."""
+        return int(self.max_file_mb * 1024 * 1024)

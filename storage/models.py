@@ -1,0 +1,95 @@
+"""SQLModel tables: chats, messages, documents and their chunks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Current time in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh random identifier."""
+    return uuid.uuid4().hex
+
+
+class DocumentStatus(StrEnum):
+    """Lifecycle of an uploaded document."""
+
+    QUEUED = "queued"
+    INDEXING = "indexing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Chat(SQLModel, table=True):
+    """A conversation with its own generation settings."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    title: str = "Новый чат"
+    provider: str = "offline"
+    model: str = ""
+    temperature: float = 0.3
+    max_tokens: int = 1024
+    system_prompt: str = ""
+    use_documents: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Message(SQLModel, table=True):
+    """One turn of a chat; assistant turns carry their sources and usage."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    chat_id: str = Field(foreign_key="chat.id", index=True, ondelete="CASCADE")
+    role: str
+    content: str = Field(default="", sa_column=Column(Text, nullable=False))
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    sources: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Document(SQLModel, table=True):
+    """An uploaded file; the same bytes (sha256) are indexed once."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    filename: str
+    mime_type: str = ""
+    sha256: str = Field(unique=True, index=True)
+    size: int = 0
+    encoding: str | None = None
+    pages: int | None = None
+    chunk_count: int = 0
+    status: DocumentStatus = DocumentStatus.QUEUED
+    error: str | None = None
+    embedding_model: str | None = None
+    stored_path: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    indexed_at: datetime | None = None
+
+
+class Chunk(SQLModel, table=True):
+    """A piece of a document: the text that is searched and cited."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    document_id: str = Field(foreign_key="document.id", index=True, ondelete="CASCADE")
+    ordinal: int
+    page: int | None = None
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    char_start: int = 0
+    char_end: int = 0

@@ -1,0 +1,298 @@
+"""Repositories: every read and write of the app goes through one of these.
+
+Each method opens its own session, so a repository is safe to share between
+Streamlit's per-session threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from storage.models import Chat, Chunk, Document, DocumentStatus, Message, utcnow
+
+
+class StorageError(Exception):
+    """Base of the storage errors."""
+
+
+class NotFoundError(StorageError):
+    """The requested row does not exist."""
+
+
+FTS_TABLE = "chunk_fts"
+
+
+class ChatRepo:
+    """Chats and their messages."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, **fields: Any) -> Chat:
+        """Create a chat with the given fields."""
+        chat = Chat(**fields)
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(chat)
+            s.commit()
+        return chat
+
+    def get(self, chat_id: str) -> Chat:
+        """Return a chat or raise NotFoundError."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            chat = s.get(Chat, chat_id)
+        if chat is None:
+            raise NotFoundError(chat_id)
+        return chat
+
+    def list_all(self) -> list[Chat]:
+        """All chats, most recently active first."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(Chat).order_by(col(Chat.updated_at).desc())))
+
+    def update(self, chat_id: str, **fields: Any) -> Chat:
+        """Change a chat's fields (title, provider, settings)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            chat = s.get(Chat, chat_id)
+            if chat is None:
+                raise NotFoundError(chat_id)
+            for key, value in fields.items():
+                setattr(chat, key, value)
+            chat.updated_at = utcnow()
+            s.add(chat)
+            s.commit()
+            return chat
+
+    def delete(self, chat_id: str) -> None:
+        """Delete a chat and its messages."""
+        with Session(self.engine) as s:
+            s.exec(delete(Message).where(col(Message.chat_id) == chat_id))
+            s.exec(delete(Chat).where(col(Chat.id) == chat_id))
+            s.commit()
+
+    def clear_messages(self, chat_id: str) -> None:
+        """Remove every message of a chat, keeping the chat."""
+        with Session(self.engine) as s:
+            s.exec(delete(Message).where(col(Message.chat_id) == chat_id))
+            s.commit()
+
+    def delete_all(self) -> int:
+        """Delete every chat and message; return how many chats there were."""
+        with Session(self.engine) as s:
+            n = s.exec(select(func.count()).select_from(Chat)).one()
+            s.exec(delete(Message))
+            s.exec(delete(Chat))
+            s.commit()
+        return int(n)
+
+    def add_message(self, chat_id: str, role: str, content: str, **fields: Any) -> Message:
+        """Append a message and touch the chat's update time."""
+        msg = Message(chat_id=chat_id, role=role, content=content, **fields)
+        with Session(self.engine, expire_on_commit=False) as s:
+            chat = s.get(Chat, chat_id)
+            if chat is None:
+                raise NotFoundError(chat_id)
+            chat.updated_at = utcnow()
+            s.add(chat)
+            s.add(msg)
+            s.commit()
+        return msg
+
+    def update_message(self, message_id: str, **fields: Any) -> Message:
+        """Change a stored message (e.g. fill in a streamed answer)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            msg = s.get(Message, message_id)
+            if msg is None:
+                raise NotFoundError(message_id)
+            for key, value in fields.items():
+                setattr(msg, key, value)
+            s.add(msg)
+            s.commit()
+            return msg
+
+    def messages(self, chat_id: str) -> list[Message]:
+        """A chat's messages in order."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = (
+                select(Message)
+                .where(col(Message.chat_id) == chat_id)
+                .order_by(col(Message.created_at), col(Message.id))
+            )
+            return list(s.exec(stmt))
+
+    def counts(self) -> tuple[int, int]:
+        """Number of chats and of messages."""
+        with Session(self.engine) as s:
+            chats = s.exec(select(func.count()).select_from(Chat)).one()
+            msgs = s.exec(select(func.count()).select_from(Message)).one()
+        return int(chats), int(msgs)
+
+
+class DocumentRepo:
+    """Documents, their chunks and the keyword (FTS5) rows that mirror the chunks."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        with engine.begin() as conn:
+            # Stems are computed in Python (Snowball) so FTS only splits on spaces.
+            conn.execute(
+                text(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5("
+                    "stems, chunk_id UNINDEXED, document_id UNINDEXED, "
+                    "tokenize='unicode61 remove_diacritics 0')"
+                )
+            )
+
+    def get(self, document_id: str) -> Document:
+        """Return a document or raise NotFoundError."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            doc = s.get(Document, document_id)
+        if doc is None:
+            raise NotFoundError(document_id)
+        return doc
+
+    def by_sha256(self, sha256: str) -> Document | None:
+        """The document with these bytes, if any."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.exec(select(Document).where(col(Document.sha256) == sha256)).first()
+
+    def list_all(self) -> list[Document]:
+        """All documents, newest first."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(Document).order_by(col(Document.created_at).desc())))
+
+    def add(self, doc: Document) -> Document:
+        """Insert a new document row."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(doc)
+            s.commit()
+        return doc
+
+    def update(self, document_id: str, **fields: Any) -> Document:
+        """Change a document's fields."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise NotFoundError(document_id)
+            for key, value in fields.items():
+                setattr(doc, key, value)
+            s.add(doc)
+            s.commit()
+            return doc
+
+    def with_status(self, *statuses: DocumentStatus) -> list[Document]:
+        """Documents in any of the given states."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(Document).where(col(Document.status).in_(statuses))
+            return list(s.exec(stmt))
+
+    def store_chunks(self, document_id: str, chunks: Sequence[Chunk], stems: Sequence[str]) -> None:
+        """Replace a document's chunks and keyword rows in one transaction."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            self._delete_chunks(s, document_id)
+            s.add_all(chunks)
+            s.flush()
+            s.connection().execute(
+                text(
+                    f"INSERT INTO {FTS_TABLE}(stems, chunk_id, document_id) "
+                    "VALUES (:stems, :chunk_id, :document_id)"
+                ),
+                [
+                    {"stems": st, "chunk_id": c.id, "document_id": document_id}
+                    for c, st in zip(chunks, stems, strict=True)
+                ],
+            )
+            doc = s.get(Document, document_id)
+            if doc is not None:
+                doc.chunk_count = len(chunks)
+                s.add(doc)
+            s.commit()
+
+    def delete_chunks(self, document_id: str) -> None:
+        """Remove a document's chunks and keyword rows."""
+        with Session(self.engine) as s:
+            self._delete_chunks(s, document_id)
+            s.commit()
+
+    @staticmethod
+    def _delete_chunks(s: Session, document_id: str) -> None:
+        s.connection().execute(text(f"DELETE FROM {FTS_TABLE} WHERE document_id = :d"), {"d": document_id})
+        s.exec(delete(Chunk).where(col(Chunk.document_id) == document_id))
+
+    def delete(self, document_id: str) -> None:
+        """Delete a document row with its chunks and keyword rows."""
+        with Session(self.engine) as s:
+            self._delete_chunks(s, document_id)
+            s.exec(delete(Document).where(col(Document.id) == document_id))
+            s.commit()
+
+    def chunks(self, document_id: str) -> list[Chunk]:
+        """A document's chunks in order."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(Chunk).where(col(Chunk.document_id) == document_id).order_by(col(Chunk.ordinal))
+            return list(s.exec(stmt))
+
+    def chunks_by_ids(self, ids: Sequence[str], ready_only: bool = True) -> dict[str, tuple[Chunk, Document]]:
+        """Chunks with their documents, keyed by chunk id (only ready documents by default)."""
+        if not ids:
+            return {}
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(Chunk, Document).join(Document).where(col(Chunk.id).in_(list(ids)))
+            if ready_only:
+                stmt = stmt.where(col(Document.status) == DocumentStatus.READY)
+            return {c.id: (c, d) for c, d in s.exec(stmt)}
+
+    def keyword_search(self, match: str, limit: int) -> list[tuple[str, float]]:
+        """Chunk ids ranked by FTS5 bm25 for an FTS5 MATCH expression (best first)."""
+        if not match:
+            return []
+        sql = text(
+            f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
+            "JOIN document d ON d.id = f.document_id "
+            f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready "
+            "ORDER BY score LIMIT :n"
+        )
+        with self.engine.connect() as conn:
+            # SQLAlchemy stores enum members by name.
+            params = {"q": match, "n": limit, "ready": DocumentStatus.READY.name}
+            rows = conn.execute(sql, params).all()
+        # FTS5 bm25() is negative, lower is better: flip the sign for a "higher is better" score.
+        return [(str(r[0]), -float(r[1])) for r in rows]
+
+    def chunk_ids_by_document(self) -> dict[str, list[str]]:
+        """Every chunk id grouped by its document id (for consistency checks)."""
+        out: dict[str, list[str]] = {}
+        with Session(self.engine) as s:
+            for cid, did in s.exec(select(Chunk.id, Chunk.document_id)):
+                out.setdefault(did, []).append(cid)
+        return out
+
+    def orphan_keyword_rows(self) -> int:
+        """Keyword rows whose chunk no longer exists."""
+        sql = text(
+            f"SELECT count(*) FROM {FTS_TABLE} f LEFT JOIN chunk c ON c.id = f.chunk_id WHERE c.id IS NULL"
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(sql).scalar_one())
+
+    def delete_orphan_keyword_rows(self) -> int:
+        """Drop keyword rows whose chunk no longer exists; return how many."""
+        sql = text(f"DELETE FROM {FTS_TABLE} WHERE chunk_id NOT IN (SELECT id FROM chunk)")
+        with self.engine.begin() as conn:
+            return int(conn.execute(sql).rowcount or 0)
+
+    def totals(self) -> dict[str, int]:
+        """Counts of documents and chunks."""
+        with Session(self.engine) as s:
+            docs = s.exec(select(func.count()).select_from(Document)).one()
+            chunks = s.exec(select(func.count()).select_from(Chunk)).one()
+        return {"documents": int(docs), "chunks": int(chunks)}
+
+    def touch_indexed(self, document_id: str, when: datetime | None = None) -> None:
+        """Mark a document ready now."""
+        self.update(document_id, status=DocumentStatus.READY, error=None, indexed_at=when or utcnow())
