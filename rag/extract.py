@@ -134,7 +134,8 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         )
     close = [m for m in matches if m.chaos <= best.chaos + 0.02]
     chosen = max(close, key=lambda m: (_russian_likelihood(str(m)), m is best))
-    return str(chosen).replace("\x00", ""), chosen.encoding
+    # Record the common spelling (koi8-r, not Python's koi8_r): it is shown to users.
+    return str(chosen).replace("\x00", ""), chosen.encoding.replace("_", "-")
 
 
 def extract_text_file(data: bytes, filename: str) -> Extracted:

@@ -1,0 +1,116 @@
+"""Admin page: totals, indexed files (preview, delete, re-index), clearing chats, consistency."""
+
+from __future__ import annotations
+
+import contextlib
+
+import streamlit as st
+
+from storage import DocumentStatus, NotFoundError
+from ui.components import human_size, progress_to
+from ui.resources import get_library
+from ui.tables import STATUS_RU, documents_frame
+
+library = get_library()
+st.title("Администрирование")
+
+# -- totals ---------------------------------------------------------------------------------
+totals = library.docs.totals()
+n_chats, n_messages = library.chats.counts()
+cols = st.columns(5)
+cols[0].metric("Документы", totals["documents"])
+cols[1].metric("Фрагменты", totals["chunks"])
+cols[2].metric("Чаты", n_chats)
+cols[3].metric("Сообщения", n_messages)
+cols[4].metric("На диске", human_size(library.disk_usage()))
+
+# -- chats ----------------------------------------------------------------------------------
+st.subheader("Чаты")
+if st.button("Очистить все чаты", disabled=n_chats == 0):
+    st.session_state["confirm_clear_all"] = True
+if st.session_state.get("confirm_clear_all"):
+    st.warning(f"Удалить все чаты ({n_chats}) и сообщения ({n_messages})? Это нельзя отменить.")
+    c1, c2 = st.columns(2)
+    if c1.button("Да, удалить все чаты", type="primary"):
+        removed = library.chats.delete_all()
+        st.session_state.pop("confirm_clear_all", None)
+        st.session_state["admin_notice"] = f"Удалено чатов: {removed}."
+        st.rerun()
+    if c2.button("Отмена"):
+        st.session_state.pop("confirm_clear_all", None)
+        st.rerun()
+if notice := st.session_state.pop("admin_notice", None):
+    st.success(notice)
+
+# -- documents ------------------------------------------------------------------------------
+st.subheader("Проиндексированные файлы")
+docs = library.docs.list_all()
+if not docs:
+    st.info("Документов пока нет. Загрузите их на странице чата или «Документы».")
+else:
+    st.dataframe(documents_frame(docs), hide_index=True, width="stretch")
+    by_id = {d.id: d for d in docs}
+    picked = st.selectbox(
+        "Файл",
+        list(by_id),
+        format_func=lambda i: f"{by_id[i].filename} ({STATUS_RU.get(by_id[i].status, '')})",
+    )
+    doc = by_id[picked]
+    if doc.error:
+        st.error(doc.error)
+    c1, c2 = st.columns(2)
+    if c1.button("Переиндексировать", disabled=doc.status == DocumentStatus.INDEXING):
+        bar = st.progress(0.0, text="Индексация…")
+        result = library.reindex(doc.id, progress_to(bar))
+        st.session_state["admin_notice"] = result.message or f"«{doc.filename}» переиндексирован."
+        st.rerun()
+    if c2.button("Удалить файл", type="primary"):
+        st.session_state["confirm_delete"] = doc.id
+    if st.session_state.get("confirm_delete") == doc.id:
+        st.warning(f"Удалить «{doc.filename}» из базы, поиска и векторного индекса?")
+        d1, d2 = st.columns(2)
+        if d1.button("Да, удалить файл", type="primary"):
+            with contextlib.suppress(NotFoundError):  # already deleted in another session
+                library.delete(doc.id)
+            st.session_state.pop("confirm_delete", None)
+            st.session_state["admin_notice"] = f"Файл «{doc.filename}» удалён."
+            st.rerun()
+        if d2.button("Отмена", key="cancel_delete"):
+            st.session_state.pop("confirm_delete", None)
+            st.rerun()
+    chunks = library.docs.chunks(doc.id)
+    with st.expander(f"Фрагменты «{doc.filename}» ({len(chunks)})", expanded=False):
+        for c in chunks[:200]:
+            page = f", стр. {c.page}" if c.page else ""
+            st.caption(f"#{c.ordinal + 1}{page} · символы {c.char_start}–{c.char_end}")
+            st.text(c.text)
+        if len(chunks) > 200:
+            st.caption(f"…и ещё {len(chunks) - 200}")
+
+# -- embeddings and consistency -------------------------------------------------------------
+st.subheader("Индекс")
+stale = library.stale_documents()
+st.write(f"Модель эмбеддингов: **{library.embedding_model}**")
+if stale:
+    st.warning(
+        f"{len(stale)} док. проиндексированы другой моделью эмбеддингов: "
+        "для них работает только поиск по словам, пока векторы не пересчитаны."
+    )
+    if st.button("Пересчитать векторы"):
+        bar = st.progress(0.0, text="Пересчёт векторов…")
+        n = library.reembed(progress_to(bar))
+        st.session_state["admin_notice"] = f"Векторы пересчитаны для {n} док."
+        st.rerun()
+if st.button("Проверить целостность"):
+    report = library.check()
+    if report.ok:
+        st.success("Расхождений нет: база, поиск по словам и векторы согласованы.")
+    else:
+        st.session_state["check_report"] = report.__dict__
+if report_data := st.session_state.get("check_report"):
+    st.warning(f"Найдены расхождения: {report_data}")
+    if st.button("Исправить"):
+        library.check(repair=True)
+        st.session_state.pop("check_report", None)
+        st.session_state["admin_notice"] = "Расхождения исправлены."
+        st.rerun()

@@ -1,0 +1,48 @@
+"""Process-wide resources for the pages: settings, the library and the providers.
+
+Domain objects are built by plain functions in rag/ and providers/; this module only caches
+them with ``st.cache_resource`` so every browser session shares one library.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from providers import Provider, build_providers
+from rag.library import Library, open_library
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _secrets() -> dict[str, Any]:
+    try:
+        return {k: v for k, v in st.secrets.to_dict().items() if not isinstance(v, dict)}
+    except Exception:  # no secrets.toml: environment and .env only
+        return {}
+
+
+def get_settings() -> Settings:
+    """Settings with ``st.secrets`` taking precedence over the environment and ``.env``."""
+    fields = {f.alias or name for name, f in Settings.model_fields.items()}
+    overrides = {k: v for k, v in _secrets().items() if k in fields}
+    return Settings(**overrides)
+
+
+@st.cache_resource(show_spinner="Открываю базу документов…")
+def _library(settings_json: str) -> Library:
+    settings = Settings.model_validate_json(settings_json)
+    return open_library(settings)
+
+
+def get_library() -> Library:
+    """The shared library for the current settings (opened once per process)."""
+    return _library(get_settings().model_dump_json())
+
+
+def get_providers() -> dict[str, Provider]:
+    """Every provider for the current settings."""
+    return build_providers(get_settings())
