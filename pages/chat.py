@@ -14,13 +14,15 @@ from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 library = get_library()
 providers = get_providers()
 chats = library.chats
+for key, value in DEFAULTS.items():
+    st.session_state.setdefault(key, value)
 
 # -- sidebar: chats -------------------------------------------------------------------------
 sb = st.sidebar
 sb.header("Чаты")
 all_chats = chats.list_all()
 chat = current_chat(library, all_chats)
-if sb.button("➕ Новый чат", width="stretch"):
+if sb.button("Новый чат", icon=":material/add:", width="stretch"):
     select_chat(None)
     st.rerun()
 if all_chats:
@@ -49,10 +51,15 @@ if chat is not None:
             select_chat(None)
             st.rerun()
 
+# -- sidebar: documents ---------------------------------------------------------------------
+sb.header("Документы")
+upload_panel(library, sb, key="chat_uploads")
+use_documents = sb.toggle("Использовать документы в ответах", key="use_documents")
+ready = library.docs.totals()
+sb.caption(f"В базе: {ready['documents']} док., {ready['chunks']} фрагм.")
+
 # -- sidebar: model and generation ----------------------------------------------------------
 sb.header("Модель")
-for key, value in DEFAULTS.items():
-    st.session_state.setdefault(key, value)
 names = list(providers)
 if st.session_state["provider"] not in names:
     st.session_state["provider"] = "offline"
@@ -74,21 +81,15 @@ if st.session_state.get("model") not in model_ids:
     st.session_state["model"] = model_ids[0]
 labels = {m.id: m.label for m in models}
 model = sb.selectbox("Модель", model_ids, format_func=lambda i: labels[i], key="model")
-temperature = sb.slider("Температура", 0.0, 1.0, step=0.05, key="temperature")
-max_tokens = sb.slider("Макс. длина ответа (токены)", 64, 4096, step=64, key="max_tokens")
-system_prompt = sb.text_area(
-    "Системный промпт (дополнение)",
-    key="system_prompt",
-    placeholder="Например: отвечай кратко, как юрист",
-    max_chars=4000,
-)
-use_documents = sb.toggle("Использовать документы", key="use_documents")
-
-# -- sidebar: documents ---------------------------------------------------------------------
-sb.header("Документы")
-upload_panel(library, sb, key="chat_uploads")
-ready = library.docs.totals()
-sb.caption(f"В базе: {ready['documents']} док., {ready['chunks']} фрагм.")
+with sb.expander("Параметры генерации"):
+    temperature = st.slider("Температура", 0.0, 1.0, step=0.05, key="temperature")
+    max_tokens = st.slider("Макс. длина ответа (токены)", 64, 4096, step=64, key="max_tokens")
+    system_prompt = st.text_area(
+        "Системный промпт (дополнение)",
+        key="system_prompt",
+        placeholder="Например: отвечай кратко, как юрист",
+        max_chars=4000,
+    )
 
 # -- main: the feed -------------------------------------------------------------------------
 st.title("Чат с документами")

@@ -107,11 +107,11 @@ def upload_panel(library: Library, container: Any, key: str = "uploads") -> None
         st.rerun()
     for status, message in st.session_state.get(results_key, []):
         if status == "indexed":
-            container.success(f"Проиндексирован: {message}", icon="✅")
+            container.success(f"Проиндексирован: {message}", icon=":material/check_circle:")
         elif status == "duplicate":
-            container.info(message, icon="ℹ️")
+            container.info(message, icon=":material/info:")
         else:
-            container.error(message, icon="⚠️")
+            container.error(message, icon=":material/error:")
 
 
 def ingest_files(library: Library, files: list[tuple[str, bytes]], container: Any) -> list[IngestResult]:
