@@ -15,7 +15,7 @@ from pathlib import PurePath
 
 import charset_normalizer
 from pypdf import PdfReader
-from pypdf.errors import PdfReadError
+from pypdf.errors import DependencyError, PdfReadError
 
 from rag import IngestError
 
@@ -124,8 +124,10 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         )
     try:
         return data.decode("utf-8").replace("\x00", ""), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        # Cut inside its last character (size-limited export, interrupted copy): still UTF-8.
+        if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+            return data[: exc.start].decode("utf-8").replace("\x00", ""), "utf-8"
     matches = charset_normalizer.from_bytes(data, cp_isolation=_CANDIDATES)
     best = matches.best()
     if best is None:
@@ -176,6 +178,11 @@ def extract_pdf(data: bytes, filename: str, max_pages: int) -> Extracted:
     for i, page in enumerate(reader.pages, start=1):
         try:
             text = page.extract_text() or ""
+        except DependencyError as exc:  # AES needs the `cryptography` package
+            raise IngestError(
+                f"«{filename}»: PDF зашифрован (AES), а пакет cryptography для расшифровки не "
+                "установлен. Установите его (pip install cryptography) или сохраните PDF без защиты."
+            ) from exc
         except Exception as exc:  # a broken content stream should cost one page, not the file
             log.warning("page %d of %s unreadable: %s", i, filename, exc)
             warnings.append(f"стр. {i}: не удалось прочитать текст")

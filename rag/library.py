@@ -16,6 +16,7 @@ from pathlib import Path, PurePath
 from typing import Literal
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from rag import IngestError
 from rag.chunking import chunk_pages
@@ -132,9 +133,12 @@ class Library:
         if existing is not None and existing.status == DocumentStatus.INDEXING:
             return IngestResult(name, "duplicate", existing, f"«{name}»: уже индексируется.")
         if existing is None:
-            doc = self.docs.add(
-                Document(filename=name, sha256=sha, size=len(data), status=DocumentStatus.INDEXING)
-            )
+            try:
+                doc = self.docs.add(
+                    Document(filename=name, sha256=sha, size=len(data), status=DocumentStatus.INDEXING)
+                )
+            except IntegrityError:  # another session inserted the same bytes a moment ago
+                return IngestResult(name, "duplicate", None, f"«{name}»: уже индексируется.")
         else:  # a failed attempt: start over with the same row
             self._purge_index(existing.id)
             doc = self.docs.update(existing.id, filename=name, status=DocumentStatus.INDEXING, error=None)

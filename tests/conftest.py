@@ -1,0 +1,80 @@
+"""Shared fixtures: one real e5 embedder per session, a fresh library per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.embedding import E5SmallEmbedder, Embedder
+from rag.library import Library, open_library
+from settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Every variable Settings reads: a developer's shell must not change what the tests see.
+SETTINGS_ENV = [field.alias for field in Settings.model_fields.values() if field.alias is not None]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_env() -> Iterator[None]:
+    # Session-wide, so module- and session-scoped fixtures are protected as well.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in SETTINGS_ENV:
+            mp.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict[str, str]:
+    """Environment for a child Python: no settings from the shell, the repo importable."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="session")
+def embedder() -> E5SmallEmbedder:
+    """The real default embedder (multilingual-e5-small, bundled, offline)."""
+    return E5SmallEmbedder()
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test: defaults plus overrides, never reading .env or the shell."""
+    return Settings(_env_file=None, RAG_DATA_DIR=data_dir, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def settings_factory() -> Callable[..., Settings]:
+    """``make_settings`` for fixtures of any scope."""
+    return make_settings
+
+
+@pytest.fixture
+def make_library(tmp_path: Path, embedder: E5SmallEmbedder) -> Iterator[Callable[..., Library]]:
+    """Open libraries (on tmp_path by default); every engine is disposed at teardown."""
+    opened: list[Library] = []
+
+    def _open(
+        data_dir: Path | None = None,
+        embedder_: Embedder | None = None,
+        recover: bool = True,
+        **overrides: Any,
+    ) -> Library:
+        settings = make_settings(data_dir or tmp_path, **overrides)
+        lib = open_library(settings, embedder=embedder_ or embedder, recover=recover)
+        opened.append(lib)
+        return lib
+
+    yield _open
+    for lib in opened:
+        lib.engine.dispose()
+
+
+@pytest.fixture
+def library(make_library: Callable[..., Library]) -> Library:
+    """A fresh, empty library in tmp_path with the real e5 embedder."""
+    return make_library()

@@ -1,0 +1,137 @@
+"""``python -m rag`` as a user runs it: a real child process on a real data directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LEASE = (
+    "Договор аренды нежилого помещения.\n"
+    "Срок аренды составляет 11 месяцев с момента подписания настоящего договора.\n"
+    "Арендная плата составляет 45 000 рублей в месяц."
+)
+RECIPE = "# Борщ\n\nБульон из говядины варят два часа на медленном огне. Свёклу тушат отдельно."
+
+
+def rag(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # cwd is a temporary folder, so a developer's .env is not read either.
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    good = root / "good"
+    (good / "sub").mkdir(parents=True)
+    (good / "dogovor.txt").write_bytes(LEASE.encode("cp1251"))
+    (good / "sub" / "borsch.md").write_text(RECIPE, encoding="utf-8")
+    (good / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # not a supported type: skipped
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "broken.txt").write_bytes(bytes(range(256)) * 8)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_ingest(workspace: Path, child_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return rag(
+        ["ingest", str(workspace / "good"), "--data-dir", str(workspace / "data")], workspace, child_env
+    )
+
+
+def lines(out: str) -> dict[str, str]:
+    """File name -> status word of each output line."""
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"^(indexed|duplicate|failed): (\S+)", line)
+        assert m, f"unexpected line: {line!r}"
+        got[Path(m[2].rstrip(":")).name] = m[1]
+    return got
+
+
+def test_ingest_prints_a_line_per_file_and_exits_0(first_ingest: subprocess.CompletedProcess[str]) -> None:
+    assert first_ingest.returncode == 0, first_ingest.stderr
+    assert lines(first_ingest.stdout) == {"dogovor.txt": "indexed", "borsch.md": "indexed"}
+    assert "cp1251" in next(line for line in first_ingest.stdout.splitlines() if "dogovor.txt" in line)
+
+
+def test_ingest_again_reports_duplicates_and_failures(
+    first_ingest: subprocess.CompletedProcess[str], workspace: Path, child_env: dict[str, str]
+) -> None:
+    assert first_ingest.returncode == 0
+    res = rag(
+        [
+            "ingest",
+            str(workspace / "good"),
+            str(workspace / "bad"),
+            str(workspace / "missing.txt"),
+            "--data-dir",
+            str(workspace / "data"),
+        ],
+        workspace,
+        child_env,
+    )
+    assert res.returncode == 1
+    assert lines(res.stdout) == {
+        "dogovor.txt": "duplicate",
+        "borsch.md": "duplicate",
+        "broken.txt": "failed",
+        "missing.txt": "failed",
+    }
+    failed = next(line for line in res.stdout.splitlines() if "broken.txt" in line)
+    assert re.search("[а-яА-Я]{4,}", failed), failed  # the Russian reason is printed
+
+
+def test_ask_json_answers_with_cited_sources(
+    first_ingest: subprocess.CompletedProcess[str], workspace: Path, child_env: dict[str, str]
+) -> None:
+    assert first_ingest.returncode == 0
+    res = rag(
+        ["ask", "Какой срок аренды?", "--json", "--data-dir", str(workspace / "data")], workspace, child_env
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.strip()
+    assert "\n" not in out  # one JSON object on one line
+    data = json.loads(out)
+    assert set(data) == {"answer", "provider", "model", "sources"}
+    assert data["provider"] == "offline"
+    assert data["model"] == "extractive"
+    assert data["sources"]
+    for source in data["sources"]:
+        assert set(source) == {"file", "page", "text", "score"}
+        assert isinstance(source["score"], float)
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", data["answer"])]
+    assert cited
+    assert all(data["sources"][n - 1]["file"] == "dogovor.txt" for n in cited)
+    assert "11 месяцев" in data["answer"]
+
+
+def test_check_reports_a_consistent_library(
+    first_ingest: subprocess.CompletedProcess[str], workspace: Path, child_env: dict[str, str]
+) -> None:
+    assert first_ingest.returncode == 0
+    res = rag(["check", "--data-dir", str(workspace / "data")], workspace, child_env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is True
+    assert report["orphan_vectors"] == 0 and report["missing_vectors"] == []
+
+
+def test_bad_arguments_exit_2(workspace: Path, child_env: dict[str, str]) -> None:
+    res = rag(
+        ["ask", "вопрос", "--max-tokens", "0", "--data-dir", str(workspace / "empty")], workspace, child_env
+    )
+    assert res.returncode == 2
+    assert "Ошибка в параметрах" in res.stderr

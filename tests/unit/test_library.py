@@ -1,0 +1,429 @@
+"""The document library end to end: ingestion, failures, deletion, recovery, checks, re-embedding."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from rag.embedding import E5_SMALL, Vectors
+from rag.library import INTERRUPTED, IngestResult, Library
+from rag.text import stems
+from storage import Document, DocumentStatus, NotFoundError
+
+LEASE = (
+    "Договор аренды нежилого помещения.\n"
+    "Срок аренды составляет 11 месяцев с момента подписания настоящего договора.\n"
+    "Арендная плата составляет 45 000 рублей в месяц и вносится не позднее пятого числа.\n"
+    "Помещение находится по адресу: город Москва, улица Ленина, дом 5."
+)
+RECIPE = (
+    "Рецепт борща. Для борща нужны свёкла, капуста, морковь и картофель. "
+    "Бульон варят два часа на медленном огне, свёклу тушат отдельно с уксусом."
+)
+ORBIT = (
+    "Международная космическая станция летает на высоте около 400 километров. "
+    "Один оборот вокруг Земли занимает примерно полтора часа."
+)
+
+
+class HashEmbedder:
+    """A real, deterministic embedder: hashed bag of stems (not a mock of ours; any model would do)."""
+
+    def __init__(self, name: str = "hash-bag-of-stems", dim: int = 64) -> None:
+        self.name = name
+        self.dim = dim
+
+    def _vector(self, text_: str) -> Vectors:
+        v = np.zeros(self.dim, dtype=np.float32)
+        v[-1] = 0.01  # never the zero vector
+        for s in stems(text_):
+            v[int(hashlib.md5(s.encode()).hexdigest(), 16) % (self.dim - 1)] += 1.0
+        return v / np.linalg.norm(v)
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text_: str) -> Vectors:
+        return self._vector(text_)
+
+
+def keyword_rows(lib: Library, document_id: str) -> int:
+    with lib.engine.connect() as conn:
+        q = text("SELECT count(*) FROM chunk_fts WHERE document_id = :d")
+        return int(conn.execute(q, {"d": document_id}).scalar_one())
+
+
+def vector_docs(lib: Library) -> set[str]:
+    return {d for model in lib.vectors.models() for d in lib.vectors.document_ids(model)}
+
+
+def assert_no_index_left(lib: Library, document_id: str) -> None:
+    assert lib.docs.chunks(document_id) == []
+    assert keyword_rows(lib, document_id) == 0
+    assert document_id not in vector_docs(lib)
+
+
+def test_cp1251_file_is_indexed(library: Library) -> None:
+    data = LEASE.encode("cp1251")
+    progress: list[tuple[float, str]] = []
+    res = library.ingest("dogovor.txt", data, progress=lambda f, t: progress.append((f, t)))
+    assert res.status == "indexed", res.message
+    doc = library.docs.get(res.document.id)  # type: ignore[union-attr]
+    assert doc.status == DocumentStatus.READY
+    assert doc.encoding == "cp1251"
+    assert doc.mime_type == "text/plain"
+    assert doc.embedding_model == E5_SMALL
+    assert doc.size == len(data)
+    assert doc.sha256 == hashlib.sha256(data).hexdigest()
+    chunks = library.docs.chunks(doc.id)
+    assert doc.chunk_count == len(chunks) > 0
+    assert "Срок аренды составляет 11 месяцев" in " ".join(c.text for c in chunks)
+    assert keyword_rows(library, doc.id) == len(chunks)
+    assert library.vectors.count(E5_SMALL) == len(chunks)
+    assert Path(doc.stored_path or "").read_bytes() == data
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_same_bytes_again_are_a_duplicate(library: Library) -> None:
+    data = LEASE.encode("cp1251")
+    first = library.ingest("dogovor.txt", data)
+    before = (library.docs.totals(), library.vectors.count(E5_SMALL))
+    again = library.ingest("копия договора.txt", data)
+    assert again.status == "duplicate"
+    assert again.document is not None and again.document.id == first.document.id  # type: ignore[union-attr]
+    assert "dogovor.txt" in again.message
+    assert (library.docs.totals(), library.vectors.count(E5_SMALL)) == before
+    # Other bytes of the same text (another encoding) are another document.
+    assert library.ingest("dogovor-utf8.txt", LEASE.encode()).status == "indexed"
+
+
+def test_a_bad_file_fails_alone(library: Library) -> None:
+    batch = [
+        ("dogovor.txt", LEASE.encode("cp1251")),
+        ("broken.txt", bytes(range(256)) * 8),
+        ("report.docx", b"PK\x03\x04 not supported"),
+        ("empty.md", b"  \n"),
+        ("borsch.md", f"# Борщ\n\n{RECIPE}".encode()),
+    ]
+    results = {name: library.ingest(name, data) for name, data in batch}
+    assert {n: r.status for n, r in results.items()} == {
+        "dogovor.txt": "indexed",
+        "broken.txt": "failed",
+        "report.docx": "failed",
+        "empty.md": "failed",
+        "borsch.md": "indexed",
+    }
+    for name in ("broken.txt", "report.docx", "empty.md"):
+        res = results[name]
+        assert name in res.message
+        assert res.document is not None
+        doc = library.docs.get(res.document.id)
+        assert doc.status == DocumentStatus.FAILED
+        assert doc.error == res.message
+        assert doc.chunk_count == 0 and doc.stored_path is None
+        assert_no_index_left(library, doc.id)
+    stored = sorted(p.name for p in library.settings.files_dir.iterdir())
+    assert len(stored) == 2 and all(".part" not in n for n in stored)
+    hits = library.retriever.search("как варить борщ", k=3)
+    assert hits[0].filename == "borsch.md"
+    assert library.check().ok
+
+
+def test_failure_after_rows_are_written_leaves_nothing(make_library: Callable[..., Library]) -> None:
+    # The vector store refuses vectors of another size: this happens after the chunk and
+    # keyword rows are written, so the failure must roll them back.
+    emb = HashEmbedder(dim=16)
+    lib = make_library(embedder_=emb)
+    ok = lib.ingest("dogovor.txt", LEASE.encode())
+    assert ok.status == "indexed"
+    emb.dim = 8
+    res = lib.ingest("borsch.txt", RECIPE.encode())
+    assert res.status == "failed"
+    assert "borsch.txt" in res.message and "ошибка" in res.message
+    assert res.document is not None
+    assert lib.docs.get(res.document.id).status == DocumentStatus.FAILED
+    assert_no_index_left(lib, res.document.id)
+    assert lib.docs.totals() == {"documents": 2, "chunks": ok.document.chunk_count}  # type: ignore[union-attr]
+    assert lib.check().ok
+    # Uploading the same file again retries it in the same row.
+    emb.dim = 16
+    retry = lib.ingest("borsch.txt", RECIPE.encode())
+    assert retry.status == "indexed"
+    assert retry.document is not None and retry.document.id == res.document.id
+    assert lib.docs.get(res.document.id).error is None
+
+
+class GatedEmbedder(HashEmbedder):
+    """Embeds only once the test opens the gate, to hold an ingestion mid-way."""
+
+    def __init__(self) -> None:
+        super().__init__(name="hash-gated")
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().embed_documents(texts)
+
+
+def test_uploading_a_file_that_is_being_indexed_is_a_duplicate(
+    make_library: Callable[..., Library],
+) -> None:
+    emb = GatedEmbedder()
+    lib = make_library(embedder_=emb)
+    results: list[IngestResult] = []
+    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
+    worker.start()
+    try:
+        assert emb.entered.wait(30)
+        second = lib.ingest("dogovor (1).txt", LEASE.encode())
+        assert second.status == "duplicate"
+        assert "индексируется" in second.message
+    finally:
+        emb.gate.set()
+        worker.join(30)
+    assert [r.status for r in results] == ["indexed"]
+    assert lib.docs.totals()["documents"] == 1
+    assert lib.check().ok
+
+
+def test_file_over_the_size_limit_is_refused(make_library: Callable[..., Library]) -> None:
+    lib = make_library(max_file_mb=0.001)  # 1 KiB
+    res = lib.ingest("большой.txt", ("Срок аренды 11 месяцев. " * 100).encode())
+    assert res.status == "failed"
+    assert "большой.txt" in res.message and "слишком большой" in res.message
+    assert "RAG_MAX_FILE_MB" in res.message
+    assert lib.docs.totals() == {"documents": 0, "chunks": 0}
+    assert not lib.settings.files_dir.exists() or not any(lib.settings.files_dir.iterdir())
+    assert lib.ingest("small.txt", "Срок аренды 11 месяцев.".encode()).status == "indexed"
+
+
+def test_file_names_never_become_paths(make_library: Callable[..., Library], tmp_path: Path) -> None:
+    data_dir = tmp_path / "a" / "b"
+    lib = make_library(data_dir=data_dir)
+    names = {
+        "../../etc/passwd.txt": "passwd.txt",
+        "..\\..\\windows\\win.ini.txt": "win.ini.txt",
+        "/tmp/absolute.md": "absolute.md",
+    }
+    texts = [LEASE, RECIPE, ORBIT]
+    for (raw, clean), body in zip(names.items(), texts, strict=True):
+        data = body.encode()
+        res = lib.ingest(raw, data)
+        assert res.status == "indexed", res.message
+        doc = lib.docs.get(res.document.id)  # type: ignore[union-attr]
+        assert doc.filename == clean
+        stored = Path(doc.stored_path or "")
+        assert stored.parent == lib.settings.files_dir
+        assert stored.name == hashlib.sha256(data).hexdigest() + Path(clean).suffix
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(data_dir in p.parents for p in written)
+    assert not (tmp_path / "a" / "etc").exists() and not (tmp_path / "etc").exists()
+
+
+def test_delete_removes_everything(library: Library) -> None:
+    keep = library.ingest("borsch.txt", RECIPE.encode()).document
+    drop = library.ingest("dogovor.txt", LEASE.encode()).document
+    assert keep is not None and drop is not None
+    stored = Path(drop.stored_path or "")
+    assert stored.exists() and keyword_rows(library, drop.id) > 0
+    library.delete(drop.id)
+    with pytest.raises(NotFoundError):
+        library.docs.get(drop.id)
+    assert_no_index_left(library, drop.id)
+    assert not stored.exists()
+    assert library.vectors.count(E5_SMALL) == keep.chunk_count
+    for method in ("keyword", "dense", "hybrid"):
+        hits = library.retriever.search("срок аренды помещения", k=5, method=method)  # type: ignore[arg-type]
+        assert all(h.document_id == keep.id for h in hits), method
+    assert library.check().ok
+    # The same bytes can be uploaded again after deletion.
+    assert library.ingest("dogovor.txt", LEASE.encode()).status == "indexed"
+
+
+def test_recover_after_a_simulated_crash(make_library: Callable[..., Library]) -> None:
+    lib = make_library()
+    doc = lib.ingest("dogovor.txt", LEASE.encode()).document
+    assert doc is not None
+    # As if the process died after writing rows and vectors but before marking READY.
+    lib.docs.update(doc.id, status=DocumentStatus.INDEXING)
+    assert lib.docs.chunks(doc.id) and doc.id in vector_docs(lib)
+    lib.engine.dispose()
+
+    reopened = make_library()
+    got = reopened.docs.get(doc.id)
+    assert got.status == DocumentStatus.FAILED
+    assert got.error == INTERRUPTED
+    assert got.chunk_count == 0
+    assert_no_index_left(reopened, doc.id)
+    assert reopened.retriever.search("срок аренды", k=3) == []
+    assert reopened.check().ok
+
+    res = reopened.reindex(doc.id)
+    assert res.status == "indexed", res.message
+    again = reopened.docs.get(doc.id)
+    assert again.status == DocumentStatus.READY and again.error is None
+    assert again.chunk_count == len(reopened.docs.chunks(doc.id)) > 0
+    assert reopened.retriever.search("срок аренды", k=3)[0].document_id == doc.id
+    assert reopened.check().ok
+
+
+def test_reindex_without_the_original_fails_with_advice(library: Library) -> None:
+    doc = library.ingest("dogovor.txt", LEASE.encode()).document
+    assert doc is not None
+    Path(doc.stored_path or "").unlink()
+    res = library.reindex(doc.id)
+    assert res.status == "failed"
+    assert "загрузите его заново" in res.message
+    assert library.docs.get(doc.id).status == DocumentStatus.FAILED
+
+
+CRASH_SCRIPT = """
+import sys
+from pathlib import Path
+from settings import Settings
+from rag.library import open_library
+settings = Settings(_env_file=None, RAG_DATA_DIR=sys.argv[1], RAG_CHUNK_WORDS=20)
+lib = open_library(settings)
+print("opened", flush=True)
+res = lib.ingest("big.txt", Path(sys.argv[2]).read_bytes())
+print(res.status, flush=True)
+"""
+
+
+def _status(db: Path) -> str | None:
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT status FROM document WHERE filename = 'big.txt'").fetchone()
+    except sqlite3.OperationalError:  # tables not created yet
+        return None
+    return row[0] if row else None
+
+
+def test_recover_after_a_real_kill(
+    make_library: Callable[..., Library], tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    data_dir = tmp_path / "data"
+    source = tmp_path / "big.txt"
+    words = ["аренда", "склад", "оплата", "помещение", "договор", "ремонт", "этаж", "площадь"]
+    sentences = [
+        f"Пункт {i}: {words[i % 8]} и {words[(i * 3) % 8]} согласованы сторонами в редакции номер {i}."
+        for i in range(600)
+    ]
+    source.write_text(" ".join(sentences), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, str(data_dir), str(source)],
+        cwd=tmp_path,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    db = data_dir / "rag.sqlite3"
+    try:
+        deadline = time.monotonic() + 60
+        while _status(db) != "INDEXING":
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the child never started indexing"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into extraction or embedding (600 chunks take ~40 s on 2 cores)
+        assert proc.poll() is None, "indexing finished before the kill: make the text longer"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert b"indexed" not in out
+    assert _status(db) == "INDEXING"  # the kill really interrupted indexing
+
+    lib = make_library(data_dir=data_dir)
+    [doc] = lib.docs.list_all()
+    assert doc.status == DocumentStatus.FAILED
+    assert doc.error == INTERRUPTED
+    assert_no_index_left(lib, doc.id)
+    assert lib.docs.with_status(DocumentStatus.READY) == []
+    report = lib.check()
+    assert report.ok, report
+    # The original was saved before indexing, so the user can retry with "reindex".
+    assert doc.stored_path and Path(doc.stored_path).read_bytes() == source.read_bytes()
+
+
+def test_check_finds_and_repairs_inconsistencies(library: Library) -> None:
+    good = library.ingest("dogovor.txt", LEASE.encode()).document
+    gone = library.ingest("borsch.txt", RECIPE.encode()).document
+    assert good is not None and gone is not None
+    assert library.check().ok
+    # Orphan vectors and keyword rows, as a crash between two stores could leave.
+    vec = library.embedder().embed_documents(["ничей фрагмент", "ещё один"])
+    library.vectors.add(E5_SMALL, ["orphan-1", "orphan-2"], vec, "no-such-document")
+    with library.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO chunk_fts(stems, chunk_id, document_id) VALUES ('аренд', 'orphan-3', 'x')")
+        )
+    # A READY document whose vectors are gone, and one with no chunks at all.
+    library.vectors.delete_document(gone.id)
+    empty = library.docs.add(
+        Document(filename="пустой.txt", sha256="0" * 64, status=DocumentStatus.READY, chunk_count=3)
+    )
+    report = library.check()
+    assert not report.ok
+    assert report.orphan_vectors == 2
+    assert report.orphan_keyword_rows == 1
+    assert report.missing_vectors == ["borsch.txt"]
+    assert report.ready_without_chunks == ["пустой.txt"]
+
+    library.check(repair=True)
+    after = library.check()
+    assert after.ok, after
+    assert not {"orphan-1", "orphan-2"} & library.vectors.ids(E5_SMALL)
+    assert library.docs.get(empty.id).status == DocumentStatus.FAILED
+    assert library.docs.get(gone.id).status == DocumentStatus.READY
+    assert library.retriever.search("как варить борщ", k=1, method="dense")[0].document_id == gone.id
+    assert library.retriever.search("срок аренды", k=1)[0].document_id == good.id
+
+
+def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) -> None:
+    old = make_library(embedder_=HashEmbedder(name="hash-old"))
+    ids = {}
+    for name, body in (("dogovor.txt", LEASE), ("borsch.txt", RECIPE), ("orbit.txt", ORBIT)):
+        res = old.ingest(name, body.encode())
+        assert res.status == "indexed" and res.document is not None
+        assert res.document.embedding_model == "hash-old"
+        ids[name] = res.document.id
+    total_chunks = old.docs.totals()["chunks"]
+    assert old.vectors.count("hash-old") == total_chunks
+    old.engine.dispose()
+
+    lib = make_library()  # the configured e5 model
+    assert lib.embedding_model == E5_SMALL
+    assert {d.id for d in lib.stale_documents()} == set(ids.values())
+    # Vectors of two models never mix: dense search has nothing of e5 yet.
+    assert lib.retriever.search("высота орбиты станции", k=3, method="dense") == []
+
+    progress: list[tuple[float, str]] = []
+    assert lib.reembed(lambda f, t: progress.append((f, t))) == 3
+    assert len(progress) == 3
+    assert [f for f, _ in progress] == sorted(f for f, _ in progress) and progress[-1][0] == 1.0
+    assert all(lib.docs.get(i).embedding_model == E5_SMALL for i in ids.values())
+    assert lib.stale_documents() == []
+    assert lib.vectors.count(E5_SMALL) == total_chunks
+    assert lib.vectors.count("hash-old") == 0
+    hits = lib.retriever.search("На какой высоте летает МКС?", k=3, method="dense")
+    assert hits[0].document_id == ids["orbit.txt"]
+    assert lib.check().ok
+    assert lib.reembed() == 0

@@ -1,0 +1,183 @@
+"""Keyword, dense and hybrid retrieval over a small Russian library, and rank fusion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from rag.embedding import E5SmallEmbedder
+from rag.library import Library, open_library
+from rag.retrieve import METHODS, RRF_K, Method, rrf
+from settings import Settings
+from storage import DocumentStatus
+
+CORPUS = {
+    "dogovor.txt": (
+        "Договор аренды нежилого помещения. Срок аренды составляет 11 месяцев с момента подписания. "
+        "Арендная плата составляет 45 000 рублей в месяц и вносится до пятого числа."
+    ),
+    "borsch.txt": (
+        "Рецепт украинского борща. Бульон из говядины варят два часа на медленном огне. "
+        "Свёклу тушат отдельно с уксусом, чтобы суп сохранил яркий цвет."
+    ),
+    "mks.txt": (
+        "Международная космическая станция летает по орбите на высоте около 400 километров. "
+        "Один оборот вокруг Земли занимает примерно полтора часа."
+    ),
+    "otpusk.txt": (
+        "Положение об отпусках. Сотрудникам предоставляется ежегодный оплачиваемый отпуск "
+        "продолжительностью 28 календарных дней. Отпуск можно разделить на части."
+    ),
+    "fotosintez.txt": (
+        "Фотосинтез — процесс, при котором зелёные растения превращают энергию солнечного света, "
+        "воду и углекислый газ в глюкозу и кислород. Он идёт в хлоропластах листьев."
+    ),
+    "piter.txt": (
+        "Санкт-Петербург был основан Петром Первым в 1703 году в устье Невы. "
+        "Более двухсот лет город оставался столицей Российской империи."
+    ),
+}
+
+# Every question uses other word forms than its document (аренд-ной плат-ы vs аренд-ная плат-а).
+QUESTIONS = [
+    ("Каков размер арендной платы?", "dogovor.txt"),
+    ("Сколько времени варится говяжий бульон?", "borsch.txt"),
+    ("Какова высота орбиты космической станции?", "mks.txt"),
+    ("Сколько календарных дней длится ежегодный отпуск?", "otpusk.txt"),
+    ("Что образуется в результате фотосинтеза у растений?", "fotosintez.txt"),
+    ("В каком году основали Санкт-Петербург?", "piter.txt"),
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: E5SmallEmbedder,
+    settings_factory: Callable[..., Settings],
+) -> Iterator[Library]:
+    lib = open_library(settings_factory(tmp_path_factory.mktemp("corpus")), embedder=embedder)
+    for name, body in CORPUS.items():
+        assert lib.ingest(name, body.encode()).status == "indexed"
+    yield lib
+    lib.engine.dispose()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("question", "expected"), QUESTIONS)
+def test_each_method_ranks_the_right_document_first(
+    corpus: Library, method: Method, question: str, expected: str
+) -> None:
+    hits = corpus.retriever.search(question, k=3, method=method)
+    assert hits, (method, question)
+    assert hits[0].filename == expected, [h.filename for h in hits]
+
+
+def test_keyword_search_matches_inflected_forms_only_through_stems(corpus: Library) -> None:
+    question = "Каков размер арендной платы?"
+    # Not one surface word of the question occurs in the document ...
+    text_words = set(CORPUS["dogovor.txt"].lower().replace(".", " ").split())
+    assert not {"арендной", "платы", "размер"} & text_words
+    # ... yet the keyword index finds it, and scores are normalised with the best at 1.0.
+    hits = corpus.retriever.search(question, k=5, method="keyword")
+    assert hits[0].filename == "dogovor.txt"
+    assert hits[0].score == pytest.approx(1.0)
+    assert all(0 < h.score <= 1.0 for h in hits)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [("Как быстро МКС облетает планету?", "mks.txt"), ("Сколько стоит снять офис?", "dogovor.txt")],
+)
+def test_dense_and_hybrid_find_a_paraphrase_without_shared_words(
+    corpus: Library, question: str, expected: str
+) -> None:
+    # No stem in common: keyword search cannot find it, the embedder must.
+    keyword = corpus.retriever.search(question, k=5, method="keyword")
+    assert expected not in [h.filename for h in keyword]
+    for method in ("dense", "hybrid"):
+        hits = corpus.retriever.search(question, k=3, method=method)  # type: ignore[arg-type]
+        assert hits[0].filename == expected, method
+
+
+def test_hits_carry_their_source(corpus: Library) -> None:
+    hits = corpus.retriever.search("Сколько длится отпуск?", k=2)
+    assert len(hits) == 2
+    assert hits[0].score >= hits[1].score
+    source = hits[0].as_source()
+    assert set(source) == {"chunk_id", "document_id", "file", "page", "text", "score"}
+    assert source["file"] == "otpusk.txt"
+    assert "28 календарных дней" in str(source["text"])
+    doc = corpus.docs.get(str(source["document_id"]))
+    assert doc.filename == "otpusk.txt"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_k_is_respected_and_blank_queries_return_nothing(corpus: Library, method: Method) -> None:
+    assert len(corpus.retriever.search("город станция отпуск аренда борщ", k=2, method=method)) <= 2
+    assert corpus.retriever.search("   ", k=5, method=method) == []
+
+
+def test_failed_indexing_and_deleted_documents_are_never_returned(library: Library) -> None:
+    for name in ("dogovor.txt", "otpusk.txt"):
+        assert library.ingest(name, CORPUS[name].encode()).status == "indexed"
+    # Three more lease documents that must stay invisible, each with chunks and vectors
+    # still present: as a crash or a concurrent delete could leave them.
+    hidden = {}
+    for name, status in (
+        ("sklad-failed.txt", DocumentStatus.FAILED),
+        ("sklad-indexing.txt", DocumentStatus.INDEXING),
+        ("sklad-deleted.txt", None),
+    ):
+        body = f"Срок аренды склада составляет 5 лет. Арендная плата за склад {name} — 90 000 рублей."
+        doc = library.ingest(name, body.encode()).document
+        assert doc is not None
+        hidden[name] = doc.id
+        if status is not None:
+            library.docs.update(doc.id, status=status)
+        else:
+            library.docs.delete(doc.id)  # rows gone, vectors left behind in Chroma
+    assert set(hidden.values()) <= {
+        d for m in library.vectors.models() for d in library.vectors.document_ids(m)
+    }
+    for method in METHODS:
+        hits = library.retriever.search("Каков срок аренды склада и арендная плата?", k=10, method=method)
+        assert hits, method
+        assert {h.filename for h in hits} <= {"dogovor.txt", "otpusk.txt"}, method
+        assert not {h.document_id for h in hits} & set(hidden.values()), method
+
+
+def test_rrf_first_everywhere_scores_one() -> None:
+    fused = rrf([["a", "b", "c"], ["a", "c", "b"]])
+    assert fused["a"] == pytest.approx(1.0)
+    assert all(s < 1.0 for cid, s in fused.items() if cid != "a")
+    assert rrf([["x"], ["x"], ["x"]])["x"] == pytest.approx(1.0)
+
+
+def test_rrf_order_follows_ranks() -> None:
+    fused = rrf([["a", "b", "c", "d"], ["b", "a", "d", "c"]])
+    # a and b tie (1st and 2nd each), and both beat c and d.
+    assert fused["a"] == pytest.approx(fused["b"])
+    assert min(fused["a"], fused["b"]) > max(fused["c"], fused["d"])
+    single = rrf([["a", "b", "c"]])
+    assert single["a"] > single["b"] > single["c"]
+    assert single["b"] == pytest.approx((RRF_K + 1) / (RRF_K + 2))
+
+
+def test_rrf_rewards_agreement_between_lists() -> None:
+    # Found by both retrievers (3rd and 3rd) beats found by one only (1st).
+    fused = rrf([["only-keyword", "x", "both"], ["only-dense", "y", "both"]])
+    assert fused["both"] > fused["only-keyword"]
+    assert fused["only-keyword"] == pytest.approx(fused["only-dense"]) == pytest.approx(0.5)
+
+
+def test_rrf_of_nothing_is_empty() -> None:
+    assert rrf([]) == {}
+    assert rrf([[], []]) == {}
+
+
+def test_corpus_is_one_ready_chunk_per_document(corpus: Library) -> None:
+    # The ranking tests above compare documents, so each must be a single chunk.
+    docs = corpus.docs.list_all()
+    assert len(docs) == len(CORPUS)
+    assert all(d.status == DocumentStatus.READY and d.chunk_count == 1 for d in docs)
