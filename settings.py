@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
@@ -33,15 +33,28 @@ class Settings(BaseSettings):
     default_provider: str = Field(default="offline", alias="RAG_PROVIDER")
 
     # Remote providers: names follow the vendors' SDKs so one secrets file serves both.
-    gigachat_credentials: str | None = Field(default=None, alias="GIGACHAT_CREDENTIALS")
+    # Keys are SecretStr: they never show up in a repr, a log line or an error message.
+    gigachat_credentials: SecretStr | None = Field(default=None, alias="GIGACHAT_CREDENTIALS")
     gigachat_scope: str = Field(default="GIGACHAT_API_PERS", alias="GIGACHAT_SCOPE")
+    gigachat_base_url: str | None = Field(default=None, alias="GIGACHAT_BASE_URL")
+    gigachat_auth_url: str | None = Field(default=None, alias="GIGACHAT_AUTH_URL")
+    gigachat_ca_bundle_file: str | None = Field(default=None, alias="GIGACHAT_CA_BUNDLE_FILE")
+    gigachat_verify_ssl_certs: bool = Field(default=True, alias="GIGACHAT_VERIFY_SSL_CERTS")
     yc_folder_id: str | None = Field(default=None, alias="YC_FOLDER_ID")
-    yc_api_key: str | None = Field(default=None, alias="YC_API_KEY")
-    yc_iam_token: str | None = Field(default=None, alias="YC_IAM_TOKEN")
-    yc_oauth_token: str | None = Field(default=None, alias="YC_OAUTH_TOKEN")
+    yc_api_key: SecretStr | None = Field(default=None, alias="YC_API_KEY")
+    yc_iam_token: SecretStr | None = Field(default=None, alias="YC_IAM_TOKEN")
+    yc_oauth_token: SecretStr | None = Field(default=None, alias="YC_OAUTH_TOKEN")
+    yc_api_endpoint: str | None = Field(default=None, alias="YC_API_ENDPOINT")
+    yc_verify_ssl: bool = Field(default=True, alias="YC_VERIFY_SSL")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
-    openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_models: str = Field(default="", alias="OPENAI_MODELS")
+
+    # Behaviour of every remote call: seconds to wait for the server, retries of a refused
+    # request (rate limit, 5xx) before the first token, and the longest wait between them.
+    llm_timeout_s: float = Field(default=60.0, gt=0, le=600, alias="RAG_LLM_TIMEOUT_S")
+    llm_max_retries: int = Field(default=2, ge=0, le=10, alias="RAG_LLM_MAX_RETRIES")
+    llm_retry_max_wait_s: float = Field(default=20.0, ge=0, le=600, alias="RAG_LLM_RETRY_MAX_WAIT_S")
 
     @property
     def sqlite_path(self) -> Path:

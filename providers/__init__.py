@@ -9,7 +9,8 @@ Errors (each carries a Russian ``user_message`` that says how to fix the problem
     ├── ModelNotFoundError        no such model, or no access to it
     ├── InvalidRequestError       the request was refused as malformed
     │   └── ContextTooLongError   prompt does not fit the model's window
-    ├── ProviderUnavailableError  server down, unreachable or timed out
+    ├── ProviderUnavailableError  server down or unreachable
+    │   └── ProviderTimeoutError  no answer in time (not retried)
     └── StreamInterruptedError    the stream broke mid-answer (``partial`` keeps the text)
 """
 
@@ -27,6 +28,7 @@ from providers.base import (
     Provider,
     ProviderError,
     ProviderStatus,
+    ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
     StreamInterruptedError,
@@ -49,6 +51,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderStatus",
+    "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
     "StreamInterruptedError",

@@ -66,9 +66,13 @@ class Usage:
 
 
 class Completion:
-    """An answer being streamed: iterate for text deltas; ``usage`` is set once it ends."""
+    """An answer being streamed: iterate for text deltas; ``usage`` is set once it ends.
 
-    def __init__(self, deltas: Iterable[str]) -> None:
+    Providers feed it text deltas and, usually last, one ``Usage``; ``text`` always holds
+    what arrived so far, so a broken or stopped stream keeps its partial answer.
+    """
+
+    def __init__(self, deltas: Iterable[str | Usage]) -> None:
         self._deltas = iter(deltas)
         self.usage: Usage | None = None
         self.text = ""
@@ -77,9 +81,14 @@ class Completion:
         return self
 
     def __next__(self) -> str:
-        delta = next(self._deltas)
-        self.text += delta
-        return delta
+        while True:
+            item = next(self._deltas)
+            if isinstance(item, Usage):
+                self.usage = item
+                continue
+            if item:
+                self.text += item
+                return item
 
 
 class Provider(Protocol):
@@ -164,6 +173,12 @@ class ProviderUnavailableError(ProviderError):
     """The server is down, unreachable or timed out."""
 
     default_message = "Провайдер недоступен: проверьте сеть и повторите позже."
+
+
+class ProviderTimeoutError(ProviderUnavailableError):
+    """The server did not answer in time (not retried: the user has already waited)."""
+
+    default_message = "Провайдер не ответил вовремя: повторите запрос позже или увеличьте RAG_LLM_TIMEOUT_S."
 
 
 class StreamInterruptedError(ProviderError):

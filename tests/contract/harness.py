@@ -1,0 +1,69 @@
+"""What every fake provider server offers the contract suite.
+
+Each ``tests/contract/fake_<provider>.py`` defines ``make_case(tmp_path) -> ContextManager[ProviderCase]``:
+it starts a local server that speaks the provider's real wire protocol, builds our provider
+(``providers.<module>``) from ``Settings`` pointed at that server, and stops the server on exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from providers import Provider
+
+# The answer every fake streams unless told otherwise: several deltas, Cyrillic, a citation.
+DEFAULT_DELTAS = ["Срок аренды ", "составляет ", "одиннадцать месяцев ", "[1]."]
+
+
+@dataclass
+class RecordedRequest:
+    """What a fake received in one generation request, in provider-neutral form."""
+
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    messages: list[tuple[str, str]]  # (role, text) as sent, system prompt included
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeControl(Protocol):
+    """Knobs and records of a running fake server (thread-safe enough for tests)."""
+
+    requests: list[RecordedRequest]
+    deltas: list[str]  # the text deltas the next successful answers stream
+    models: list[str]  # model ids the server lists
+    token_requests: int  # OAuth token requests received (GigaChat); 0 where there is none
+
+    def fail_next(self, status: int, retry_after: int | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` generation requests with this HTTP status (gRPC: mapped code).
+
+        401 unauthenticated, 403 permission denied, 404 model not found, 400 context too long
+        (the vendor's message for an over-long prompt), 429 rate limit (with Retry-After),
+        500 internal error, 503 unavailable.
+        """
+        ...
+
+    def cut_next(self) -> None:
+        """The next stream sends its first delta, then the connection breaks."""
+        ...
+
+    def stall_next(self, seconds: float) -> None:
+        """The next generation request gets no answer for ``seconds`` (client timeout)."""
+        ...
+
+    def expire_token(self) -> None:
+        """Tokens issued so far become invalid (401); only GigaChat refreshes. No-op elsewhere."""
+        ...
+
+
+@dataclass
+class ProviderCase:
+    """A provider wired to its fake server."""
+
+    name: str  # registry name: "gigachat", "yandexgpt", "openai"
+    provider: Provider
+    model: str  # a model id from provider.models() that the fake serves
+    fake: FakeControl
+    secrets: list[str]  # every key/token value that must never appear in logs or messages
+    env: dict[str, str]  # environment that points Settings (app, CLI) at this fake
