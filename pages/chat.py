@@ -7,7 +7,7 @@ import streamlit as st
 from providers import GenerationParams
 from storage import Chat, NotFoundError
 from ui.components import render_message, upload_panel
-from ui.conversation import respond
+from ui.conversation import failed_answer, respond
 from ui.resources import get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 
@@ -93,6 +93,7 @@ with sb.expander("Параметры генерации"):
 
 # -- main: the feed -------------------------------------------------------------------------
 st.title("Чат с документами")
+retry_question: str | None = None
 if chat is not None:
     messages = chats.messages(chat.id)
     head = st.columns([4, 1])
@@ -109,8 +110,18 @@ if chat is not None:
         if c2.button("Отмена", width="stretch"):
             st.session_state.pop("confirm_clear", None)
             st.rerun()
+    retrying = st.session_state.pop("retry_answer", None)
+    if retrying and messages and messages[-1].id == retrying:
+        chats.delete_message(retrying)
+        messages = messages[:-1]
+        if messages and messages[-1].role == "user":
+            retry_question = messages[-1].content
     for msg in messages:
         render_message(msg)
+    failed = failed_answer(messages)
+    if failed is not None and st.button("Повторить", icon=":material/refresh:"):
+        st.session_state["retry_answer"] = failed.id
+        st.rerun()
 else:
     st.info(
         "Загрузите документы в боковой панели и задайте вопрос. "
@@ -118,6 +129,10 @@ else:
     )
 
 question = st.chat_input("Задайте вопрос по документам…")
+if retry_question and chat is not None and not question:
+    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+    respond(library, chat, provider, model, params, retry_question, use_documents, system_prompt, retry=True)
+    st.rerun()
 if question and question.strip():
     if chat is None:
         chat = chats.create(

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from providers.base import ChatMessage, Completion, Fragment, GenerationParams, Provider
+from providers.base import (
+    ChatMessage,
+    Completion,
+    ContextTooLongError,
+    Fragment,
+    GenerationParams,
+    Provider,
+    Usage,
+)
 from rag.library import Library
 from rag.prompts import build_messages
 from rag.retrieve import Hit
@@ -49,19 +57,54 @@ def answer(
     use_documents: bool = True,
     extra_system: str = "",
 ) -> PreparedAnswer:
-    """Retrieve fragments and start streaming the provider's answer."""
+    """Retrieve fragments and start streaming the provider's answer.
+
+    If the model refuses the prompt as too long before answering, the history is dropped and
+    the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
+    """
     hits = library.retriever.search(retrieval_query(question, history), k=top_k) if use_documents else []
     context = next((m.context_tokens for m in provider.models() if m.id == model), 8192)
-    messages, kept = build_messages(
-        question,
-        to_fragments(hits),
-        history,
-        extra_system=extra_system,
-        use_documents=use_documents,
-        context_tokens=context,
-        answer_tokens=params.max_tokens,
-    )
-    hits = hits[: len(kept)]
-    completion = provider.stream(messages, model, params, kept)
-    sources = [{"n": i, **h.as_source()} for i, h in enumerate(hits, start=1)]
-    return PreparedAnswer(messages, hits, completion, sources)
+
+    def build(
+        frags: Sequence[Fragment], past: Sequence[ChatMessage]
+    ) -> tuple[list[ChatMessage], list[Fragment]]:
+        return build_messages(
+            question,
+            frags,
+            past,
+            extra_system=extra_system,
+            use_documents=use_documents,
+            context_tokens=context,
+            answer_tokens=params.max_tokens,
+        )
+
+    messages, kept = build(to_fragments(hits), history)
+    prepared = PreparedAnswer(messages, hits[: len(kept)], Completion(()))
+    prepared.sources = _sources(prepared.hits)
+
+    def deltas() -> Iterator[str | Usage]:
+        first = provider.stream(prepared.messages, model, params, kept)
+        produced = False
+        try:
+            for delta in first:
+                produced = True
+                yield delta
+            final = first
+        except ContextTooLongError:
+            if produced:
+                raise
+            smaller = kept[: max(1, len(kept) // 2)]
+            prepared.messages, smaller = build(smaller, ())
+            prepared.hits = prepared.hits[: len(smaller)]
+            prepared.sources[:] = _sources(prepared.hits)
+            final = provider.stream(prepared.messages, model, params, smaller)
+            yield from final
+        if final.usage is not None:
+            yield final.usage
+
+    prepared.completion = Completion(deltas())
+    return prepared
+
+
+def _sources(hits: Sequence[Hit]) -> list[dict[str, object]]:
+    return [{"n": i, **h.as_source()} for i, h in enumerate(hits, start=1)]

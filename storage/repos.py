@@ -115,6 +115,12 @@ class ChatRepo:
             s.commit()
             return msg
 
+    def delete_message(self, message_id: str) -> None:
+        """Remove one message (a failed answer that is being retried)."""
+        with Session(self.engine) as s:
+            s.exec(delete(Message).where(col(Message.id) == message_id))
+            s.commit()
+
     def messages(self, chat_id: str) -> list[Message]:
         """A chat's messages in order."""
         with Session(self.engine, expire_on_commit=False) as s:

@@ -1,4 +1,8 @@
-"""The chat flow: save the question, stream the answer, save it with sources, usage and errors."""
+"""The chat flow: save the question, stream the answer, save it with sources, usage and errors.
+
+Nothing is lost: the question is stored before generation starts; an answer that fails,
+breaks off or is stopped is stored with what arrived and the reason.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 import streamlit as st
 
 from providers import ChatMessage, GenerationParams, Provider, ProviderError, StreamInterruptedError
+from providers.base import Completion
 from rag.library import Library
 from rag.pipeline import answer
 from storage import Chat, Message
@@ -16,6 +21,10 @@ from ui.components import render_sources
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 48
+STOPPED = "Генерация остановлена: показана полученная часть ответа."
+INTERNAL = (
+    "Внутренняя ошибка при подготовке ответа. Повторите запрос; если не поможет, сообщите администратору."
+)
 
 
 def history_for_prompt(messages: list[Message], turns: int) -> list[ChatMessage]:
@@ -31,6 +40,14 @@ def title_from(question: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
+def failed_answer(messages: list[Message]) -> Message | None:
+    """The last message, if it is an answer that failed (not one the user stopped)."""
+    if messages and messages[-1].role == "assistant" and messages[-1].error:
+        last = messages[-1]
+        return None if last.error == STOPPED else last
+    return None
+
+
 def respond(
     library: Library,
     chat: Chat,
@@ -40,21 +57,43 @@ def respond(
     question: str,
     use_documents: bool,
     system_prompt: str,
+    retry: bool = False,
 ) -> None:
-    """Render and persist one exchange; failures are stored with the error, never lost."""
+    """Render and persist one exchange (``retry``: the question is already stored and shown)."""
     repo = library.chats
     previous = repo.messages(chat.id)
+    if retry and previous and previous[-1].role == "user":
+        previous = previous[:-1]
     history = history_for_prompt(previous, library.settings.history_turns)
-    repo.add_message(chat.id, "user", question)
-    if not previous and chat.title in ("", "Новый чат"):
-        repo.update(chat.id, title=title_from(question))
-    with st.chat_message("user"):
-        st.markdown(question)
+    if not retry:
+        repo.add_message(chat.id, "user", question)
+        if not previous and chat.title in ("", "Новый чат"):
+            repo.update(chat.id, title=title_from(question))
+        with st.chat_message("user"):
+            st.markdown(question)
     with st.chat_message("assistant"):
         started = time.perf_counter()
         sources: list[dict[str, object]] = []
-        text, error = "", None
-        usage = None
+        completion: Completion | None = None
+        error: str | None = None
+
+        def save(text: str, error: str | None) -> None:
+            usage = completion.usage if completion else None
+            repo.add_message(
+                chat.id,
+                "assistant",
+                text,
+                provider=provider.name,
+                model=model,
+                temperature=params.temperature,
+                max_tokens=params.max_tokens,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                error=error,
+                sources=sources,
+            )
+
         try:
             status = provider.status()
             if not status.available:
@@ -72,37 +111,25 @@ def respond(
                     extra_system=system_prompt,
                 )
             sources = prepared.sources
-            try:
-                written = st.write_stream(prepared.completion)
-                text = written if isinstance(written, str) else prepared.completion.text
-            finally:
-                text = text or prepared.completion.text
-            usage = prepared.completion.usage
+            completion = prepared.completion
+            # Any click (this button included) makes Streamlit stop this run and rerun the page;
+            # the BaseException handler below stores what had arrived, marked as stopped.
+            stop = st.empty()
+            stop.button("Остановить", icon=":material/stop_circle:", key="stop_generation")
+            st.write_stream(completion)
+            stop.empty()
         except StreamInterruptedError as exc:
-            text = text or exc.partial
             error = exc.user_message
         except ProviderError as exc:
             error = exc.user_message
         except Exception:
             log.exception("answer failed")
-            error = (
-                "Внутренняя ошибка при подготовке ответа. Повторите запрос; "
-                "если не поможет, сообщите администратору."
-            )
+            error = INTERNAL
+        except BaseException:  # Streamlit's stop/rerun: the user stopped or left the page
+            save(completion.text if completion else "", STOPPED)
+            raise
+        text = completion.text if completion else ""
         if error:
             st.error(error)
         render_sources(sources)
-        repo.add_message(
-            chat.id,
-            "assistant",
-            text,
-            provider=provider.name,
-            model=model,
-            temperature=params.temperature,
-            max_tokens=params.max_tokens,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
-            error=error,
-            sources=sources,
-        )
+        save(text, error)

@@ -6,10 +6,13 @@ them with ``st.cache_resource`` so every browser session shares one library.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
 import streamlit as st
+from pydantic import SecretStr
 
 from providers import Provider, build_providers
 from rag.library import Library, open_library
@@ -43,6 +46,20 @@ def get_library() -> Library:
     return _library(get_settings().model_dump_json())
 
 
+@st.cache_resource(show_spinner=False)
+def _providers(_settings: Settings, fingerprint: str) -> dict[str, Provider]:
+    return build_providers(_settings)
+
+
 def get_providers() -> dict[str, Provider]:
-    """Every provider for the current settings."""
-    return build_providers(get_settings())
+    """Every provider, built once per configuration and shared by all sessions.
+
+    Sharing matters: GigaChat's OAuth token lives in its client and is reused, not fetched
+    per message. The cache key is a digest, so no key is kept in a readable form.
+    """
+    settings = get_settings()
+    revealed = {
+        k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in settings.model_dump().items()
+    }
+    fingerprint = hashlib.sha256(json.dumps(revealed, sort_keys=True, default=str).encode()).hexdigest()
+    return _providers(settings, fingerprint)

@@ -137,3 +137,23 @@ def test_yandex_catalogue_lists_seed_models(data_dir: Path) -> None:
     ):
         assert label in models
     assert any("YC_FOLDER_ID" in w.value for w in at.sidebar.warning)
+
+
+def test_failed_answer_is_retried_with_one_click(data_dir: Path) -> None:
+    at = make_app()
+    at.run()
+    _upload(at, ("dogovor.txt", CONTRACT.encode("utf-8"), "text/plain"))
+    at.sidebar.selectbox(key="provider").set_value("gigachat").run()
+    at.chat_input[0].set_value("Какой срок аренды?").run()
+    assert any("GIGACHAT_CREDENTIALS" in e.value for e in at.error)
+    at.sidebar.selectbox(key="provider").set_value("offline").run()
+    next(b for b in at.button if b.label == "Повторить").click().run()
+    assert not at.exception
+    assert "одиннадцать месяцев" in _assistant_texts(at)[-1]
+    assert not at.error
+    lib = open_library(Settings().model_copy(update={"data_dir": data_dir}), recover=False)
+    (chat,) = lib.chats.list_all()
+    stored = lib.chats.messages(chat.id)
+    # The failed answer was replaced, the question kept once.
+    assert [(m.role, bool(m.error)) for m in stored] == [("user", False), ("assistant", False)]
+    assert stored[1].provider == "offline"
