@@ -256,20 +256,22 @@ class _Handler(BaseHTTPRequestHandler):
         scope = form.get("scope", [""])[0]
         with fake._lock:
             fake.scopes.append(scope)
+        refusal: tuple[int, dict[str, object]] | None = None
         if not _is_uuid4(self.headers.get("RqUID")):
-            self._json(400, {"code": 4, "message": "Can't parse RqUID header: uuid4 expected"})
+            refusal = (400, {"code": 4, "message": "Can't parse RqUID header: uuid4 expected"})
         elif self.headers.get("Authorization") != f"Basic {fake.credentials}":
-            self._json(401, {"code": 6, "message": "credentials doesn't match db data"})
+            refusal = (401, {"code": 6, "message": "credentials doesn't match db data"})
         elif not scope:
-            self._json(400, {"code": 5, "message": "scope is empty"})
+            refusal = (400, {"code": 5, "message": "scope is empty"})
         elif scope != fake.scope:
-            self._json(400, {"code": 7, "message": "scope from db not fully includes consumed scope"})
-        else:
+            refusal = (400, {"code": 7, "message": "scope from db not fully includes consumed scope"})
+        if refusal is None:
             token, expires_at = fake.issue_token()
             self._json(200, {"access_token": token, "expires_at": expires_at})
             return
-        with fake._lock:  # a refused request counts as well
+        with fake._lock:  # a refused request counts as well, before the client hears back
             fake.token_requests += 1
+        self._json(*refusal)
 
     def _models(self) -> None:
         fake = self.fake

@@ -1,0 +1,92 @@
+"""Chatting through each remote provider in the app, each pointed at its fake server."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import ROOT, make_app
+from tests.app.test_chat_page import CONTRACT
+from tests.contract.harness import DEFAULT_DELTAS
+
+REMOTE = ("gigachat", "yandexgpt", "openai")
+
+
+@pytest.mark.parametrize("name", REMOTE)
+def test_chat_through_provider_then_401(name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_module = importlib.import_module(f"tests.contract.fake_{name}")
+    with fake_module.make_case(data_dir.parent) as case:
+        for key, value in case.env.items():
+            monkeypatch.setenv(key, value)
+        at = make_app()
+        at.run()
+        at.sidebar.file_uploader[0].set_value(("dogovor.txt", CONTRACT.encode("cp1251"), "text/plain")).run()
+        provider = at.sidebar.selectbox(key="provider")
+        provider.set_value(name).run()
+        assert not any("не настроен" in w.value for w in at.sidebar.warning)
+        at.sidebar.selectbox(key="model").set_value(case.model).run()
+        at.chat_input[0].set_value("Какой срок аренды?").run()
+        assert not at.exception
+        answer = at.chat_message[-1]
+        assert answer.markdown[0].value == "".join(DEFAULT_DELTAS)
+        sources = answer.expander[0]
+        assert "dogovor.txt" in sources.markdown[0].value
+        # The fragment really went to the model.
+        prompt = "\n".join(text for _, text in case.fake.requests[-1].messages)
+        assert "одиннадцать месяцев" in prompt
+
+        case.fake.fail_next(401, times=5)
+        at.chat_input[0].set_value("А какая арендная плата?").run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert errors, "a refused key must be explained on the page"
+        assert any(word in errors[-1] for word in ("ключ", "токен", "авториз"))
+        for secret in case.secrets:
+            assert all(secret not in e for e in errors)
+            assert secret not in str(at)
+
+
+def test_cli_ask_through_fake_gigachat(tmp_path: Path) -> None:
+    from tests.contract.fake_gigachat import make_case
+
+    data = tmp_path / "data"
+    doc = tmp_path / "dogovor.txt"
+    doc.write_bytes(CONTRACT.encode("cp1251"))
+    with make_case(tmp_path) as case:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GIGACHAT_", "YC_", "OPENAI_", "RAG_"))
+        }
+        env.update(case.env)
+        run = [sys.executable, "-m", "rag"]
+        subprocess.run([*run, "ingest", str(doc), "--data-dir", str(data)], env=env, cwd=ROOT, check=True)
+        out = subprocess.run(
+            [
+                *run,
+                "ask",
+                "Какой срок аренды?",
+                "--provider",
+                "gigachat",
+                "--model",
+                "GigaChat-2",
+                "--json",
+                "--data-dir",
+                str(data),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["answer"] == "".join(DEFAULT_DELTAS)
+        assert result["provider"] == "gigachat" and result["model"] == "GigaChat-2"
+        assert result["sources"][0]["file"] == "dogovor.txt"
+        assert "одиннадцать месяцев" in result["sources"][0]["text"]
