@@ -1,15 +1,22 @@
 """Application settings: one pydantic-settings class for the app, the CLI and the tests.
 
 Precedence (highest first): values passed to the constructor (the UI maps ``st.secrets``
-in this way), environment variables, ``.env``, defaults.
+in this way), ``.streamlit/secrets.toml`` (so the CLI reads the same file as the app; another
+path with ``RAG_SECRETS_FILE``), environment variables, ``.env``, defaults.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
 
@@ -55,6 +62,20 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, le=600, alias="RAG_LLM_TIMEOUT_S")
     llm_max_retries: int = Field(default=2, ge=0, le=10, alias="RAG_LLM_MAX_RETRIES")
     llm_retry_max_wait_s: float = Field(default=20.0, ge=0, le=600, alias="RAG_LLM_RETRY_MAX_WAIT_S")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Constructor, then secrets.toml, then environment, then .env."""
+        secrets = Path(os.environ.get("RAG_SECRETS_FILE", ".streamlit/secrets.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=secrets)
+        return init_settings, toml, env_settings, dotenv_settings, file_secret_settings
 
     @property
     def sqlite_path(self) -> Path:

@@ -157,3 +157,12 @@ def test_failed_answer_is_retried_with_one_click(data_dir: Path) -> None:
     # The failed answer was replaced, the question kept once.
     assert [(m.role, bool(m.error)) for m in stored] == [("user", False), ("assistant", False)]
     assert stored[1].provider == "offline"
+
+
+def test_streamlit_secrets_configure_a_provider(data_dir: Path) -> None:
+    at = make_app()
+    at.secrets["GIGACHAT_CREDENTIALS"] = "c2VjcmV0LWZyb20tc3Qtc2VjcmV0cw=="
+    at.run()
+    options = at.sidebar.selectbox(key="provider").options
+    assert "GigaChat" in options  # configured: no «не настроен» suffix
+    assert "YandexGPT — не настроен" in options

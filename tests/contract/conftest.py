@@ -19,7 +19,7 @@ VENDOR_ENV_PREFIXES = ("GIGACHAT_", "YC_", "YANDEX_", "OPENAI_", "RAG_")
 def _clean_vendor_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # SDKs read their own variables; a developer's real keys must not reach a fake (or vice versa).
     for name in list(os.environ):
-        if name.startswith(VENDOR_ENV_PREFIXES):
+        if name.startswith(VENDOR_ENV_PREFIXES) and name != "RAG_SECRETS_FILE":
             monkeypatch.delenv(name, raising=False)
 
 

@@ -1,0 +1,35 @@
+"""Configuration precedence: secrets.toml, then environment, then .env, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import Settings
+
+
+def test_secrets_toml_beats_environment_which_beats_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('GIGACHAT_CREDENTIALS = "from-secrets"\n[other_app]\nkey = 1\n', encoding="utf-8")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GIGACHAT_CREDENTIALS=from-dotenv\nGIGACHAT_SCOPE=GIGACHAT_API_CORP\nRAG_TOP_K=9\n")
+    monkeypatch.setenv("RAG_SECRETS_FILE", str(secrets))
+    monkeypatch.setenv("GIGACHAT_CREDENTIALS", "from-env")
+    monkeypatch.setenv("GIGACHAT_SCOPE", "GIGACHAT_API_B2B")
+    s = Settings(_env_file=dotenv)  # type: ignore[call-arg]
+    assert s.gigachat_credentials is not None
+    assert s.gigachat_credentials.get_secret_value() == "from-secrets"
+    assert s.gigachat_scope == "GIGACHAT_API_B2B"  # environment over .env
+    assert s.top_k == 9  # .env over the default
+    assert s.history_turns == 3  # the default
+
+
+def test_keys_are_hidden_in_repr_and_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YC_API_KEY", "AQVN-very-secret")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "AQVN-very-secret" not in repr(s)
+    assert "AQVN-very-secret" not in s.model_dump_json()
+    assert s.yc_api_key is not None and s.yc_api_key.get_secret_value() == "AQVN-very-secret"
