@@ -7,15 +7,21 @@ import streamlit as st
 from providers import GenerationParams
 from storage import Chat, NotFoundError
 from ui.components import render_message, upload_panel
-from ui.conversation import failed_answer, respond
+from ui.conversation import failed_answer, respond, wait_for_previous_answer
 from ui.resources import get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 
 library = get_library()
 providers = get_providers()
 chats = library.chats
+wait_for_previous_answer()
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
+if "provider_default_applied" not in st.session_state:
+    # RAG_PROVIDER picks the provider a new session starts with.
+    st.session_state["provider_default_applied"] = True
+    if library.settings.default_provider in providers:
+        st.session_state["provider"] = library.settings.default_provider
 
 # -- sidebar: chats -------------------------------------------------------------------------
 sb = st.sidebar

@@ -80,6 +80,12 @@ class Completion:
     def __iter__(self) -> Completion:
         return self
 
+    def close(self) -> None:
+        """Abandon the stream (the user stopped it): the provider cancels its request."""
+        close = getattr(self._deltas, "close", None)
+        if callable(close):
+            close()
+
     def __next__(self) -> str:
         while True:
             item = next(self._deltas)

@@ -7,6 +7,7 @@ breaks off or is stopped is stored with what arrived and the reason.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import streamlit as st
@@ -40,6 +41,26 @@ def title_from(question: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
+def _generation_lock() -> threading.Lock:
+    if "generation_lock" not in st.session_state:
+        st.session_state["generation_lock"] = threading.Lock()
+    lock: threading.Lock = st.session_state["generation_lock"]
+    return lock
+
+
+def wait_for_previous_answer(timeout: float = 30.0) -> None:
+    """Let a stopped answer finish saving before the page reads the chat.
+
+    Streamlit starts the new run at once when the user clicks during generation (fast
+    reruns); the old run notices only at its next delta and then stores the partial text.
+    """
+    lock = _generation_lock()
+    if lock.locked():
+        with st.spinner("Сохраняю остановленный ответ…"):
+            if lock.acquire(timeout=timeout):
+                lock.release()
+
+
 def failed_answer(messages: list[Message]) -> Message | None:
     """The last message, if it is an answer that failed (not one the user stopped)."""
     if messages and messages[-1].role == "assistant" and messages[-1].error:
@@ -71,7 +92,7 @@ def respond(
             repo.update(chat.id, title=title_from(question))
         with st.chat_message("user"):
             st.markdown(question)
-    with st.chat_message("assistant"):
+    with _generation_lock(), st.chat_message("assistant"):
         started = time.perf_counter()
         sources: list[dict[str, object]] = []
         completion: Completion | None = None
@@ -127,6 +148,8 @@ def respond(
             error = INTERNAL
         except BaseException:  # Streamlit's stop/rerun: the user stopped or left the page
             save(completion.text if completion else "", STOPPED)
+            if completion is not None:
+                completion.close()
             raise
         text = completion.text if completion else ""
         if error:
