@@ -22,6 +22,7 @@ class ChunkDraft:
     page: int | None
     start: int
     end: int
+    ocr: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,5 +123,5 @@ def chunk_pages(
                 if not body:
                     continue
                 text = f"{heading}\n{body}" if heading else body
-                drafts.append(ChunkDraft(text=text, page=page.number, start=a, end=b))
+                drafts.append(ChunkDraft(text=text, page=page.number, start=a, end=b, ocr=page.ocr))
     return drafts

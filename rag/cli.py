@@ -86,7 +86,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
             "provider": provider.name,
             "model": model,
             "sources": [
-                {"file": h.filename, "page": h.page, "text": h.text, "score": round(h.score, 4)}
+                {
+                    "file": h.filename,
+                    "page": h.page,
+                    "text": h.text,
+                    "score": round(h.score, 4),
+                }
                 for h in prepared.hits
             ],
         }
@@ -95,6 +100,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\n\nИсточники:")
         for i, h in enumerate(prepared.hits, start=1):
             page = f", стр. {h.page}" if h.page else ""
+            page += ", OCR" if h.ocr else ""
             print(f"[{i}] {h.filename}{page} (score {h.score:.3f})")
     return 0
 

@@ -28,6 +28,7 @@ class Page:
 
     number: int | None
     text: str
+    ocr: bool = False  # the text was recognised from an image, not read from a text layer
 
 
 @dataclass
@@ -197,20 +198,35 @@ def extract_pdf(data: bytes, filename: str, max_pages: int) -> Extracted:
     return Extracted(pages=pages, mime_type="application/pdf", page_count=count, warnings=warnings)
 
 
-Extractor = Callable[[bytes, str, int], Extracted]
+@dataclass(frozen=True)
+class Options:
+    """Limits and progress reporting for one extraction."""
+
+    max_pages: int = 2000
+    # Bound on what an archive-based format (DOCX, ODT) may unpack: no decompression bombs.
+    max_unpacked_bytes: int = 200 * 1024 * 1024
+    progress: Callable[[float, str], None] | None = None
+
+    def report(self, fraction: float, text: str) -> None:
+        """Tell the caller how far extraction got (0..1)."""
+        if self.progress is not None:
+            self.progress(fraction, text)
+
+
+Extractor = Callable[[bytes, str, Options], Extracted]
 
 EXTRACTORS: dict[str, Extractor] = {
-    ".txt": lambda d, n, _p: extract_text_file(d, n),
-    ".text": lambda d, n, _p: extract_text_file(d, n),
-    ".md": lambda d, n, _p: extract_text_file(d, n),
-    ".markdown": lambda d, n, _p: extract_text_file(d, n),
-    ".pdf": extract_pdf,
+    ".txt": lambda d, n, _o: extract_text_file(d, n),
+    ".text": lambda d, n, _o: extract_text_file(d, n),
+    ".md": lambda d, n, _o: extract_text_file(d, n),
+    ".markdown": lambda d, n, _o: extract_text_file(d, n),
+    ".pdf": lambda d, n, o: extract_pdf(d, n, o.max_pages),
 }
 
 SUPPORTED_EXTENSIONS = tuple(EXTRACTORS)
 
 
-def extract(data: bytes, filename: str, max_pages: int = 2000) -> Extracted:
+def extract(data: bytes, filename: str, options: Options | None = None) -> Extracted:
     """Dispatch on the file extension; unknown types are refused with the list of known ones."""
     ext = PurePath(filename).suffix.lower()
     extractor = EXTRACTORS.get(ext)
@@ -219,4 +235,4 @@ def extract(data: bytes, filename: str, max_pages: int = 2000) -> Extracted:
         raise IngestError(f"«{filename}»: формат {ext or 'без расширения'} не поддерживается ({known}).")
     if not data:
         raise IngestError(f"«{filename}»: файл пуст.")
-    return extractor(data, filename, max_pages)
+    return extractor(data, filename, options or Options())

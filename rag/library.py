@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from rag import IngestError
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, canonical_name, load_embedder
-from rag.extract import extract
+from rag.extract import Options, extract
 from rag.index import VectorIndex, open_chroma
 from rag.retrieve import Retriever
 from rag.text import stem_string
@@ -161,8 +161,13 @@ class Library:
     def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
         try:
             progress(0.02, f"Чтение «{name}»")
-            extracted = extract(data, name, self.settings.max_pages)
-            progress(0.1, f"Разбиение «{name}» на фрагменты")
+            options = Options(
+                max_pages=self.settings.max_pages,
+                # Extraction (OCR of scans above all) is the first 60 % of the bar.
+                progress=lambda f, t: progress(0.02 + 0.58 * f, t),
+            )
+            extracted = extract(data, name, options)
+            progress(0.6, f"Разбиение «{name}» на фрагменты")
             drafts = chunk_pages(
                 extracted.pages,
                 max_words=self.settings.chunk_words,
@@ -179,6 +184,7 @@ class Library:
                     text=d.text,
                     char_start=d.start,
                     char_end=d.end,
+                    ocr=d.ocr,
                 )
                 for i, d in enumerate(drafts)
             ]
@@ -188,7 +194,7 @@ class Library:
                 batch = chunks[i : i + EMBED_BATCH]
                 vectors.append(emb.embed_documents([c.text for c in batch]))
                 done = min(i + EMBED_BATCH, len(chunks))
-                progress(0.1 + 0.85 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}")
+                progress(0.6 + 0.38 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}")
             import numpy as np
 
             matrix = np.concatenate(vectors)
@@ -205,6 +211,7 @@ class Library:
                 chunk_count=len(chunks),
                 embedding_model=emb.name,
                 indexed_at=utcnow(),
+                warnings="; ".join(extracted.warnings) or None,
             )
             progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)

@@ -32,6 +32,7 @@ class Hit:
     ordinal: int
     text: str
     score: float
+    ocr: bool = False
 
     def as_source(self) -> dict[str, object]:
         """The JSON form stored on messages and printed by the CLI."""
@@ -42,6 +43,7 @@ class Hit:
             "page": self.page,
             "text": self.text,
             "score": round(self.score, 4),
+            "ocr": self.ocr,
         }
 
 
@@ -95,7 +97,9 @@ class Retriever:
             if cid not in rows:  # vector of a deleted or not-ready document
                 continue
             chunk, doc = rows[cid]
-            hits.append(Hit(cid, doc.id, doc.filename, chunk.page, chunk.ordinal, chunk.text, score))
+            hits.append(
+                Hit(cid, doc.id, doc.filename, chunk.page, chunk.ordinal, chunk.text, score, chunk.ocr)
+            )
             if len(hits) == k:
                 break
         return hits

@@ -77,6 +77,8 @@ class Document(SQLModel, table=True):
     chunk_count: int = 0
     status: DocumentStatus = DocumentStatus.QUEUED
     error: str | None = None
+    # Problems that did not fail the document, e.g. pages that could not be read or recognised.
+    warnings: str | None = None
     embedding_model: str | None = None
     stored_path: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -93,3 +95,4 @@ class Chunk(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     char_start: int = 0
     char_end: int = 0
+    ocr: bool = False  # recognised from an image (shown to the user with the source)

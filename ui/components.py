@@ -28,11 +28,11 @@ def human_size(n: int | float) -> str:
 
 
 def source_label(src: dict[str, Any]) -> str:
-    """``[n] file, стр. p · score`` for a stored source."""
+    """``[n] file, стр. p · OCR · score`` for a stored source."""
     page = f", стр. {src['page']}" if src.get("page") else ""
-    return (
-        f"[{src.get('n', '?')}] {src.get('file', '?')}{page} · релевантность {float(src.get('score', 0)):.2f}"
-    )
+    ocr = " · распознано (OCR)" if src.get("ocr") else ""
+    score = float(src.get("score", 0))
+    return f"[{src.get('n', '?')}] {src.get('file', '?')}{page}{ocr} · релевантность {score:.2f}"
 
 
 def render_sources(sources: list[dict[str, Any]]) -> None:

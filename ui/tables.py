@@ -26,7 +26,7 @@ def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
             "Страниц": d.pages if d.pages is not None else "—",
             "Фрагментов": d.chunk_count,
             "Статус": STATUS_RU.get(d.status, str(d.status)),
-            "Ошибка": d.error or "",
+            "Ошибка": d.error or d.warnings or "",
             "Проиндексирован": d.indexed_at.strftime("%Y-%m-%d %H:%M") if d.indexed_at else "—",
             "Модель эмбеддингов": d.embedding_model or "—",
         }

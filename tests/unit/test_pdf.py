@@ -11,7 +11,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, NumberObject
 
 from rag import IngestError
-from rag.extract import extract
+from rag.extract import Options, extract
 from rag.library import Library
 from storage import DocumentStatus
 
@@ -177,10 +177,10 @@ def test_corrupted_bytes_never_escape_as_other_errors() -> None:
 @needs_font
 def test_too_many_pages_are_refused_with_the_limit() -> None:
     with pytest.raises(IngestError) as err:
-        extract(make_pdf(PAGES), "tolstyi.pdf", max_pages=2)
+        extract(make_pdf(PAGES), "tolstyi.pdf", Options(max_pages=2))
     assert "tolstyi.pdf" in str(err.value)
     assert "3" in str(err.value) and "2" in str(err.value)
-    assert len(extract(make_pdf(PAGES), "tolstyi.pdf", max_pages=3).pages) == 3
+    assert len(extract(make_pdf(PAGES), "tolstyi.pdf", Options(max_pages=3)).pages) == 3
 
 
 def aes_restricted_pdf(data: bytes) -> bytes:

@@ -105,8 +105,9 @@ def test_hits_carry_their_source(corpus: Library) -> None:
     assert len(hits) == 2
     assert hits[0].score >= hits[1].score
     source = hits[0].as_source()
-    assert set(source) == {"chunk_id", "document_id", "file", "page", "text", "score"}
+    assert set(source) == {"chunk_id", "document_id", "file", "page", "text", "score", "ocr"}
     assert source["file"] == "otpusk.txt"
+    assert source["ocr"] is False  # read from a text file, not recognised
     assert "28 календарных дней" in str(source["text"])
     doc = corpus.docs.get(str(source["document_id"]))
     assert doc.filename == "otpusk.txt"
