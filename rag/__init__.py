@@ -4,6 +4,7 @@ Errors::
 
     RagError
     └── IngestError        a file that cannot be indexed; ``str()`` is the Russian reason
+        └── IngestCancelled  the user stopped indexing (raised from a progress callback)
 """
 
 
@@ -13,3 +14,7 @@ class RagError(Exception):
 
 class IngestError(RagError):
     """A file cannot be indexed; the message is a Russian reason for the user."""
+
+
+class IngestCancelled(IngestError):
+    """Indexing was stopped by the user; nothing of the document is kept."""

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from rag.extract import SUPPORTED_EXTENSIONS
-from rag.library import IngestResult, Library
+from rag.library import Library
 from storage import Message
 
 log = logging.getLogger(__name__)
@@ -88,48 +88,70 @@ def progress_to(bar: Any) -> Callable[[float, str], None]:
 
 
 def upload_panel(library: Library, container: Any, key: str = "uploads") -> None:
-    """File uploader that indexes new files with a progress bar and keeps the outcome visible."""
-    counter_key = f"{key}_counter"
-    results_key = f"{key}_results"
+    """File uploader that queues files for background indexing and shows their progress."""
+    from ui.resources import get_indexing_queue
+
+    queue = get_indexing_queue()
+    counter_key, jobs_key, results_key = f"{key}_counter", f"{key}_jobs", f"{key}_results"
     st.session_state.setdefault(counter_key, 0)
     files = container.file_uploader(
         "Загрузить документы",
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
         key=f"{key}_{st.session_state[counter_key]}",
-        help="TXT и Markdown в любой кодировке (UTF-8, UTF-16, cp1251, KOI8-R, cp866) и PDF с текстом.",
+        help=(
+            "TXT, Markdown, CSV, JSON (любая распространённая кодировка), PDF (с текстом или скан), "
+            "DOCX, ODT, RTF, HTML и изображения (распознавание текста на русском и английском)."
+        ),
     )
     if files:
-        results = ingest_files(library, [(f.name, f.getvalue()) for f in files], container)
-        st.session_state[results_key] = [(r.status, r.message or r.filename) for r in results]
-        # A new uploader key empties the widget, so the same files are not indexed again.
+        jobs = st.session_state.setdefault(jobs_key, [])
+        jobs.extend(queue.submit(f.name, f.getvalue()).id for f in files)
+        st.session_state[results_key] = []
+        # A new uploader key empties the widget, so the same files are not queued again.
         st.session_state[counter_key] += 1
         st.rerun()
-    for status, message in st.session_state.get(results_key, []):
-        if status == "indexed":
-            container.success(f"Проиндексирован: {message}", icon=":material/check_circle:")
-        elif status == "duplicate":
-            container.info(message, icon=":material/info:")
-        else:
-            container.error(message, icon=":material/error:")
+    with container:
+        if st.session_state.get(jobs_key):
+            _live_progress(jobs_key, results_key)
+        for status, message in st.session_state.get(results_key, []):
+            if status == "indexed":
+                st.success(f"Проиндексирован: {message}", icon=":material/check_circle:")
+            elif status == "duplicate":
+                st.info(message, icon=":material/info:")
+            elif status == "warning":
+                st.warning(message, icon=":material/warning:")
+            else:
+                st.error(message, icon=":material/error:")
 
 
-def ingest_files(library: Library, files: list[tuple[str, bytes]], container: Any) -> list[IngestResult]:
-    """Index files one by one with an overall progress bar; a failure never stops the batch."""
-    bar = container.progress(0.0, text="Индексация…")
-    results: list[IngestResult] = []
-    total = len(files)
-    for i, (name, data) in enumerate(files):
+@st.fragment(run_every=1.0)
+def _live_progress(jobs_key: str, results_key: str) -> None:
+    """Per-file and overall progress, refreshed every second while files are indexed."""
+    from ui.resources import get_indexing_queue
 
-        def progress(fraction: float, text: str, i: int = i) -> None:
-            bar.progress(min(1.0, (i + fraction) / total), text=f"{i + 1}/{total}: {text}")
-
-        try:
-            results.append(library.ingest(name, data, progress))
-        except Exception:  # the library reports bad files itself; this is a last resort
-            log.exception("ingest crashed for %s", name)
-            results.append(
-                IngestResult(name, "failed", message=f"«{name}»: внутренняя ошибка при индексации.")
-            )
-    bar.progress(1.0, text="Готово")
-    return results
+    queue = get_indexing_queue()
+    jobs = [j for j in (queue.get(i) for i in st.session_state.get(jobs_key, [])) if j is not None]
+    if not jobs:
+        st.session_state[jobs_key] = []
+        return
+    finished = [j for j in jobs if j.state == "done"]
+    if len(jobs) > 1:
+        overall = sum(j.fraction for j in jobs) / len(jobs)
+        st.progress(min(1.0, overall), text=f"Всего: готово {len(finished)} из {len(jobs)}")
+    for job in jobs:
+        if job.state == "done":
+            continue
+        st.progress(min(1.0, job.fraction), text=f"{job.filename}: {job.text}")
+        if st.button("Отменить", key=f"cancel_{job.id}", icon=":material/cancel:"):
+            job.cancel.set()
+    if len(finished) == len(jobs):
+        results = st.session_state.setdefault(results_key, [])
+        for job in jobs:
+            r = job.result
+            if r is not None:
+                results.append((r.status, r.message or r.filename))
+                results.extend(("warning", f"«{r.filename}»: {w}") for w in r.warnings)
+            queue.forget(job.id)
+        st.session_state[jobs_key] = []
+        st.rerun(scope="app")

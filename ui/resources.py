@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from providers import Provider, build_providers
 from rag.library import Library, open_library
 from settings import Settings
+from ui.jobs import IndexingQueue
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,14 @@ def get_providers() -> dict[str, Provider]:
     }
     fingerprint = hashlib.sha256(json.dumps(revealed, sort_keys=True, default=str).encode()).hexdigest()
     return _providers(settings, fingerprint)
+
+
+@st.cache_resource(show_spinner=False)
+def _indexing_queue(_library: Library, settings_json: str) -> IndexingQueue:
+    return IndexingQueue(_library)
+
+
+def get_indexing_queue() -> IndexingQueue:
+    """The process-wide background indexing queue of the shared library."""
+    settings_json = get_settings().model_dump_json()
+    return _indexing_queue(_library(settings_json), settings_json)

@@ -40,3 +40,18 @@ def make_app(page: str = "streamlit_app.py") -> AppTest:
     at = AppTest.from_file(str(ROOT / page), default_timeout=120)
     at.secrets["_placeholder"] = ""  # an explicit, empty secrets set: nothing from ~/.streamlit
     return at
+
+
+def upload(at: AppTest, files: object, key: str = "chat_uploads", timeout: float = 120) -> AppTest:
+    """Upload through the sidebar and wait until background indexing has finished."""
+    import time
+
+    at.sidebar.file_uploader[0].set_value(files).run()  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    jobs = f"{key}_jobs"
+    while at.session_state.get(jobs):
+        assert time.monotonic() < deadline, "indexing did not finish"
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception, at.exception
+    return at

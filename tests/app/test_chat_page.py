@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rag.library import open_library
 from settings import Settings
-from tests.app.conftest import make_app
+from tests.app.conftest import make_app, upload
 
 CONTRACT = (
     "Договор аренды нежилого помещения.\n\n"
@@ -17,9 +17,7 @@ CONTRACT = (
 
 
 def _upload(at, files):  # type: ignore[no-untyped-def]
-    at.sidebar.file_uploader[0].set_value(files).run()
-    assert not at.exception, at.exception
-    return at
+    return upload(at, files)
 
 
 def _assistant_texts(at) -> list[str]:  # type: ignore[no-untyped-def]

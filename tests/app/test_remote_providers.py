@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import ROOT, make_app
+from tests.app.conftest import ROOT, make_app, upload
 from tests.app.test_chat_page import CONTRACT
 from tests.contract.harness import DEFAULT_DELTAS
 
@@ -26,7 +26,7 @@ def test_chat_through_provider_then_401(name: str, data_dir: Path, monkeypatch: 
             monkeypatch.setenv(key, value)
         at = make_app()
         at.run()
-        at.sidebar.file_uploader[0].set_value(("dogovor.txt", CONTRACT.encode("cp1251"), "text/plain")).run()
+        upload(at, ("dogovor.txt", CONTRACT.encode("cp1251"), "text/plain"))
         provider = at.sidebar.selectbox(key="provider")
         provider.set_value(name).run()
         assert not any("не настроен" in w.value for w in at.sidebar.warning)

@@ -1,0 +1,81 @@
+"""Background indexing: files are indexed one at a time off the page's thread.
+
+The page stays usable (chat, other pages) while a 50-page scan is recognised; each session
+sees its own jobs with per-file and overall progress, and can cancel them.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rag import IngestCancelled
+from rag.library import IngestResult, Library
+
+JobState = Literal["queued", "running", "done"]
+
+
+@dataclass
+class Job:
+    """One file being indexed; fields are written by the worker and read by the page."""
+
+    filename: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    state: JobState = "queued"
+    fraction: float = 0.0
+    text: str = "В очереди"
+    result: IngestResult | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class IndexingQueue:
+    """A single worker: embedding and OCR use every core, so one file at a time is fastest."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexing")
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, filename: str, data: bytes) -> Job:
+        """Queue a file; returns at once."""
+        job = Job(filename)
+        with self._lock:
+            self._jobs[job.id] = job
+        self._pool.submit(self._run, job, data)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        """A job by id (None once forgotten)."""
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job's record."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def _run(self, job: Job, data: bytes) -> None:
+        def progress(fraction: float, text: str) -> None:
+            if job.cancel.is_set():
+                raise IngestCancelled(f"«{job.filename}»: индексация отменена.")
+            job.fraction, job.text = fraction, text
+
+        if job.cancel.is_set():
+            job.result = IngestResult(
+                job.filename, "failed", message=f"«{job.filename}»: индексация отменена."
+            )
+        else:
+            job.state = "running"
+            try:
+                job.result = self.library.ingest(job.filename, data, progress)
+            except Exception as exc:  # the library reports bad files itself; this is a last resort
+                job.result = IngestResult(
+                    job.filename,
+                    "failed",
+                    message=f"«{job.filename}»: внутренняя ошибка ({type(exc).__name__}).",
+                )
+        job.fraction, job.state = 1.0, "done"
