@@ -34,17 +34,24 @@ class _Sentence:
 
 
 def _sections(text: str, markdown: bool) -> Iterable[tuple[str, int, int]]:
-    """(heading, start, end) spans; a Markdown heading opens a section."""
+    """(heading path, start, end) spans; a Markdown heading opens a section.
+
+    The path joins the enclosing headings («Договор › Оплата»), so a subsection's chunks keep
+    the subject their own short heading leaves out.
+    """
     if not markdown:
         yield "", 0, len(text)
         return
+    path: list[tuple[int, str]] = []
     heading, start, pos = "", 0, 0
     for line in text.splitlines(keepends=True):
         m = _MD_HEADING.match(line)
         if m:
             if text[start:pos].strip():
                 yield heading, start, pos
-            heading, start = m.group(2).strip(), pos + len(line)
+            level = len(m.group(1))
+            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, m.group(2).strip())]
+            heading, start = " › ".join(h for _, h in path), pos + len(line)
         pos += len(line)
     if text[start:].strip():
         yield heading, start, len(text)

@@ -22,6 +22,7 @@ from rag import IngestError
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, canonical_name, load_embedder
 from rag.extract import Options, extract
+from rag.formats import HEADING_MIMES
 from rag.index import VectorIndex, open_chroma
 from rag.retrieve import Retriever
 from rag.text import stem_string
@@ -172,7 +173,7 @@ class Library:
                 extracted.pages,
                 max_words=self.settings.chunk_words,
                 overlap=self.settings.chunk_overlap_sentences,
-                markdown=extracted.mime_type == "text/markdown",
+                markdown=extracted.mime_type in HEADING_MIMES,
             )
             if not drafts:
                 raise IngestError(f"«{name}»: в файле не найдено текста.")

@@ -103,16 +103,19 @@ def test_markdown_headings_are_prefixed_to_their_sections() -> None:
     max_words = 50
     chunks = chunk_pages([Page(None, text)], max_words=max_words, overlap=1, markdown=True)
     headings = [c.text.split("\n", 1)[0] for c in chunks]
-    assert set(headings) == {"Срок аренды", "Порядок оплаты"}  # the empty top section gives no chunk
+    # Each chunk carries its heading path; the empty top section gives no chunk of its own.
+    assert set(headings) == {"Договор аренды › Срок аренды", "Договор аренды › Порядок оплаты"}
     for c in chunks:
         heading, body = c.text.split("\n", 1)
         assert "#" not in c.text
         assert len(body.split()) <= max_words - len(heading.split())
         tags = {w for w in body.split() if w[:1] in "ро" and w[1:].isdigit()}
         assert tags, body
-        assert {t[0] for t in tags} == {"р" if heading == "Срок аренды" else "о"}
-    assert ranges([c for c in chunks if c.text.startswith("Срок")], rent)[-1][1] == len(rent)
-    assert ranges([c for c in chunks if c.text.startswith("Порядок")], pay)[-1][1] == len(pay)
+        assert {t[0] for t in tags} == {"р" if heading.endswith("Срок аренды") else "о"}
+    rent_chunks = [c for c in chunks if c.text.startswith("Договор аренды › Срок")]
+    pay_chunks = [c for c in chunks if c.text.startswith("Договор аренды › Порядок")]
+    assert ranges(rent_chunks, rent)[-1][1] == len(rent)
+    assert ranges(pay_chunks, pay)[-1][1] == len(pay)
 
 
 def test_plain_text_keeps_hash_lines_as_text() -> None:

@@ -37,7 +37,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (good / "sub").mkdir(parents=True)
     (good / "dogovor.txt").write_bytes(LEASE.encode("cp1251"))
     (good / "sub" / "borsch.md").write_text(RECIPE, encoding="utf-8")
-    (good / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # not a supported type: skipped
+    (good / "archive.7z").write_bytes(b"7z\xbc\xaf\x27\x1c")  # not a supported type: skipped
     bad = root / "bad"
     bad.mkdir()
     (bad / "broken.txt").write_bytes(bytes(range(256)) * 8)
