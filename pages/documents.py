@@ -13,7 +13,8 @@ library = get_library()
 
 st.title("Документы")
 st.write(
-    "Загрузите TXT, Markdown (в любой распространённой кодировке) или PDF с текстовым слоем. "
+    "Загрузите TXT, Markdown, CSV или JSON (в любой распространённой кодировке), PDF с текстовым "
+    "слоем, DOCX, ODT, RTF или HTML. "
     "Одинаковые файлы не индексируются дважды."
 )
 upload_panel(library, st.container(), key="doc_uploads")

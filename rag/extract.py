@@ -223,6 +223,10 @@ EXTRACTORS: dict[str, Extractor] = {
     ".pdf": lambda d, n, o: extract_pdf(d, n, o.max_pages),
 }
 
+# rag.formats imports this module's Page, Extracted and decode_text, so it comes after them.
+from rag.formats import FORMAT_EXTRACTORS  # noqa: E402
+
+EXTRACTORS.update(FORMAT_EXTRACTORS)
 SUPPORTED_EXTENSIONS = tuple(EXTRACTORS)
 
 
