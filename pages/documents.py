@@ -13,8 +13,8 @@ library = get_library()
 
 st.title("Документы")
 st.write(
-    "Загрузите TXT, Markdown, CSV или JSON (в любой распространённой кодировке), PDF с текстовым "
-    "слоем, DOCX, ODT, RTF или HTML. "
+    "Загрузите TXT, Markdown, CSV или JSON (в любой распространённой кодировке), PDF (с текстом "
+    "или скан), DOCX, ODT, RTF, HTML или изображение (текст распознаётся на русском и английском). "
     "Одинаковые файлы не индексируются дважды."
 )
 upload_panel(library, st.container(), key="doc_uploads")

@@ -1,4 +1,5 @@
-"""Turn uploaded bytes into text pages: encoding detection for text files, pypdf for PDFs.
+"""Turn uploaded bytes into text pages: encoding detection for text files, pypdf for PDFs,
+Tesseract OCR (``rag.ocr``) for images, scans and PDF pages whose text layer is unreadable.
 
 Every failure is an ``IngestError`` whose message tells the user, in Russian, what is wrong.
 """
@@ -6,18 +7,28 @@ Every failure is an ``IngestError`` whose message tells the user, in Russian, wh
 from __future__ import annotations
 
 import codecs
+import contextlib
+import functools
 import io
+import itertools
 import logging
 import math
-from collections.abc import Callable
+import re
+import threading
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 import charset_normalizer
+from PIL import Image
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError
 
-from rag import IngestError
+from rag import IngestError, ocr
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +162,198 @@ def extract_text_file(data: bytes, filename: str) -> Extracted:
     return Extracted(pages=[Page(None, text)], mime_type=mime, encoding=encoding)
 
 
-def extract_pdf(data: bytes, filename: str, max_pages: int) -> Extracted:
-    """PDF text layer page by page, keeping 1-based page numbers."""
+# -- PDF text layers ----------------------------------------------------------------------------
+
+_VOWELS = frozenset("aeiouy")
+_PUNCT_STRIP = "\"'«»„“”‘’()[]{}<>.,;:!?…-–—/\\|*•·_"
+
+
+def _bad_char(c: str) -> bool:
+    """Characters a real text layer does not consist of: control, private use, unassigned."""
+    if c == "\ufffd":
+        return True
+    cat = unicodedata.category(c)
+    if cat in ("Co", "Cn", "Cs"):
+        return True
+    return cat == "Cc" and c not in "\t\n\r"
+
+
+def _is_clean_token(token: str) -> bool:
+    """A word or a number, as prose and tables are made of (hyphens, dots inside allowed)."""
+    core = token.strip(_PUNCT_STRIP)
+    if not any(c.isalnum() for c in core):
+        return True  # a dash, a bullet, a leader of dots, «=», «§»
+    parts = re.split(r"[-'’./,:%№]", core)
+    return all(p.isalnum() or p == "" for p in parts)  # «10кг», «COVID-19», «п.3.2», «1,5%»
+
+
+def looks_like_garbage(text: str) -> bool:
+    """True when a PDF text layer is unusable and the page should be recognised instead.
+
+    Catches what fonts without a Unicode map produce: control and private-use characters,
+    replacement characters, cp1251 read as Latin-1 («Ñðîê»), KOI8/cp1251 swaps with broken
+    case («уПЙЛ»), Cyrillic typed on Latin keys («Chjr gjcnfdrb»), glyph-number soup
+    («5:+8/%»), Latin look-alikes mixed into Cyrillic words. Conservative: ordinary Russian or
+    English text, tables of numbers, lists and tables of contents are never garbage.
+    """
+    chars = [c for c in text if not c.isspace()]
+    n = len(chars)
+    if n == 0:
+        return False
+    bad = sum(1 for c in chars if _bad_char(c))
+    if bad / n > 0.1:
+        return True
+    if n < 20:
+        return False
+    # Leaders and rules («........», «____», «|») are not counted: tables of contents, forms.
+    counted = [c for c in chars if c not in ".-_…·|–—=*"]
+    if counted and sum(1 for c in counted if c.isalnum()) / len(counted) < 0.4:
+        return True  # mostly symbols: glyph numbers shown as punctuation
+    letters = [c for c in chars if c.isalpha()]
+    if letters:
+        latin1 = sum(1 for c in letters if "\u00c0" <= c <= "\u024f")
+        cyr = [c for c in letters if "\u0400" <= c <= "\u04ff"]
+        if latin1 / len(letters) > 0.3 and len(cyr) / len(letters) < 0.1:
+            return True  # «Ñðîê ïîñòàâêè», «Ð¡Ñ€Ð¾Ðº»
+        if len(cyr) >= 20:
+            odd = sum(1 for c in cyr if not ("А" <= c <= "я" or c in "Ёё"))
+            if odd / len(cyr) > 0.3:
+                return True  # cp866 shown as cp1251 and similar
+            likelihood = _russian_likelihood("".join(cyr))
+            upper = sum(1 for c in cyr if c.isupper()) / len(cyr)
+            # Real Russian scores about 1.5 (in capitals too), Ukrainian 1.1, Serbian and
+            # Belarusian about 1.0, Kazakh -0.5; KOI8-R and cp1251 swapped score 0.9 and come
+            # out in capitals; cp1251 shown as cp866 or ISO 8859-5 scores below -1.3.
+            if likelihood < -1.0 or (upper > 0.7 and likelihood < 1.0):
+                return True
+    tokens = text.split()
+    if len(tokens) < 8:
+        return False
+    if sum(1 for t in tokens if _is_clean_token(t)) / len(tokens) < 0.5:
+        return True  # letters, digits and symbols interleaved
+    words = [t.strip(_PUNCT_STRIP) for t in tokens]
+    words = [w for w in words if len(w) >= 3 and w.isalpha()]
+    if len(words) >= 8:
+        mixed = sum(1 for w in words if _has_cyrillic(w) and _has_latin(w))
+        if mixed / len(words) > 0.25:
+            return True  # Latin look-alikes inside Cyrillic words
+        flipped = sum(1 for w in words if re.search(r"[a-zа-яё][A-ZА-ЯЁ]", w))
+        if flipped / len(words) > 0.3:
+            return True  # «уПЙЛ ОПЯРЮБЙХ»: case inverted inside words
+    latin = [w for w in words if w.isascii() and any(c.islower() for c in w)]
+    if len(latin) >= 8:
+        voiceless = sum(1 for w in latin if not _VOWELS & set(w.lower()))
+        letters_l = "".join(latin).lower()
+        vowel_share = sum(1 for c in letters_l if c in _VOWELS) / len(letters_l)
+        if voiceless / len(latin) > 0.4 or vowel_share < 0.2:
+            return True  # «Chjr gjcnfdrb cjcnfdkztn»: Russian typed on a Latin layout
+    return False
+
+
+def _has_cyrillic(word: str) -> bool:
+    return any("\u0400" <= c <= "\u04ff" for c in word)
+
+
+def _has_latin(word: str) -> bool:
+    return any("a" <= c.lower() <= "z" for c in word)
+
+
+# Pages are rendered for OCR at this resolution (Tesseract's own recommendation).
+RENDER_DPI = 300
+# A text layer this short on a page with an image is a scan's stamp («Scanned by …», a page
+# number), not the page's text: the page is recognised too and the longer text kept.
+SPARSE_TEXT = 40
+# PDFium is not thread-safe, and the app indexes uploads from several sessions at once.
+_PDFIUM_LOCK = threading.Lock()
+
+
+def _nonspace(text: str) -> int:
+    return sum(1 for c in text if not c.isspace())
+
+
+def _page_ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1–3, 5'."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+class _PdfRenderer:
+    """Renders pages of one PDF with PDFium for OCR; opens the document on first use."""
+
+    def __init__(self, data: bytes, password: str | None) -> None:
+        self._data = data
+        self._password = password
+        self._doc: Any = None
+        self._error: Exception | None = None
+
+    def _document(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        if self._doc is None:
+            import pypdfium2 as pdfium
+
+            try:
+                self._doc = pdfium.PdfDocument(self._data, password=self._password)
+            except Exception as exc:  # PdfiumError, or anything a damaged file provokes
+                self._error = exc
+                raise
+        return self._doc
+
+    def has_images(self, index: int) -> bool:
+        """Whether the page draws any raster image (a scan, a photo)."""
+        import pypdfium2.raw as pdfium_c
+
+        with _PDFIUM_LOCK:
+            page = self._document()[index]
+            try:
+                objects = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)
+                return next(iter(objects), None) is not None
+            finally:
+                page.close()
+
+    def render(self, index: int) -> Image.Image:
+        """The page as a grayscale image at RENDER_DPI (less for huge pages)."""
+        with _PDFIUM_LOCK:
+            page = self._document()[index]
+            try:
+                width, height = page.get_size()
+                scale = RENDER_DPI / 72
+                if width * height * scale * scale > ocr.MAX_OCR_PIXELS:
+                    scale = math.sqrt(ocr.MAX_OCR_PIXELS / max(width * height, 1.0))
+                bitmap = page.render(scale=scale, grayscale=True)
+                try:
+                    image: Image.Image = bitmap.to_pil().copy()  # to_pil shares the bitmap's buffer
+                finally:
+                    bitmap.close()
+                return image
+            finally:
+                page.close()
+
+    def close(self) -> None:
+        if self._doc is not None:
+            with _PDFIUM_LOCK:
+                self._doc.close()
+            self._doc = None
+
+
+def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> Extracted:
+    """PDF page by page, keeping 1-based page numbers.
+
+    A page's text layer is used when it is good; a page without one (a scan), with an
+    unreadable one (fonts without a Unicode map) or with only a stamp over an image is rendered
+    and recognised with Tesseract (``Page.ocr``). A page that cannot be recognised costs a
+    warning, not the document.
+    """
+    options = options or Options()
+    password: str | None = None
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -165,6 +366,7 @@ def extract_pdf(data: bytes, filename: str, max_pages: int) -> Extracted:
                 raise IngestError(
                     f"«{filename}»: PDF защищён паролем. Снимите защиту и загрузите файл снова."
                 )
+            password = ""
         count = len(reader.pages)
     except IngestError:
         raise
@@ -172,30 +374,242 @@ def extract_pdf(data: bytes, filename: str, max_pages: int) -> Extracted:
         raise IngestError(f"«{filename}»: PDF повреждён или не является PDF ({exc}).") from exc
     if count == 0:
         raise IngestError(f"«{filename}»: в PDF нет страниц.")
-    if count > max_pages:
-        raise IngestError(f"«{filename}»: в PDF {count} страниц, а допускается не больше {max_pages}.")
+    if count > options.max_pages:
+        raise IngestError(
+            f"«{filename}»: в PDF {count} страниц, а допускается не больше {options.max_pages}."
+        )
     pages: list[Page] = []
     warnings: list[str] = []
-    for i, page in enumerate(reader.pages, start=1):
-        try:
-            text = page.extract_text() or ""
-        except DependencyError as exc:  # AES needs the `cryptography` package
+    no_ocr: list[int] = []  # pages that needed OCR where Tesseract is missing
+    failed: list[int] = []  # pages whose recognition failed
+    todo: list[tuple[int, str, bool]] = []  # (page number, usable text layer, unreadable)
+    done = 0
+    renderer = _PdfRenderer(data, password)
+    try:
+        # Pass 1: text layers (fast); pages that need OCR are set aside.
+        for i, page in enumerate(reader.pages, start=1):
+            options.report(done / count, f"Чтение «{filename}»: стр. {i}/{count}")
+            unreadable = False
+            try:
+                text = page.extract_text() or ""
+            except DependencyError as exc:  # AES needs the `cryptography` package
+                raise IngestError(
+                    f"«{filename}»: PDF зашифрован (AES), а пакет cryptography для расшифровки не "
+                    "установлен. Установите его (pip install cryptography) или сохраните PDF без защиты."
+                ) from exc
+            except Exception as exc:  # a broken content stream should cost one page, not the file
+                log.warning("page %d of %s unreadable: %s", i, filename, exc)
+                text, unreadable = "", True
+            usable = "" if looks_like_garbage(text) else text  # what the layer gives without OCR
+            if usable.strip() and (_nonspace(usable) >= SPARSE_TEXT or not _has_images(renderer, i - 1)):
+                pages.append(Page(i, usable))  # a good layer, or a short page (title, table)
+                done += 1
+            elif not ocr.tesseract_available():
+                if usable.strip():
+                    pages.append(Page(i, usable))
+                elif unreadable:
+                    warnings.append(f"стр. {i}: не удалось прочитать текст")
+                else:
+                    no_ocr.append(i)
+                done += 1
+            else:
+                todo.append((i, usable, unreadable))
+        # Pass 2: render and recognise, several pages at once.
+        jobs = (functools.partial(_recognise_pdf_page, renderer, i - 1) for i, _, _ in todo)
+        if todo:
+            options.report(done / count, f"Распознавание «{filename}»: стр. {todo[0][0]}/{count}")
+        with contextlib.closing(_run_parallel(jobs)) as results:
+            for k, ((i, usable, unreadable), result) in enumerate(zip(todo, results, strict=True)):
+                done += 1
+                if k + 1 < len(todo):
+                    following = todo[k + 1][0]
+                    options.report(done / count, f"Распознавание «{filename}»: стр. {following}/{count}")
+                if isinstance(result, Exception):
+                    log.warning("OCR of page %d of %s failed: %s", i, filename, result)
+                    failed.append(i)
+                    warnings.append(f"стр. {i}: не удалось распознать")
+                    if usable.strip():
+                        pages.append(Page(i, usable))
+                elif _nonspace(result) > _nonspace(usable):
+                    pages.append(Page(i, result, ocr=True))
+                elif usable.strip():
+                    pages.append(Page(i, usable))
+                elif unreadable:
+                    warnings.append(f"стр. {i}: не удалось прочитать текст")
+    finally:
+        renderer.close()
+    pages.sort(key=lambda p: p.number or 0)
+    problem = ocr.tesseract_problem()
+    if no_ocr and problem is not None:
+        if not pages:
             raise IngestError(
-                f"«{filename}»: PDF зашифрован (AES), а пакет cryptography для расшифровки не "
-                "установлен. Установите его (pip install cryptography) или сохраните PDF без защиты."
-            ) from exc
-        except Exception as exc:  # a broken content stream should cost one page, not the file
-            log.warning("page %d of %s unreadable: %s", i, filename, exc)
-            warnings.append(f"стр. {i}: не удалось прочитать текст")
+                f"«{filename}»: в PDF нет читаемого текстового слоя (скан или шрифты без таблицы "
+                f"Unicode), а распознать страницы нельзя. {problem}"
+            )
+        warnings.append(
+            f"стр. {_page_ranges(no_ocr)}: нет читаемого текстового слоя, а распознавание (OCR) недоступно — "
+            "эти страницы не проиндексированы"
+        )
+    if not pages:
+        why = f" (не удалось распознать стр. {_page_ranges(failed)})" if failed else ""
+        raise IngestError(
+            f"«{filename}»: в PDF нет читаемого текстового слоя, а распознавание (OCR) не нашло "
+            f"на страницах текста{why}."
+        )
+    options.report(1.0, f"Прочитан «{filename}»")
+    return Extracted(pages=pages, mime_type="application/pdf", page_count=count, warnings=warnings)
+
+
+def _recognise_pdf_page(renderer: _PdfRenderer, index: int) -> str:
+    return ocr.ocr_image(renderer.render(index))
+
+
+def _run_parallel(jobs: Iterable[Callable[[], str]]) -> Generator[str | Exception, None, None]:
+    """Results of ``jobs`` in their order, ``ocr.workers()`` at a time (each job one Tesseract).
+
+    Jobs are taken from the iterable only a few ahead of the consumer, so a long scan is never
+    rendered into memory at once. A job's exception is yielded, not raised. Closing the
+    generator (the consumer stopped, e.g. indexing was cancelled) drops the jobs not started.
+    """
+    workers = ocr.workers()
+    source = iter(jobs)
+    if workers == 1:
+        for job in source:
+            try:
+                yield job()
+            except Exception as exc:
+                yield exc
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocr") as pool:
+        pending: deque[Future[str]] = deque(pool.submit(job) for job in itertools.islice(source, 2 * workers))
+        try:
+            while pending:
+                future = pending.popleft()
+                try:
+                    result: str | Exception = future.result()
+                except Exception as exc:
+                    result = exc
+                upcoming = next(source, None)
+                if upcoming is not None:
+                    pending.append(pool.submit(upcoming))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _has_images(renderer: _PdfRenderer, index: int) -> bool:
+    try:
+        return renderer.has_images(index)
+    except Exception as exc:  # PDFium cannot open the file: keep the text layer
+        log.debug("image check failed: %s", exc)
+        return False
+
+
+# -- images -----------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+
+
+def _open_image(data: bytes, filename: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise IngestError(
+            f"«{filename}»: изображение слишком большое (больше {ocr.MAX_IMAGE_PIXELS // 1_000_000} "
+            "мегапикселей). Уменьшите его разрешение и загрузите снова."
+        ) from exc
+    except Exception as exc:  # UnidentifiedImageError, SyntaxError, struct.error, ...
+        raise IngestError(
+            f"«{filename}»: файл повреждён или не является изображением ({type(exc).__name__})."
+        ) from exc
+    return image
+
+
+def _check_size(image: Image.Image, filename: str) -> None:
+    width, height = image.size
+    if width * height > ocr.MAX_IMAGE_PIXELS:
+        raise IngestError(
+            f"«{filename}»: изображение слишком большое ({width}×{height} пикселей, допускается не "
+            f"больше {ocr.MAX_IMAGE_PIXELS // 1_000_000} мегапикселей). Уменьшите его разрешение и "
+            "загрузите снова."
+        )
+    if width < 1 or height < 1:
+        raise IngestError(f"«{filename}»: изображение пустое (0 пикселей).")
+
+
+class _FrameUnreadable(Exception):
+    """A frame of an image file could not be decoded."""
+
+
+def _load_frames(image: Image.Image, frames: int, filename: str) -> Iterator[Callable[[], str]]:
+    """One OCR job per frame; frames are decoded here, in order, as the jobs are taken."""
+    for index in range(frames):
+        try:
+            image.seek(index)
+            _check_size(image, filename)
+            image.load()
+            frame = image.copy()
+        except IngestError:
+            raise
+        except Exception as exc:  # truncated or corrupt pixel data
+            error = _FrameUnreadable(str(exc) or type(exc).__name__)
+            yield functools.partial(_raise, error)
             continue
-        if text.strip():
-            pages.append(Page(i, text))
+        yield functools.partial(ocr.ocr_image, frame)
+
+
+def _raise(error: Exception) -> str:
+    raise error
+
+
+def extract_image(data: bytes, filename: str, options: Options | None = None) -> Extracted:
+    """Recognise text on an image; a multi-page TIFF gives one page per frame."""
+    options = options or Options()
+    image = _open_image(data, filename)
+    _check_size(image, filename)
+    mime = Image.MIME.get(image.format or "", "image/" + PurePath(filename).suffix.lower().lstrip("."))
+    # Only TIFF has pages; other formats' extra frames are animation.
+    frames = int(getattr(image, "n_frames", 1) or 1) if image.format == "TIFF" else 1
+    if frames > options.max_pages:
+        raise IngestError(
+            f"«{filename}»: в изображении {frames} страниц, а допускается не больше {options.max_pages}."
+        )
+    problem = ocr.tesseract_problem()
+    if problem is not None:
+        raise IngestError(f"«{filename}»: {problem}")
+
+    def label(index: int) -> str:
+        return f"Распознавание «{filename}»" + (f": стр. {index + 1}/{frames}" if frames > 1 else "")
+
+    pages: list[Page] = []
+    warnings: list[str] = []
+    options.report(0.0, label(0))
+    with contextlib.closing(_run_parallel(_load_frames(image, frames, filename))) as results:
+        for index, result in enumerate(results):
+            if index + 1 < frames:
+                options.report((index + 1) / frames, label(index + 1))
+            if isinstance(result, Exception):
+                if frames == 1 and isinstance(result, _FrameUnreadable):
+                    raise IngestError(
+                        f"«{filename}»: изображение повреждено, его не удалось прочитать ({result})."
+                    ) from result
+                if frames == 1:
+                    raise IngestError(f"«{filename}»: не удалось распознать текст ({result}).") from result
+                log.warning("frame %d of %s failed: %s", index + 1, filename, result)
+                what = "прочитать изображение" if isinstance(result, _FrameUnreadable) else "распознать"
+                warnings.append(f"стр. {index + 1}: не удалось {what}")
+            elif result.strip():
+                pages.append(Page(index + 1 if frames > 1 else None, result, ocr=True))
     if not pages:
         raise IngestError(
-            f"«{filename}»: в PDF нет текстового слоя (похоже на скан). "
-            "Распознавание сканов (OCR) пока не поддерживается."
+            f"«{filename}»: на изображении не удалось распознать текст — его нет, или он слишком "
+            "мелкий, размытый или рукописный."
         )
-    return Extracted(pages=pages, mime_type="application/pdf", page_count=count, warnings=warnings)
+    options.report(1.0, f"Распознан «{filename}»")
+    return Extracted(
+        pages=pages, mime_type=mime, page_count=frames if frames > 1 else None, warnings=warnings
+    )
 
 
 @dataclass(frozen=True)
@@ -220,7 +634,8 @@ EXTRACTORS: dict[str, Extractor] = {
     ".text": lambda d, n, _o: extract_text_file(d, n),
     ".md": lambda d, n, _o: extract_text_file(d, n),
     ".markdown": lambda d, n, _o: extract_text_file(d, n),
-    ".pdf": lambda d, n, o: extract_pdf(d, n, o.max_pages),
+    ".pdf": extract_pdf,
+    **dict.fromkeys(IMAGE_EXTENSIONS, extract_image),
 }
 
 # rag.formats imports this module's Page, Extracted and decode_text, so it comes after them.

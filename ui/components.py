@@ -100,8 +100,8 @@ def upload_panel(library: Library, container: Any, key: str = "uploads") -> None
         accept_multiple_files=True,
         key=f"{key}_{st.session_state[counter_key]}",
         help=(
-            "TXT, Markdown, CSV, JSON (любая распространённая кодировка), PDF с текстовым слоем, "
-            "DOCX, ODT, RTF и HTML."
+            "TXT, Markdown, CSV, JSON (любая распространённая кодировка), PDF (с текстом или скан), "
+            "DOCX, ODT, RTF, HTML и изображения (распознавание текста на русском и английском)."
         ),
     )
     if files:
