@@ -130,3 +130,60 @@ def test_every_type_indexes_and_answers_cite_it(folder: Path, child_env: dict[st
         hits = [s for s in result["sources"][:3] if s["file"] == file]
         assert hits and fact in hits[0]["text"], (question, result["sources"])
         assert "TRACKING_TOKEN_42" not in ask.stdout
+
+
+SCAN_FACT = "Гарантийный срок оборудования составляет тридцать шесть месяцев"
+
+
+def _render(lines: list[str]) -> bytes:
+    """Russian text on white as a PNG, large enough for OCR."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("L", (1700, 500), 255)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(str(FONT), 40)
+    for i, line in enumerate(lines):
+        draw.text((60, 60 + i * 70), line, font=font, fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _scanned_pdf() -> bytes:
+    """Two image-only pages; the fact is only on page 2."""
+    from PIL import Image
+
+    first = Image.open(
+        io.BytesIO(_render(["Приложение к договору поставки.", "Перечень оборудования ниже."]))
+    )
+    second = Image.open(io.BytesIO(_render([SCAN_FACT + ".", "Обслуживание выполняет поставщик."])))
+    buf = io.BytesIO()
+    first.convert("RGB").save(
+        buf, format="PDF", save_all=True, append_images=[second.convert("RGB")], resolution=150
+    )
+    return buf.getvalue()
+
+
+def test_fact_only_on_a_scanned_page_is_found_and_cited(tmp_path: Path, child_env: dict[str, str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "skan.pdf").write_bytes(_scanned_pdf())
+    (docs / "obyavlenie.png").write_bytes(_render(["Парковка закрыта на ремонт до пятницы."]))
+    (docs / "zametka.txt").write_bytes("Совещание перенесено на четверг.".encode("koi8_r"))
+    data = tmp_path / "data"
+    out = rag(["ingest", str(docs), "--data-dir", str(data)], tmp_path, child_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("indexed:") == 3, out.stdout
+
+    ask = rag(
+        ["ask", "Какой гарантийный срок оборудования?", "--data-dir", str(data), "--json"],
+        tmp_path,
+        child_env,
+    )
+    assert ask.returncode == 0, ask.stderr
+    top = json.loads(ask.stdout)["sources"][0]
+    assert top["file"] == "skan.pdf"
+    assert top["page"] == 2
+    assert "тридцать шесть месяцев" in top["text"].lower()
+    text = rag(["ask", "Какой гарантийный срок оборудования?", "--data-dir", str(data)], tmp_path, child_env)
+    assert "skan.pdf, стр. 2, OCR" in text.stdout
