@@ -23,7 +23,8 @@ def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
             "Тип": d.mime_type or "—",
             "Размер": human_size(d.size),
             "Кодировка": d.encoding or "—",
-            "Страниц": d.pages if d.pages is not None else "—",
+            # One type per column: Arrow refuses a column mixing numbers and "—".
+            "Страниц": d.pages,
             "Фрагментов": d.chunk_count,
             "Статус": STATUS_RU.get(d.status, str(d.status)),
             "Ошибка": d.error or d.warnings or "",

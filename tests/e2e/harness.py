@@ -1,0 +1,192 @@
+"""A real app and a real browser: `streamlit run` on a free port, Debian's chromium via Playwright.
+
+Used by the end-to-end tests and by the benchmarks. The browser is the system's
+``/usr/bin/chromium`` (packages-dev.txt); Playwright never downloads one here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("RAG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Settings the app must not inherit from a developer's shell.
+_APP_ENV_DROP = ("RAG_", "GIGACHAT_", "YC_", "OPENAI_", "DATABASE_URL")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def chromium_available() -> bool:
+    """Whether the system chromium and the playwright package are both present."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None
+
+
+@dataclass
+class AppServer:
+    """A running `streamlit run streamlit_app.py` with its own data directory and log."""
+
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        """The app's address."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The Streamlit process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> AppServer:
+        """Start the app and wait until its health endpoint answers."""
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_APP_ENV_DROP)}
+        env.update(
+            {
+                "RAG_DATA_DIR": str(self.data_dir),
+                "RAG_SECRETS_FILE": str(REPO_ROOT / "tests" / "no-secrets.toml"),
+                "PYTHONUNBUFFERED": "1",
+                **self.env,
+            }
+        )
+        log = self.log_path.open("ab")
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app.py",
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(self.port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"the app did not become healthy:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Stop the app politely, then firmly."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or an OOM kill does to the app."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        """Everything the app printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def running_app(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[AppServer]:
+    """An app for the duration of the block."""
+    app = AppServer(data_dir=data_dir, log_path=log_path, env=env or {})
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+@contextmanager
+def browser() -> Iterator[Any]:
+    """A headless system chromium (a Playwright ``Browser``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_for_app(page: Any, timeout_ms: float = 60_000) -> None:
+    """Wait until the page's script run has finished (no 'running' indicator)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+    page.wait_for_load_state("networkidle")
+
+
+def ask(page: Any, question: str, timeout_ms: float = 120_000) -> Any:
+    """Type a question into the chat input, send it, and return the answer's message locator."""
+    messages = page.get_by_test_id("stChatMessage")
+    before = messages.count()
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(question)
+    box.press("Enter")
+    # The question and its answer are two new messages; the rerun after saving re-renders both.
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= n",
+        arg=before + 2,
+        timeout=timeout_ms,
+    )
+    wait_for_app(page, timeout_ms)
+    return messages.last
