@@ -110,8 +110,48 @@ def _russian_likelihood(text: str) -> float:
     return sum(math.log(_RU_FREQ.get(c, 0.001)) for c in letters) / len(letters)
 
 
+# C0 control bytes other than whitespace (tab, line feeds, form feed) and escape: text has none,
+# binary data about one in ten. NUL is the common one in sloppy exports.
+_BINARY_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+# Control characters are never text: they are dropped from decoded text (invisible in a chunk).
+_DROP_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])
+# What Russian or English text is made of; binary data read as UTF-16 is mostly CJK and controls.
+_NOT_EUROPEAN = re.compile(r"[^\t\n\r\x20-\x7e\u00a0-\u052f\u2000-\u21ff]")
+_CYRILLIC_LETTER = re.compile(r"[\u0400-\u04ff]")
+
+
+def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
+    """Text saved as UTF-16 without a byte order mark (a NUL in every other byte), or None."""
+    if len(data) % 2:
+        return None
+    for encoding in ("utf-16-le", "utf-16-be"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if len(_NOT_EUROPEAN.findall(text)) <= len(text) // 100:
+            return text, encoding
+    return None
+
+
+def _garbled_share(text: str) -> float:
+    """Share of the Cyrillic letters that sit on lines reading as another code page would show them."""
+    total = garbled = 0
+    for line in text.splitlines():
+        cyr = _CYRILLIC_LETTER.findall(line)
+        total += len(cyr)
+        if len(cyr) >= 20 and _wrong_code_page(cyr, floor=0.0):
+            garbled += len(cyr)
+    return garbled / total if total else 0.0
+
+
 def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     """Decode a text file; return (text, encoding name) or raise IngestError."""
+    text, encoding = _decode(data, filename)
+    return text.translate(_DROP_CONTROLS), encoding
+
+
+def _decode(data: bytes, filename: str) -> tuple[str, str]:
     if not data.strip():
         raise IngestError(f"«{filename}»: файл пуст.")
     for bom, enc in (
@@ -128,18 +168,22 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
                 raise IngestError(
                     f"«{filename}»: файл начинается с метки {enc}, но не читается в этой кодировке."
                 ) from exc
-    # A few NUL bytes happen in sloppy exports; many mean a binary file.
-    if data.count(b"\x00") > max(8, len(data) // 100):
+    # A few control bytes happen in sloppy exports; many mean UTF-16 without a BOM, or binary data.
+    controls = len(data) - len(data.translate(None, _BINARY_BYTES))
+    if controls > max(8, len(data) // 100):
+        utf16 = _utf16_without_bom(data)
+        if utf16 is not None:
+            return utf16
         raise IngestError(
             f"«{filename}»: файл не похож на текст (двоичные данные). "
             "Загрузите текстовый файл, PDF или сохраните документ как .txt."
         )
     try:
-        return data.decode("utf-8").replace("\x00", ""), "utf-8"
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         # Cut inside its last character (size-limited export, interrupted copy): still UTF-8.
         if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
-            return data[: exc.start].decode("utf-8").replace("\x00", ""), "utf-8"
+            return data[: exc.start].decode("utf-8"), "utf-8"
     matches = charset_normalizer.from_bytes(data, cp_isolation=_CANDIDATES)
     best = matches.best()
     if best is None:
@@ -148,8 +192,16 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         )
     close = [m for m in matches if m.chaos <= best.chaos + 0.02]
     chosen = max(close, key=lambda m: (_russian_likelihood(str(m)), m is best))
+    text = str(chosen)
+    # Files glued together from two code pages (KOI8-R and cp1251, say) read well in neither:
+    # whatever is chosen, part of the text comes out as letter soup, which must not be indexed.
+    if _garbled_share(text) > 0.05:
+        raise IngestError(
+            f"«{filename}»: не удалось определить кодировку текста — часть файла не читается ни в одной "
+            "кодировке (похоже, в нём смешаны разные кодировки). Сохраните файл в UTF-8 и загрузите снова."
+        )
     # Record the common spelling (koi8-r, not Python's koi8_r): it is shown to users.
-    return str(chosen).replace("\x00", ""), chosen.encoding.replace("_", "-")
+    return text, chosen.encoding.replace("_", "-")
 
 
 def extract_text_file(data: bytes, filename: str) -> Extracted:
@@ -215,17 +267,8 @@ def looks_like_garbage(text: str) -> bool:
         cyr = [c for c in letters if "\u0400" <= c <= "\u04ff"]
         if latin1 / len(letters) > 0.3 and len(cyr) / len(letters) < 0.1:
             return True  # «Ñðîê ïîñòàâêè», «Ð¡Ñ€Ð¾Ðº»
-        if len(cyr) >= 20:
-            odd = sum(1 for c in cyr if not ("А" <= c <= "я" or c in "Ёё"))
-            if odd / len(cyr) > 0.3:
-                return True  # cp866 shown as cp1251 and similar
-            likelihood = _russian_likelihood("".join(cyr))
-            upper = sum(1 for c in cyr if c.isupper()) / len(cyr)
-            # Real Russian scores about 1.5 (in capitals too), Ukrainian 1.1, Serbian and
-            # Belarusian about 1.0, Kazakh -0.5; KOI8-R and cp1251 swapped score 0.9 and come
-            # out in capitals; cp1251 shown as cp866 or ISO 8859-5 scores below -1.3.
-            if likelihood < -1.0 or (upper > 0.7 and likelihood < 1.0):
-                return True
+        if len(cyr) >= 20 and _wrong_code_page(cyr):
+            return True
     tokens = text.split()
     if len(tokens) < 8:
         return False
@@ -248,6 +291,24 @@ def looks_like_garbage(text: str) -> bool:
         if voiceless / len(latin) > 0.4 or vowel_share < 0.2:
             return True  # «Chjr gjcnfdrb cjcnfdkztn»: Russian typed on a Latin layout
     return False
+
+
+def _wrong_code_page(cyr: list[str], floor: float = -1.0) -> bool:
+    """True when Cyrillic letters read as another code page shows them, not as any real language.
+
+    ``floor`` is the lowest likelihood taken for a real language: a PDF text layer may be Kazakh
+    (about -0.5), but no Russian code page holds Kazakh, so a line of a text file read in one
+    that scores below 0 is in another code page.
+    """
+    odd = sum(1 for c in cyr if not ("А" <= c <= "я" or c in "Ёё"))
+    if odd / len(cyr) > 0.3:
+        return True  # cp866 shown as cp1251 and similar
+    likelihood = _russian_likelihood("".join(cyr))
+    upper = sum(1 for c in cyr if c.isupper()) / len(cyr)
+    # Real Russian scores about 1.5 (in capitals too), Ukrainian 1.1, Serbian and
+    # Belarusian about 1.0, Kazakh -0.5; KOI8-R and cp1251 swapped score 0.9 and come
+    # out in capitals; cp1251 shown as cp866 or ISO 8859-5 scores below -1.3.
+    return likelihood < floor or (upper > 0.7 and likelihood < 1.0)
 
 
 def _has_cyrillic(word: str) -> bool:
@@ -306,6 +367,15 @@ class _PdfRenderer:
                 self._error = exc
                 raise
         return self._doc
+
+    def is_blank(self, index: int) -> bool:
+        """Whether the page draws nothing at all: no text, image, path or form object."""
+        with _PDFIUM_LOCK:
+            page = self._document()[index]
+            try:
+                return next(iter(page.get_objects(max_depth=1)), None) is None
+            finally:
+                page.close()
 
     def has_images(self, index: int) -> bool:
         """Whether the page draws any raster image (a scan, a photo)."""
@@ -371,7 +441,11 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
     except IngestError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise IngestError(f"«{filename}»: PDF повреждён или не является PDF ({exc}).") from exc
+        log.warning("unreadable PDF %s: %s", filename, exc)  # pypdf's English reason is for the log
+        raise IngestError(
+            f"«{filename}»: PDF повреждён (например, загружен не до конца) или не является PDF. "
+            "Откройте его в программе для PDF, сохраните заново и загрузите снова."
+        ) from exc
     if count == 0:
         raise IngestError(f"«{filename}»: в PDF нет страниц.")
     if count > options.max_pages:
@@ -382,6 +456,7 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
     warnings: list[str] = []
     no_ocr: list[int] = []  # pages that needed OCR where Tesseract is missing
     failed: list[int] = []  # pages whose recognition failed
+    blank: list[int] = []  # pages that draw nothing: nothing to read, nothing to recognise
     todo: list[tuple[int, str, bool]] = []  # (page number, usable text layer, unreadable)
     done = 0
     renderer = _PdfRenderer(data, password)
@@ -403,6 +478,9 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
             usable = "" if looks_like_garbage(text) else text  # what the layer gives without OCR
             if usable.strip() and (_nonspace(usable) >= SPARSE_TEXT or not _has_images(renderer, i - 1)):
                 pages.append(Page(i, usable))  # a good layer, or a short page (title, table)
+                done += 1
+            elif not text.strip() and not unreadable and _is_blank(renderer, page, i - 1):
+                blank.append(i)  # rendering an empty page for OCR costs a second and finds nothing
                 done += 1
             elif not ocr.tesseract_available():
                 if usable.strip():
@@ -449,6 +527,11 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
         warnings.append(
             f"стр. {_page_ranges(no_ocr)}: нет читаемого текстового слоя, а распознавание (OCR) недоступно — "
             "эти страницы не проиндексированы"
+        )
+    if not pages and len(blank) == count:
+        raise IngestError(
+            f"«{filename}»: в PDF нет текста — все страницы ({count}) пустые: на них нет ни текстового "
+            "слоя, ни изображений."
         )
     if not pages:
         why = f" (не удалось распознать стр. {_page_ranges(failed)})" if failed else ""
@@ -498,6 +581,16 @@ def _run_parallel(jobs: Iterable[Callable[[], str]]) -> Generator[str | Exceptio
                 future.cancel()
 
 
+def _is_blank(renderer: _PdfRenderer, page: Any, index: int) -> bool:
+    if "/Annots" in page:  # annotations (stamps, notes, form fields) are drawn on the page too
+        return False
+    try:
+        return renderer.is_blank(index)
+    except Exception as exc:  # PDFium cannot open the file: let recognition try (and report)
+        log.debug("blank check failed: %s", exc)
+        return False
+
+
 def _has_images(renderer: _PdfRenderer, index: int) -> bool:
     try:
         return renderer.has_images(index)
@@ -520,8 +613,10 @@ def _open_image(data: bytes, filename: str) -> Image.Image:
             "мегапикселей). Уменьшите его разрешение и загрузите снова."
         ) from exc
     except Exception as exc:  # UnidentifiedImageError, SyntaxError, struct.error, ...
+        log.warning("unreadable image %s: %r", filename, exc)
         raise IngestError(
-            f"«{filename}»: файл повреждён или не является изображением ({type(exc).__name__})."
+            f"«{filename}»: файл повреждён или не является изображением (PNG, JPEG, TIFF, WebP, BMP). "
+            "Откройте его в графическом редакторе, сохраните заново и загрузите снова."
         ) from exc
     return image
 
@@ -590,13 +685,16 @@ def extract_image(data: bytes, filename: str, options: Options | None = None) ->
             if index + 1 < frames:
                 options.report((index + 1) / frames, label(index + 1))
             if isinstance(result, Exception):
+                log.warning("frame %d of %s failed: %s", index + 1, filename, result)
                 if frames == 1 and isinstance(result, _FrameUnreadable):
                     raise IngestError(
-                        f"«{filename}»: изображение повреждено, его не удалось прочитать ({result})."
+                        f"«{filename}»: изображение повреждено (например, загружено не до конца), его "
+                        "не удалось прочитать. Сохраните его заново и загрузите снова."
                     ) from result
                 if frames == 1:
-                    raise IngestError(f"«{filename}»: не удалось распознать текст ({result}).") from result
-                log.warning("frame %d of %s failed: %s", index + 1, filename, result)
+                    # OcrError says in Russian what Tesseract did (timed out, crashed); others are ours.
+                    why = str(result) if isinstance(result, ocr.OcrError) else "ошибка обработки изображения"
+                    raise IngestError(f"«{filename}»: не удалось распознать текст ({why}).") from result
                 what = "прочитать изображение" if isinstance(result, _FrameUnreadable) else "распознать"
                 warnings.append(f"стр. {index + 1}: не удалось {what}")
             elif result.strip():

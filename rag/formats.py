@@ -15,6 +15,7 @@ import copy
 import csv
 import io
 import json
+import logging
 import re
 import zipfile
 import zlib
@@ -35,6 +36,8 @@ from rag import IngestError
 
 if TYPE_CHECKING:
     from rag.extract import Extractor, Options
+
+log = logging.getLogger(__name__)
 
 # rag.extract registers FORMAT_EXTRACTORS by importing this module, so what this module needs from
 # rag.extract at run time is imported at the bottom: either module can then be imported first.
@@ -96,8 +99,9 @@ def _open_archive(data: bytes, filename: str, options: Options, kind: str, resav
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        log.warning("unreadable archive %s: %s", filename, exc)  # the library's English reason: log only
         raise IngestError(
-            f"«{filename}»: файл повреждён или не является документом {kind} ({exc}). {resave}"
+            f"«{filename}»: файл повреждён или не является документом {kind}. {resave}"
         ) from exc
     infos = archive.infolist()
     if len(infos) > _MAX_MEMBERS:
@@ -311,7 +315,8 @@ def extract_docx(data: bytes, filename: str, options: Options) -> Extracted:
         ValueError,
         lxml.etree.XMLSyntaxError,
     ) as exc:
-        raise IngestError(f"«{filename}»: документ Word повреждён ({exc}). {_DOCX_RESAVE}") from exc
+        log.warning("damaged DOCX %s: %s", filename, exc)
+        raise IngestError(f"«{filename}»: документ Word повреждён. {_DOCX_RESAVE}") from exc
     body = document.element.body
     blocks: list[str] = []
     for block in _w_blocks(body):
@@ -725,8 +730,9 @@ def extract_rtf(data: bytes, filename: str, options: Options) -> Extracted:
     try:
         text: str = rtf_to_text(source, encoding=codepage, errors="replace")  # type: ignore[no-untyped-call]
     except (LookupError, ValueError, IndexError) as exc:
+        log.warning("damaged RTF %s: %s", filename, exc)
         raise IngestError(
-            f"«{filename}»: документ RTF повреждён или использует неизвестную кодировку ({exc}). "
+            f"«{filename}»: документ RTF повреждён или использует неизвестную кодировку. "
             "Пересохраните его как .docx и загрузите снова."
         ) from exc
     text = _fix_mojibake(text.replace("\r", ""))
@@ -888,7 +894,8 @@ def extract_odt(data: bytes, filename: str, options: Options) -> Extracted:
                     if part in names:
                         lxml.etree.fromstring(archive.read(part), parser)
         except (zipfile.BadZipFile, zlib.error, EOFError, lxml.etree.XMLSyntaxError) as exc:
-            raise IngestError(f"«{filename}»: документ ODT повреждён ({exc}). {_ODT_RESAVE}") from exc
+            log.warning("damaged ODT %s: %s", filename, exc)
+            raise IngestError(f"«{filename}»: документ ODT повреждён. {_ODT_RESAVE}") from exc
     if mimetype != ODT_MIME and "word/document.xml" in names:
         raise IngestError(
             f"«{filename}»: это документ Word (.docx), сохранённый с расширением .odt. "
@@ -906,7 +913,8 @@ def extract_odt(data: bytes, filename: str, options: Options) -> Extracted:
         body = document.text
         title_styles = _odt_title_styles(document)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, ValueError) as exc:
-        raise IngestError(f"«{filename}»: документ ODT повреждён ({exc}). {_ODT_RESAVE}") from exc
+        log.warning("damaged ODT %s: %s", filename, exc)
+        raise IngestError(f"«{filename}»: документ ODT повреждён. {_ODT_RESAVE}") from exc
     text = _join_blocks(_odt_blocks(body, title_styles))
     if not text:
         raise _no_text(filename, " Если он состоит из картинок или сканов, загрузите его как PDF.")

@@ -218,10 +218,13 @@ class Library:
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
         except IngestError as exc:
             return self._fail(doc_id, name, str(exc))
-        except Exception as exc:
-            log.exception("indexing %s failed", name)
+        except Exception:
+            log.exception("indexing %s failed", name)  # the details are for the log, not the user
             return self._fail(
-                doc_id, name, f"«{name}»: внутренняя ошибка при индексации ({type(exc).__name__})."
+                doc_id,
+                name,
+                f"«{name}»: внутренняя ошибка при индексации (подробности записаны в журнал приложения). "
+                "Попробуйте загрузить файл ещё раз; если ошибка повторится, сообщите администратору.",
             )
 
     def _fail(self, doc_id: str, name: str, message: str) -> IngestResult:
