@@ -60,7 +60,7 @@ def isolate_env() -> None:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Default settings on a data directory, never reading .env."""
-    return Settings(_env_file=None, RAG_DATA_DIR=data_dir, **overrides)  # type: ignore[call-arg]
+    return Settings(_env_file=None, RAG_DATA_DIR=data_dir, **overrides)
 
 
 def machine_info() -> dict[str, Any]:
@@ -246,7 +246,7 @@ def generate_chunk_texts(n: int, seed: int = 1, max_words: int = 100) -> list[st
     pool = sentence_pool()
     out = []
     for _ in range(n):
-        words, parts = 0, []
+        words, parts = 0, list[str]()
         target = rng.randint(max_words // 2, max_words)
         while True:
             s = rng.choice(pool)
@@ -403,3 +403,28 @@ def ask_in_browser(b: Any, app: App, question: str, timeout_s: float = 300.0) ->
         return {k: round(v, 3) for k, v in marks.items()}
     finally:
         page.close()
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name may hold spaces and parentheses: split after its closing one.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
+def count_rows(data_dir: Path) -> dict[str, int]:
+    """Documents and chunks in a data directory's SQLite file (read-only)."""
+    import sqlite3
+
+    path = make_settings(data_dir).sqlite_path
+    if not path.exists():
+        return {"documents": 0, "chunks": 0}
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        docs = db.execute("SELECT count(*) FROM document").fetchone()[0]
+        chunks = db.execute("SELECT count(*) FROM chunk").fetchone()[0]
+    return {"documents": int(docs), "chunks": int(chunks)}

@@ -46,9 +46,9 @@ STAGES = ("extract", "chunk", "stem", "embed", "sqlite", "chroma")
 def instrument(lib: Library, embedder: E5SmallEmbedder, sw: Stopwatch) -> None:
     """Time each stage of ``Library._index`` (module functions, the embedder and the stores)."""
     # _index looks these names up in rag.library's globals at call time.
-    rag.library.extract = sw.wrap("extract", rag.library.extract)  # type: ignore[assignment]
-    rag.library.chunk_pages = sw.wrap("chunk", rag.library.chunk_pages)  # type: ignore[assignment]
-    rag.library.stem_string = sw.wrap("stem", rag.library.stem_string)  # type: ignore[assignment]
+    rag.library.extract = sw.wrap("extract", rag.library.extract)  # type: ignore[attr-defined]
+    rag.library.chunk_pages = sw.wrap("chunk", rag.library.chunk_pages)  # type: ignore[attr-defined]
+    rag.library.stem_string = sw.wrap("stem", rag.library.stem_string)  # type: ignore[attr-defined]
     embedder.embed_documents = sw.wrap("embed", embedder.embed_documents)  # type: ignore[method-assign]
     lib.docs.store_chunks = sw.wrap("sqlite", lib.docs.store_chunks)  # type: ignore[method-assign]
     lib.vectors.add = sw.wrap("chroma", lib.vectors.add)  # type: ignore[method-assign]
