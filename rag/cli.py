@@ -12,7 +12,7 @@ from pathlib import Path
 from providers import PROVIDER_NAMES, GenerationParams, ProviderError, build_providers
 from rag.eval import evaluate
 from rag.extract import SUPPORTED_EXTENSIONS
-from rag.library import Library, open_library
+from rag.library import Library, open_library, too_large_message
 from rag.pipeline import answer
 from rag.retrieve import METHODS
 from settings import Settings
@@ -43,6 +43,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for path in _files(args.paths):
         if not path.exists():
             print(f"failed: {path}: файл не найден")
+            failed += 1
+            continue
+        size = path.stat().st_size
+        if size > lib.settings.max_file_bytes:
+            # Refused before reading: a 200 MB file must not be loaded into memory first.
+            print(f"failed: {path}: {too_large_message(path.name, size, lib.settings)}")
             failed += 1
             continue
         res = lib.ingest(path.name, path.read_bytes())

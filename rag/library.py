@@ -37,6 +37,14 @@ EMBED_BATCH = 32
 INTERRUPTED = "Индексация была прервана (приложение остановлено). Переиндексируйте файл или удалите его."
 
 
+def too_large_message(name: str, size: int, settings: Settings) -> str:
+    """The Russian refusal for a file over RAG_MAX_FILE_MB."""
+    return (
+        f"«{name}»: файл слишком большой ({size / 1024 / 1024:.1f} МБ), допускается не больше "
+        f"{settings.max_file_mb:g} МБ (RAG_MAX_FILE_MB)."
+    )
+
+
 def _no_progress(_fraction: float, _text: str) -> None:
     return None
 
@@ -116,15 +124,7 @@ class Library:
         progress = progress or _no_progress
         name = PurePath(filename.replace("\\", "/")).name.strip() or "без имени"
         if len(data) > self.settings.max_file_bytes:
-            mb = len(data) / 1024 / 1024
-            return IngestResult(
-                name,
-                "failed",
-                message=(
-                    f"«{name}»: файл слишком большой ({mb:.1f} МБ), допускается не больше "
-                    f"{self.settings.max_file_mb:g} МБ (RAG_MAX_FILE_MB)."
-                ),
-            )
+            return IngestResult(name, "failed", message=too_large_message(name, len(data), self.settings))
         sha = hashlib.sha256(data).hexdigest()
         existing = self.docs.by_sha256(sha)
         if existing is not None and existing.status == DocumentStatus.READY:

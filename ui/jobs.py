@@ -6,6 +6,7 @@ sees its own jobs with per-file and overall progress, and can cancel them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from typing import Literal
 from rag import IngestCancelled
 from rag.library import IngestResult, Library
 
+log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "done"]
 
 
@@ -72,10 +74,11 @@ class IndexingQueue:
             job.state = "running"
             try:
                 job.result = self.library.ingest(job.filename, data, progress)
-            except Exception as exc:  # the library reports bad files itself; this is a last resort
+            except Exception:  # the library reports bad files itself; this is a last resort
+                log.exception("indexing %s failed", job.filename)  # details for the log only
                 job.result = IngestResult(
                     job.filename,
                     "failed",
-                    message=f"«{job.filename}»: внутренняя ошибка ({type(exc).__name__}).",
+                    message=f"«{job.filename}»: внутренняя ошибка при индексации (подробности в журнале).",
                 )
         job.fraction, job.state = 1.0, "done"

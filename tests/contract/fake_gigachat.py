@@ -89,6 +89,7 @@ class FakeGigaChat:
         self.models_status: int | None = None  # answer GET /models with this error
         self.models_stall_s = 0.0
         self.token_ttl_s = 1800.0  # real tokens live 30 minutes
+        self.delta_delay_s = 0.0  # pause between streamed deltas (a slow, long answer)
         self._tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self._failures: deque[tuple[int, int | None]] = deque()
         self._cut = 0
@@ -380,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for i, text in enumerate(deltas):
                 delta = {"content": text, "role": "assistant"} if i == 0 else {"content": text}
+                if i and self.fake.delta_delay_s:
+                    self.fake.wait(self.fake.delta_delay_s)
                 self._chunk(f"data: {json.dumps(event(delta), ensure_ascii=False)}\n\n")
                 if cut:
                     # Mid-answer, the connection just ends: no closing event, no last chunk.

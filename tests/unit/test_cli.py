@@ -135,3 +135,14 @@ def test_bad_arguments_exit_2(workspace: Path, child_env: dict[str, str]) -> Non
     )
     assert res.returncode == 2
     assert "Ошибка в параметрах" in res.stderr
+
+
+def test_ingest_refuses_an_oversized_file(tmp_path: Path, child_env: dict[str, str]) -> None:
+    huge = tmp_path / "ogromnyj.txt"
+    with huge.open("wb") as f:  # sparse: 200 MB by its size, nothing written to disk
+        f.truncate(200 * 1024 * 1024)
+    env = {**child_env, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_MAX_FILE_MB": "50"}
+    out = rag(["ingest", str(huge)], tmp_path, env)
+    assert out.returncode == 1, out.stderr
+    assert "ogromnyj.txt: «ogromnyj.txt»: файл слишком большой (200.0 МБ)" in out.stdout
+    assert "Traceback" not in out.stderr
