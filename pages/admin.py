@@ -8,6 +8,7 @@ import streamlit as st
 
 from storage import DocumentStatus, NotFoundError
 from ui.components import human_size, progress_to
+from ui.markup import literal
 from ui.resources import get_library
 from ui.tables import STATUS_RU, documents_frame
 
@@ -40,7 +41,7 @@ if st.session_state.get("confirm_clear_all"):
         st.session_state.pop("confirm_clear_all", None)
         st.rerun()
 if notice := st.session_state.pop("admin_notice", None):
-    st.success(notice)
+    st.success(literal(notice))
 
 # -- documents ------------------------------------------------------------------------------
 st.subheader("Проиндексированные файлы")
@@ -57,7 +58,7 @@ else:
     )
     doc = by_id[picked]
     if doc.error:
-        st.error(doc.error)
+        st.error(literal(doc.error))
     c1, c2 = st.columns(2)
     if c1.button("Переиндексировать", disabled=doc.status == DocumentStatus.INDEXING):
         bar = st.progress(0.0, text="Индексация…")
@@ -67,7 +68,7 @@ else:
     if c2.button("Удалить файл", type="primary"):
         st.session_state["confirm_delete"] = doc.id
     if st.session_state.get("confirm_delete") == doc.id:
-        st.warning(f"Удалить «{doc.filename}» из базы, поиска и векторного индекса?")
+        st.warning(literal(f"Удалить «{doc.filename}» из базы, поиска и векторного индекса?"))
         d1, d2 = st.columns(2)
         if d1.button("Да, удалить файл", type="primary"):
             with contextlib.suppress(NotFoundError):  # already deleted in another session
@@ -79,7 +80,7 @@ else:
             st.session_state.pop("confirm_delete", None)
             st.rerun()
     chunks = library.docs.chunks(doc.id)
-    with st.expander(f"Фрагменты «{doc.filename}» ({len(chunks)})", expanded=False):
+    with st.expander(literal(f"Фрагменты «{doc.filename}» ({len(chunks)})"), expanded=False):
         for c in chunks[:200]:
             page = f", стр. {c.page}" if c.page else ""
             st.caption(f"#{c.ordinal + 1}{page} · символы {c.char_start}–{c.char_end}")
@@ -108,7 +109,7 @@ if st.button("Проверить целостность"):
     else:
         st.session_state["check_report"] = report.__dict__
 if report_data := st.session_state.get("check_report"):
-    st.warning(f"Найдены расхождения: {report_data}")
+    st.warning(literal(f"Найдены расхождения: {report_data}"))
     if st.button("Исправить"):
         library.check(repair=True)
         st.session_state.pop("check_report", None)

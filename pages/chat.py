@@ -8,6 +8,7 @@ from providers import GenerationParams
 from storage import Chat, NotFoundError
 from ui.components import render_message, upload_panel
 from ui.conversation import failed_answer, respond, wait_for_previous_answer
+from ui.markup import literal
 from ui.resources import get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 
@@ -38,7 +39,7 @@ if all_chats:
         "История чатов",
         ids,
         index=ids.index(chat.id) if chat and chat.id in ids else None,
-        format_func=lambda i: titles[i],
+        format_func=lambda i: literal(titles[i]),  # radio options render Markdown
         label_visibility="collapsed",
     )
     if picked and (chat is None or picked != chat.id):
@@ -103,7 +104,7 @@ retry_question: str | None = None
 if chat is not None:
     messages = chats.messages(chat.id)
     head = st.columns([4, 1])
-    head[0].caption(chat.title)
+    head[0].caption(literal(chat.title))
     if messages and head[1].button("Очистить чат", width="stretch"):
         st.session_state["confirm_clear"] = chat.id
     if st.session_state.get("confirm_clear") == chat.id:

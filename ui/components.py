@@ -11,6 +11,7 @@ import streamlit as st
 from rag.extract import SUPPORTED_EXTENSIONS
 from rag.library import Library
 from storage import Message
+from ui.markup import answer_markdown, literal
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def render_sources(sources: list[dict[str, Any]]) -> None:
         return
     with st.expander(f"Источники ({len(sources)})"):
         for src in sources:
-            st.markdown(f"**{_escape_md(source_label(src))}**")
+            st.markdown(f"**{literal(source_label(src))}**")
             # Fragments are shown as plain text: document content is never rendered as markup.
             st.text(str(src.get("text", "")))
 
@@ -51,14 +52,15 @@ def render_message(msg: Message) -> None:
     role = "user" if msg.role == "user" else "assistant"
     with st.chat_message(role):
         if msg.content:
-            st.markdown(msg.content)
+            # The user's words are shown as typed; an answer keeps its formatting, nothing live.
+            st.markdown(literal(msg.content) if role == "user" else answer_markdown(msg.content))
         if msg.error:
-            st.error(msg.error)
+            st.error(literal(msg.error))
         if role == "assistant":
             render_sources(msg.sources or [])
             meta = _meta(msg)
             if meta:
-                st.caption(meta)
+                st.caption(literal(meta))
 
 
 def _meta(msg: Message) -> str:
@@ -72,17 +74,11 @@ def _meta(msg: Message) -> str:
     return " · ".join(parts)
 
 
-def _escape_md(text: str) -> str:
-    for ch in "\\`*_[]<>#|":
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
 def progress_to(bar: Any) -> Callable[[float, str], None]:
     """A library progress callback that drives an ``st.progress`` bar."""
 
     def update(fraction: float, text: str) -> None:
-        bar.progress(min(1.0, max(0.0, fraction)), text=text)
+        bar.progress(min(1.0, max(0.0, fraction)), text=literal(text))
 
     return update
 
@@ -115,14 +111,15 @@ def upload_panel(library: Library, container: Any, key: str = "uploads") -> None
         if st.session_state.get(jobs_key):
             _live_progress(jobs_key, results_key)
         for status, message in st.session_state.get(results_key, []):
+            # Messages carry file names, which are the uploader's text, not markup.
             if status == "indexed":
-                st.success(f"Проиндексирован: {message}", icon=":material/check_circle:")
+                st.success(f"Проиндексирован: {literal(message)}", icon=":material/check_circle:")
             elif status == "duplicate":
-                st.info(message, icon=":material/info:")
+                st.info(literal(message), icon=":material/info:")
             elif status == "warning":
-                st.warning(message, icon=":material/warning:")
+                st.warning(literal(message), icon=":material/warning:")
             else:
-                st.error(message, icon=":material/error:")
+                st.error(literal(message), icon=":material/error:")
 
 
 @st.fragment(run_every=1.0)
@@ -142,7 +139,7 @@ def _live_progress(jobs_key: str, results_key: str) -> None:
     for job in jobs:
         if job.state == "done":
             continue
-        st.progress(min(1.0, job.fraction), text=f"{job.filename}: {job.text}")
+        st.progress(min(1.0, job.fraction), text=literal(f"{job.filename}: {job.text}"))
         if st.button("Отменить", key=f"cancel_{job.id}", icon=":material/cancel:"):
             job.cancel.set()
     if len(finished) == len(jobs):

@@ -18,6 +18,7 @@ from rag.library import Library
 from rag.pipeline import answer
 from storage import Chat, Message
 from ui.components import render_sources
+from ui.markup import answer_markdown, literal
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ def failed_answer(messages: list[Message]) -> Message | None:
     return None
 
 
+def show_stream(completion: Completion) -> None:
+    """Render an answer as it streams in, made safe by ``answer_markdown`` at every delta."""
+    # Not st.write_stream: it renders the raw text as Markdown (and completes unclosed syntax
+    # while streaming), so an image in the answer would load before the page reruns. The whole
+    # text is made safe again at each delta, since whether a backtick opens code depends on
+    # what follows it.
+    placeholder = st.empty()
+    for _ in completion:
+        placeholder.markdown(answer_markdown(completion.text))
+
+
 def respond(
     library: Library,
     chat: Chat,
@@ -91,7 +103,7 @@ def respond(
         if not previous and chat.title in ("", "Новый чат"):
             repo.update(chat.id, title=title_from(question))
         with st.chat_message("user"):
-            st.markdown(question)
+            st.markdown(literal(question))
     with _generation_lock(), st.chat_message("assistant"):
         started = time.perf_counter()
         sources: list[dict[str, object]] = []
@@ -137,7 +149,7 @@ def respond(
             # the BaseException handler below stores what had arrived, marked as stopped.
             stop = st.empty()
             stop.button("Остановить", icon=":material/stop_circle:", key="stop_generation")
-            st.write_stream(completion)
+            show_stream(completion)
             stop.empty()
         except StreamInterruptedError as exc:
             error = exc.user_message
@@ -153,6 +165,6 @@ def respond(
             raise
         text = completion.text if completion else ""
         if error:
-            st.error(error)
+            st.error(literal(error))
         render_sources(sources)
         save(text, error)

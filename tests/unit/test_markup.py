@@ -1,0 +1,178 @@
+"""ui.markup: literal text stays literal; answers keep formatting but nothing in them goes live.
+
+Outputs are checked by an independent CommonMark parser (markdown-it-py, with GFM tables and
+strikethrough): it must find no link, image or HTML, on chosen cases and on random markup soup.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from ui.markup import answer_markdown, literal
+
+PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+LIVE = {"link_open", "image", "html_inline", "html_block"}
+TEXT_ONLY = {"paragraph_open", "paragraph_close", "inline", "text", "softbreak", "hardbreak"}
+
+# Pieces of hostile or merely awkward Markdown, glued at random by the property tests.
+ATOMS = [
+    *"[]()!<>`\\|-~$*_#&=+:\t ",
+    "``",
+    "```",
+    "~~~",
+    "\n",
+    "\n\n",
+    "    ",
+    "1.",
+    "2025)",
+    "[1]",
+    "[^1]",
+    "](",
+    "a",
+    "я",
+    "---",
+    "|---|",
+    "> ",
+    "\n```\n",
+    "\n  ```",
+    "\n- ",
+    "\n1. ",
+    "\n| a | b |\n|---|---|\n",
+    "[1]: javascript:alert(1)\n",
+    "[x](javascript:alert(1))",
+    "![](http://example.com/x.png)",
+    "<javascript:alert(1)>",
+    "<img src=x onerror=alert(1)>",
+    "&lt;",
+    ":red[",
+    "`[",
+    "]`",
+    "\\`",
+]
+
+
+def _tokens(tokens: list[Token]) -> Iterator[Token]:
+    for token in tokens:
+        yield token
+        yield from _tokens(token.children or [])
+
+
+def _types(markdown: str) -> list[str]:
+    return [t.type for t in _tokens(PARSER.parse(markdown))]
+
+
+def _shown_text(markdown: str) -> str:
+    """The text a reader sees, line by line, when ``markdown`` has only paragraphs of text."""
+    parts = []
+    for token in _tokens(PARSER.parse(markdown)):
+        if token.type == "text":
+            parts.append(token.content)
+        elif token.type in ("softbreak", "hardbreak", "paragraph_close"):
+            parts.append("\n")
+    return "".join(parts)
+
+
+def _soup(seed: int, n: int) -> list[str]:
+    rnd = random.Random(seed)
+    return ["".join(rnd.choice(ATOMS) for _ in range(rnd.randint(1, 30))) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dogovor.txt", "dogovor.txt"),
+        ("GIGACHAT_CREDENTIALS в .streamlit/secrets.toml", "GIGACHAT_CREDENTIALS в .streamlit/secrets.toml"),
+        ("_курсив_ и **жирный**", "\\_курсив\\_ и \\*\\*жирный\\*\\*"),
+        ("<script>alert(1)</script>", "\\<script\\>alert(1)\\</script\\>"),
+        ("![](http://example.com/x.png)", "!\\[\\](http://example.com/x.png)"),
+        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript:alert(1))"),
+        ("цена $5 и $10", "цена \\$5 и \\$10"),
+        ("# Заголовок", "\\# Заголовок"),
+        ("- пункт", "\\- пункт"),
+        ("2025. год", "2025\\. год"),
+        ("версия 2.5", "версия 2.5"),
+        ("a | b", "a \\| b"),
+        ("первая\nвторая", "первая  \nвторая"),
+        ("    отступ", "отступ"),
+        ("a\n:-", "a  \n:\\-"),
+    ],
+)
+def test_literal_escapes_exactly_what_is_needed(text: str, expected: str) -> None:
+    assert literal(text) == expected
+
+
+def test_literal_shows_random_markup_as_its_text() -> None:
+    for text in _soup(seed=1, n=3000):
+        out = literal(text)
+        assert set(_types(out)) <= TEXT_ONLY, (text, out)
+        seen = [line.rstrip(" \t") for line in _shown_text(out).split("\n") if line.strip()]
+        typed = [line.strip(" \t") for line in text.split("\n") if line.strip()]
+        assert seen == typed, (text, out)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Срок аренды одиннадцать месяцев [1].", "Срок аренды одиннадцать месяцев [1]."),
+        ("См. [1, 2] и [3–5].", "См. [1, 2] и [3–5]."),
+        ("**жирный** и _курсив_", "**жирный** и _курсив_"),
+        ("<script>alert(1)</script>", "\\<script>alert(1)\\</script>"),
+        ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert(1)>"),
+        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript:alert(1))"),
+        ("![](http://example.com/x.png)", "!\\[\\](http://example.com/x.png)"),
+        ("![x][1]", "!\\[x\\][1]"),  # the bare [1] cannot be a reference: none is defined
+        ("[1]: javascript:alert(1)", "\\[1\\]: javascript:alert(1)"),
+        ("[1](javascript:alert(1))", "\\[1\\](javascript:alert(1))"),
+        ("[^1]", "\\[^1\\]"),
+        (":red[1]", ":red\\[1\\]"),
+        ("<javascript:alert(1)>", "\\<javascript:alert(1)>"),
+        ("цена $5 и $10", "цена \\$5 и \\$10"),
+        ("код `a[0] <b>` здесь", "код `a[0] <b>` здесь"),
+        ("незакрытый `[x](y)", "незакрытый \\`\\[x\\](y)"),
+        ("| `a | b` |", "| \\`a | b\\` |"),
+        ("```html\n<b>[x](y)</b>\n```\n[z](w)", "```html\n<b>[x](y)</b>\n```\n\\[z\\](w)"),
+        ("- пункт\n  ```\n  [x](y)", "- пункт\n  \\`\\`\\`\n  \\[x\\](y)"),
+        ("| a |\n|---|\n```\n[x](y)", "| a |\n|---|\n\\`\\`\\`\n\\[x\\](y)"),
+        ("\\[уже экранировано\\]", "\\[уже экранировано\\]"),
+        ("\\\\[x](y)", "\\\\\\[x\\](y)"),
+    ],
+)
+def test_answer_markdown_neutralises_links_images_html(text: str, expected: str) -> None:
+    assert answer_markdown(text) == expected
+
+
+def test_answer_markdown_keeps_formatting() -> None:
+    text = (
+        "# Итог\n\n**Срок**: _одиннадцать_ месяцев [1].\n\n- первый\n- второй\n\n1. раз\n2. два\n\n"
+        "> цитата\n\n| Поле | Значение |\n|---|---|\n| срок | 11 |\n\n~~старое~~ `x < y`\n\n"
+        "```python\nprint('<b>[x](y)</b>')\n```"
+    )
+    out = answer_markdown(text)
+    assert out == text  # nothing here needed escaping
+    types = set(_types(out))
+    expected = {"heading_open", "strong_open", "em_open", "bullet_list_open", "ordered_list_open"}
+    expected |= {"blockquote_open", "table_open", "s_open", "code_inline", "fence"}
+    assert expected <= types
+    assert not types & LIVE
+
+
+def test_answer_markdown_leaves_nothing_live_in_random_markup() -> None:
+    for text in _soup(seed=2, n=3000):
+        out = answer_markdown(text)
+        assert not set(_types(out)) & LIVE, (text, out)
+
+
+def test_every_prefix_of_a_streamed_answer_is_safe() -> None:
+    # The page re-renders the answer at each delta: every prefix must be safe on its own.
+    answer = (
+        "Ответ: <script>alert(1)</script> `код [x](y)` **жирный** [ссылка](javascript:alert(1))\n\n"
+        "```\n<b>[x](y)</b>\n```\n![](http://example.com/x.png) <http://example.com> [1]"
+    )
+    for end in range(len(answer) + 1):
+        out = answer_markdown(answer[:end])
+        assert not set(_types(out)) & LIVE, (end, out)

