@@ -30,7 +30,7 @@ FOLLOW_UP = "А какая арендная плата?"
 FULL_ANSWER = "".join(DEFAULT_DELTAS)
 PARTIAL = DEFAULT_DELTAS[0]
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
-TIMEOUT_S = 1.0  # the client's patience in the stall case; the fake stays silent longer
+STALL_TIMEOUT_S = 1.0  # the client's patience in the stall case; the fake stays silent longer
 RUN_TIMEOUT_S = 60  # per AppTest run: a hang fails the case instead of the whole session
 
 
@@ -62,21 +62,24 @@ FAULTS = {
     # The pipeline answers a too-long refusal by resending a trimmed prompt: refuse that too.
     "400-context": Fault(_refuse(400, times=2), ("контекст",)),
     "cut": Fault(lambda fake, _: fake.cut_next(), ("оборвал",), partial=PARTIAL),
-    "stall": Fault(lambda fake, _: fake.stall_next(TIMEOUT_S + 3), ("не ответил",)),
+    "stall": Fault(lambda fake, _: fake.stall_next(STALL_TIMEOUT_S + 3), ("не ответил",)),
 }
 
 
 @contextmanager
-def _provider_app(name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderCase]:
+def _provider_app(
+    name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, timeout_s: float | None
+) -> Iterator[ProviderCase]:
     fake_module = importlib.import_module(f"tests.contract.fake_{name}")
     with fake_module.make_case(data_dir.parent) as case:
         env = {
-            **case.env,
+            **case.env,  # the fake's own timeout (2 s) unless a case needs a shorter one
             "RAG_PROVIDER": name,
-            "RAG_LLM_TIMEOUT_S": str(TIMEOUT_S),
             "RAG_LLM_MAX_RETRIES": "0",
             "RAG_LLM_RETRY_MAX_WAIT_S": "0",
         }
+        if timeout_s is not None:
+            env["RAG_LLM_TIMEOUT_S"] = str(timeout_s)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         yield case
@@ -107,7 +110,8 @@ def test_fault_keeps_question_and_partial_answer(
     name: str, fault: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = FAULTS[fault]
-    with _provider_app(name, data_dir, monkeypatch) as case:
+    timeout_s = STALL_TIMEOUT_S if fault == "stall" else None
+    with _provider_app(name, data_dir, monkeypatch, timeout_s) as case:
         at = make_app()
         at.session_state["model"] = case.model
         at.run(timeout=RUN_TIMEOUT_S)
