@@ -7,7 +7,15 @@ import streamlit as st
 from providers import GenerationParams
 from storage import Chat, NotFoundError
 from ui.components import render_message, upload_panel
-from ui.conversation import failed_answer, respond, wait_for_previous_answer
+from ui.conversation import (
+    INPUT,
+    failed_answer,
+    next_question,
+    queue_question,
+    respond,
+    unanswered,
+    wait_for_previous_answer,
+)
 from ui.markup import literal
 from ui.resources import get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
@@ -123,6 +131,7 @@ if chat is not None:
         messages = messages[:-1]
         if messages and messages[-1].role == "user":
             retry_question = messages[-1].content
+    retry_question = retry_question or unanswered(messages)
     for msg in messages:
         render_message(msg)
     failed = failed_answer(messages)
@@ -135,7 +144,8 @@ else:
         "Ответ будет опираться на ваши файлы и ссылаться на источники."
     )
 
-question = st.chat_input("Задайте вопрос по документам…")
+st.chat_input("Задайте вопрос по документам…", key=INPUT, on_submit=queue_question)
+question = None if retry_question else next_question()
 if retry_question and chat is not None and not question:
     params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
     respond(library, chat, provider, model, params, retry_question, use_documents, system_prompt, retry=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 
 TITLE_CHARS = 48
 STOPPED = "Генерация остановлена: показана полученная часть ответа."
+CRASHED = "Ответ оборвался: приложение было остановлено во время генерации. Показана полученная часть."
+CHECKPOINT_S = 1.0
+# Session-state keys: questions submitted but not yet handled, and the stored question whose
+# answer has not been stored yet.
+QUEUE = "question_queue"
+INPUT = "question_input"
+UNANSWERED = "unanswered_question"
 INTERNAL = (
     "Внутренняя ошибка при подготовке ответа. Повторите запрос; если не поможет, сообщите администратору."
 )
@@ -62,6 +70,31 @@ def wait_for_previous_answer(timeout: float = 30.0) -> None:
                 lock.release()
 
 
+def queue_question() -> None:
+    """``st.chat_input`` callback: keep the question even if this run is cut short.
+
+    Callbacks run before the script, so a question sent while another rerun is pending (an
+    upload finishing, a fragment, a second click) is queued rather than lost with its trigger.
+    """
+    text = st.session_state.get(INPUT)
+    if isinstance(text, str) and text.strip():
+        st.session_state.setdefault(QUEUE, []).append(text.strip())
+
+
+def next_question() -> str | None:
+    """The oldest queued question, removed from the queue."""
+    queue: list[str] = st.session_state.get(QUEUE, [])
+    return queue.pop(0) if queue else None
+
+
+def unanswered(messages: list[Message]) -> str | None:
+    """This session's stored question that never got an answer (its run was cut short)."""
+    wanted = st.session_state.get(UNANSWERED)
+    if wanted and messages and messages[-1].role == "user" and messages[-1].id == wanted:
+        return messages[-1].content
+    return None
+
+
 def failed_answer(messages: list[Message]) -> Message | None:
     """The last message, if it is an answer that failed (not one the user stopped)."""
     if messages and messages[-1].role == "assistant" and messages[-1].error:
@@ -70,15 +103,22 @@ def failed_answer(messages: list[Message]) -> Message | None:
     return None
 
 
-def show_stream(completion: Completion) -> None:
-    """Render an answer as it streams in, made safe by ``answer_markdown`` at every delta."""
+def show_stream(completion: Completion, checkpoint: Callable[[str], object] | None = None) -> None:
+    """Render an answer as it streams in, made safe by ``answer_markdown`` at every delta.
+
+    ``checkpoint`` gets the text so far about once a second, so a crash loses little of it.
+    """
     # Not st.write_stream: it renders the raw text as Markdown (and completes unclosed syntax
     # while streaming), so an image in the answer would load before the page reruns. The whole
     # text is made safe again at each delta, since whether a backtick opens code depends on
     # what follows it.
     placeholder = st.empty()
+    saved_at = time.monotonic()
     for _ in completion:
         placeholder.markdown(answer_markdown(completion.text))
+        if checkpoint is not None and time.monotonic() - saved_at >= CHECKPOINT_S:
+            checkpoint(completion.text)
+            saved_at = time.monotonic()
 
 
 def respond(
@@ -95,11 +135,17 @@ def respond(
     """Render and persist one exchange (``retry``: the question is already stored and shown)."""
     repo = library.chats
     previous = repo.messages(chat.id)
+    pending: Message | None = None
     if retry and previous and previous[-1].role == "user":
-        previous = previous[:-1]
+        pending, previous = previous[-1], previous[:-1]
     history = history_for_prompt(previous, library.settings.history_turns)
     if not retry:
-        repo.add_message(chat.id, "user", question)
+        pending = repo.add_message(chat.id, "user", question)
+    if pending is not None:
+        # Until its answer is stored the question is this session's to answer: a rerun that
+        # cuts this run short before any answer text exists makes the page answer it again.
+        st.session_state[UNANSWERED] = pending.id
+    if not retry:
         if not previous and chat.title in ("", "Новый чат"):
             repo.update(chat.id, title=title_from(question))
         with st.chat_message("user"):
@@ -110,12 +156,12 @@ def respond(
         completion: Completion | None = None
         error: str | None = None
 
+        draft: Message | None = None
+
         def save(text: str, error: str | None) -> None:
+            st.session_state.pop(UNANSWERED, None)
             usage = completion.usage if completion else None
-            repo.add_message(
-                chat.id,
-                "assistant",
-                text,
+            fields = dict(
                 provider=provider.name,
                 model=model,
                 temperature=params.temperature,
@@ -126,6 +172,10 @@ def respond(
                 error=error,
                 sources=sources,
             )
+            if draft is not None:
+                repo.update_message(draft.id, content=text, **fields)
+            else:
+                repo.add_message(chat.id, "assistant", text, **fields)
 
         try:
             status = provider.status()
@@ -145,11 +195,18 @@ def respond(
                 )
             sources = prepared.sources
             completion = prepared.completion
+            # Stored before the first token and marked as cut off until it completes: if the
+            # process dies mid-answer, the question, its sources and the text so far remain.
+            draft = repo.add_message(
+                chat.id, "assistant", "", provider=provider.name, model=model, error=CRASHED, sources=sources
+            )
+            st.session_state.pop(UNANSWERED, None)
             # Any click (this button included) makes Streamlit stop this run and rerun the page;
             # the BaseException handler below stores what had arrived, marked as stopped.
             stop = st.empty()
             stop.button("Остановить", icon=":material/stop_circle:", key="stop_generation")
-            show_stream(completion)
+            draft_id = draft.id
+            show_stream(completion, lambda text: repo.update_message(draft_id, content=text))
             stop.empty()
         except StreamInterruptedError as exc:
             error = exc.user_message
@@ -159,8 +216,10 @@ def respond(
             log.exception("answer failed")
             error = INTERNAL
         except BaseException:  # Streamlit's stop/rerun: the user stopped or left the page
-            save(completion.text if completion else "", STOPPED)
+            # Before the Stop button exists (completion is None) no user stopped anything: some
+            # other rerun cut in, and the question stays unanswered for the next run to answer.
             if completion is not None:
+                save(completion.text, STOPPED)
                 completion.close()
             raise
         text = completion.text if completion else ""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.harness import (
     REPO_ROOT,
@@ -118,8 +119,8 @@ def test_user_path(app: AppServer, chromium: Any) -> None:
     page.goto(app.url)
     page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
     wait_for_app(page)
-    assert page.get_by_role("heading", name="Чат с документами").is_visible()
-    assert page.get_by_text("Загрузить документы").is_visible()
+    expect(page.get_by_role("heading", name="Чат с документами")).to_be_visible()
+    expect(page.get_by_text("Загрузить документы")).to_be_visible()
     placeholder = page.get_by_test_id("stChatInputTextArea").get_attribute("placeholder")
     assert placeholder == "Задайте вопрос по документам…"
     shot(page, "01-loaded")
@@ -149,8 +150,8 @@ def test_user_path(app: AppServer, chromium: Any) -> None:
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("Проиндексирован: dogovor.txt").wait_for(timeout=180_000)
     sidebar.get_by_text("Проиндексирован: otchet.pdf").wait_for(timeout=60_000)
-    assert page.get_by_test_id("stProgress").count() == 0
-    assert sidebar.get_by_text("В базе: 2 док.").is_visible()
+    expect(page.get_by_test_id("stProgress")).to_have_count(0)
+    expect(sidebar.get_by_text("В базе: 2 док.")).to_be_visible()
     shot(page, "04-indexed")
 
     # Both files on the admin page.
@@ -229,6 +230,6 @@ def test_phone_viewport_has_no_horizontal_scroll(app: AppServer, chromium: Any) 
         assert box is not None
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
         assert box["y"] < 844 and box["y"] + box["height"] > 0, box
-    assert page.get_by_test_id("stChatInputTextArea").is_visible()
-    assert last.is_visible()
+    expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible()
+    expect(last).to_be_visible()
     page.close()

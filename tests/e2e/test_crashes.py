@@ -1,0 +1,189 @@
+"""SIGKILL in the middle of work: indexing (app and CLI) and a streamed answer.
+
+After a restart nothing may be falsely ready, no vector or keyword row may be orphaned, the
+admin page's consistency check must say so, and what a crash leaves behind must be repairable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from rag.library import open_library
+from settings import Settings
+from storage import DocumentStatus
+from tests.contract.fake_gigachat import make_case
+from tests.e2e.harness import browser, chromium_available, running_app, wait_for_app
+from tests.e2e.test_browser import CONTRACT, shot, upload
+
+if not chromium_available() and not os.environ.get("CI"):
+    pytest.skip("needs /usr/bin/chromium and playwright (system-packages.sh --dev)", allow_module_level=True)
+
+TOPICS = ["аренда", "поставка", "охрана труда", "бухгалтерия", "склад", "персонал", "закупки", "логистика"]
+
+
+def long_text(paragraphs: int) -> str:
+    """A Russian text of many distinct paragraphs (each about one chunk)."""
+    out = []
+    for i in range(paragraphs):
+        topic = TOPICS[i % len(TOPICS)]
+        out.append(
+            f"Раздел {i + 1}. Правила по теме «{topic}». Сотрудник отдела номер {i + 7} "
+            f"отвечает за документы по теме «{topic}» и хранит их в шкафу {i * 3 + 1}. "
+            f"Проверка проводится каждые {i % 12 + 1} недель, отчёт направляется руководителю "
+            f"направления, а копия остаётся в архиве компании на {i % 5 + 2} лет. "
+            "Нарушение порядка фиксируется в журнале, и виновный сотрудник получает замечание. "
+            "Изменения в правила вносятся приказом генерального директора после согласования."
+        )
+    return "\n\n".join(out)
+
+
+def settings_for(data: Path) -> Settings:
+    """Settings for opening the crashed data directory from the test process."""
+    return Settings(_env_file=None, RAG_DATA_DIR=data)  # type: ignore[call-arg]
+
+
+def assert_consistent(data: Path, failed: str, ready: list[str]) -> None:
+    """No document falsely ready, nothing orphaned, the failed one holds nothing."""
+    lib = open_library(settings_for(data), recover=False)
+    try:
+        report = lib.check()
+        assert report.ok, report
+        docs = {d.filename: d for d in lib.docs.list_all()}
+        assert docs[failed].status == DocumentStatus.FAILED
+        assert not lib.docs.chunks(docs[failed].id)
+        assert docs[failed].id not in lib.vectors.document_ids(lib.embedding_model)
+        for name in ready:
+            assert docs[name].status == DocumentStatus.READY
+        # The vector index still answers after the crash.
+        hits = lib.retriever.search("Какой срок аренды?", k=3, method="dense")
+        assert hits and hits[0].filename == "dogovor.txt"
+    finally:
+        lib.engine.dispose()
+
+
+def test_app_killed_while_indexing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with browser() as chromium:
+        with running_app(data, tmp_path / "app.log") as app:
+            page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+            page.goto(app.url)
+            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+            wait_for_app(page)
+            upload(
+                page, [{"name": "dogovor.txt", "mimeType": "text/plain", "buffer": CONTRACT.encode("cp1251")}]
+            )
+            page.get_by_text("Проиндексирован: dogovor.txt").wait_for(timeout=180_000)
+            big = long_text(300).encode("utf-8")
+            upload(page, [{"name": "reglament.txt", "mimeType": "text/plain", "buffer": big}])
+            page.get_by_text("Векторизация «reglament.txt»").first.wait_for(timeout=120_000)
+            shot(page, "30-before-kill")
+            app.kill()  # SIGKILL: no cleanup code runs
+
+        with running_app(data, tmp_path / "app2.log") as app:
+            page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+            page.goto(f"{app.url}/admin")
+            page.get_by_role("heading", name="Проиндексированные файлы").wait_for(timeout=60_000)
+            wait_for_app(page)
+            cells = page.get_by_test_id("stDataFrame").first.locator("td[role=gridcell]")
+            cells.first.wait_for(state="attached")
+            rows = " | ".join(cells.all_text_contents())
+            assert "reglament.txt" in rows and "Индексация была прервана" in rows, rows
+            assert rows.count("готов") == 1, rows  # only dogovor.txt
+            page.get_by_role("button", name="Проверить целостность").click()
+            page.get_by_text("Расхождений нет").wait_for(timeout=60_000)
+            shot(page, "31-after-restart-check")
+            assert "Traceback" not in app.log()
+    assert_consistent(data, failed="reglament.txt", ready=["dogovor.txt"])
+
+
+def _chunk_rows(db: Path, name: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            row = con.execute(
+                "SELECT count(*) FROM chunk JOIN document ON chunk.document_id = document.id "
+                "WHERE document.filename = ?",
+                (name,),
+            ).fetchone()
+            return int(row[0])
+    except sqlite3.OperationalError:  # not created yet, or busy for a moment
+        return 0
+
+
+def test_cli_killed_between_rows_and_vectors_is_found_and_repaired(
+    tmp_path: Path, child_env: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    env = {**child_env, "RAG_DATA_DIR": str(data)}
+    first = tmp_path / "dogovor.txt"
+    first.write_bytes(CONTRACT.encode("cp1251"))
+    subprocess.run([sys.executable, "-m", "rag", "ingest", str(first)], env=env, cwd=tmp_path, check=True)
+    big = tmp_path / "reglament.txt"
+    big.write_text(long_text(120), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "rag", "ingest", str(big)], env=env, cwd=tmp_path)
+    # Chunks and keyword rows are written only after every vector is computed, then the
+    # vectors, then READY: kill the moment the rows appear, inside that write window.
+    deadline = time.monotonic() + 240
+    while _chunk_rows(data / "rag.sqlite3", "reglament.txt") == 0:
+        assert proc.poll() is None, "ingest finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    lib = open_library(settings_for(data), recover=False)  # as found: no start-up recovery
+    try:
+        found = lib.check()
+        assert not found.ok
+        assert found.stale_documents == ["reglament.txt"]
+        repaired = lib.check(repair=True)
+        assert repaired.stale_documents == ["reglament.txt"]
+    finally:
+        lib.engine.dispose()
+    assert_consistent(data, failed="reglament.txt", ready=["dogovor.txt"])
+
+
+def test_app_killed_while_streaming_an_answer(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with make_case(tmp_path, RAG_LLM_TIMEOUT_S="10") as case, browser() as chromium:
+        case.fake.deltas = [f"Часть {i}. " for i in range(1, 41)]
+        case.fake.delta_delay_s = 0.25  # ten seconds of answer
+        env = {**case.env, "RAG_PROVIDER": "gigachat"}
+        with running_app(data, tmp_path / "app.log", env=env) as app:
+            page: Any = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+            page.goto(app.url)
+            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+            wait_for_app(page)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("Расскажи подробно о порядке работы")
+            box.press("Enter")
+            page.get_by_text("Часть 6.").wait_for(timeout=60_000)
+            shot(page, "32-streaming")
+            app.kill()
+
+        with running_app(data, tmp_path / "app2.log", env=env) as app:
+            page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+            page.goto(app.url)
+            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+            wait_for_app(page)
+            feed = [m.inner_text() for m in page.get_by_test_id("stChatMessage").all()]
+            shot(page, "33-after-restart")
+            # The question survives, and so does the part of the answer that had arrived.
+            assert len(feed) == 2, feed
+            assert "Расскажи подробно о порядке работы" in feed[0]
+            assert "Часть 1." in feed[1] and "Часть 40." not in feed[1]
+            assert "Ответ оборвался" in feed[1]
+            expect(page.get_by_role("button", name="Повторить")).to_be_visible()
+            page.goto(f"{app.url}/admin")
+            page.get_by_role("button", name="Проверить целостность").click()
+            page.get_by_text("Расхождений нет").wait_for(timeout=60_000)
+            assert "Traceback" not in app.log()
