@@ -107,9 +107,9 @@ if st.button("Проверить целостность"):
     if report.ok:
         st.success("Расхождений нет: база, поиск по словам и векторы согласованы.")
     else:
-        st.session_state["check_report"] = report.__dict__
-if report_data := st.session_state.get("check_report"):
-    st.warning(literal(f"Найдены расхождения: {report_data}"))
+        st.session_state["check_report"] = report.findings()
+if findings := st.session_state.get("check_report"):
+    st.warning("\n".join(["Найдены расхождения:", *(f"- {literal(line)}" for line in findings)]))
     if st.button("Исправить"):
         library.check(repair=True)
         st.session_state.pop("check_report", None)

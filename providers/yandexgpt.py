@@ -369,7 +369,13 @@ class YandexGPTProvider:
                 "или увеличьте RAG_LLM_TIMEOUT_S.",
                 provider=p,
             )
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            # The server answered, so the endpoint and TLS settings are not the problem.
+            return ProviderUnavailableError(
+                f"{label} временно недоступен (внутренняя ошибка сервиса): повторите запрос позже.",
+                provider=p,
+            )
+        if code == grpc.StatusCode.UNAVAILABLE:
             where = " (проверьте YC_API_ENDPOINT и YC_VERIFY_SSL)" if self.settings.yc_api_endpoint else ""
             return ProviderUnavailableError(
                 f"{label} недоступен{where}: проверьте сеть и повторите позже.", provider=p

@@ -81,6 +81,25 @@ class ConsistencyReport:
             or self.missing_vectors
         )
 
+    def findings(self) -> list[str]:
+        """What is wrong, one Russian sentence per kind of problem (empty when ok)."""
+        out = []
+        if self.stale_documents:
+            out.append(f"Индексация не завершена (прервана): {_names(self.stale_documents)}.")
+        if self.ready_without_chunks:
+            out.append(f"Помечены готовыми, но без фрагментов: {_names(self.ready_without_chunks)}.")
+        if self.missing_vectors:
+            out.append(f"Не хватает векторов: {_names(self.missing_vectors)}.")
+        if self.orphan_vectors:
+            out.append(f"Векторы без фрагментов в базе: {self.orphan_vectors}.")
+        if self.orphan_keyword_rows:
+            out.append(f"Записи поиска по словам без фрагментов: {self.orphan_keyword_rows}.")
+        return out
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(f"«{n}»" for n in names)
+
 
 class Library:
     """Documents with their chunks, keyword rows and vectors, kept in step."""

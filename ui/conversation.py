@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from itertools import pairwise
 
 import streamlit as st
 
@@ -38,10 +39,20 @@ INTERNAL = (
 
 
 def history_for_prompt(messages: list[Message], turns: int) -> list[ChatMessage]:
-    """The last ``turns`` question/answer pairs, skipping failed answers."""
-    usable = [m for m in messages if m.role in ("user", "assistant") and m.content and not m.error]
-    recent = usable[-2 * turns :] if turns else []
-    return [ChatMessage(role="user" if m.role == "user" else "assistant", content=m.content) for m in recent]
+    """The last ``turns`` answered question/answer pairs; failed or unanswered turns are left out."""
+    # Only whole pairs: a question whose answer failed would otherwise put two user turns in a
+    # row, which some APIs refuse and every model reads as a question still open.
+    pairs = [
+        (q, a)
+        for q, a in pairwise(messages)
+        if q.role == "user" and a.role == "assistant" and q.content and a.content and not a.error
+    ]
+    recent = pairs[-turns:] if turns else []
+    return [
+        ChatMessage(role=role, content=m.content)
+        for q, a in recent
+        for role, m in (("user", q), ("assistant", a))
+    ]
 
 
 def title_from(question: str) -> str:

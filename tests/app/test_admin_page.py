@@ -86,7 +86,7 @@ def test_consistency_check_finds_and_repairs_orphans(data_dir: Path) -> None:
     at = make_app("pages/admin.py")
     at.run()
     _button(at, "Проверить целостность").click().run()
-    assert any("orphan_vectors': 1" in w.value for w in at.warning)
+    assert any("Векторы без фрагментов в базе: 1." in w.value for w in at.warning)
     _button(at, "Исправить").click().run()
     assert not at.exception
     assert lib.check().ok
