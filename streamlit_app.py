@@ -1,5 +1,8 @@
 """Entry point: page config and navigation over the pages."""
 
+import logging
+import os
+
 import streamlit as st
 
 st.set_page_config(page_title="Мультимодальный RAG", page_icon=":material/library_books:", layout="wide")
@@ -9,4 +12,15 @@ pages = [
     st.Page("pages/documents.py", title="Документы", icon=":material/description:"),
     st.Page("pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
+    if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception
+        raise
+    # A user never sees a traceback: the details go to the log, the page says what to do.
+    logging.getLogger("rag.app").exception("page failed")
+    st.error(
+        "Внутренняя ошибка страницы. Подробности записаны в журнал приложения. "
+        "Обновите страницу; если ошибка повторится, сообщите администратору.",
+        icon=":material/error:",
+    )

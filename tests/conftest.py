@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A developer's real .streamlit/secrets.toml must never reach the tests (or the fakes see real keys);
 # set at import so child processes and every fixture inherit it.
 os.environ["RAG_SECRETS_FILE"] = str(REPO_ROOT / "tests" / "no-secrets.toml")
+# An exception in a page must fail AppTest tests, not turn into the app's polite error box.
+os.environ["RAG_RAISE_ERRORS"] = "1"
 
 # Every variable Settings reads: a developer's shell must not change what the tests see.
 SETTINGS_ENV = [field.alias for field in Settings.model_fields.values() if field.alias is not None]

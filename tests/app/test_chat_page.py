@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rag.library import open_library
 from settings import Settings
 from tests.app.conftest import make_app, upload
@@ -164,3 +166,19 @@ def test_streamlit_secrets_configure_a_provider(data_dir: Path) -> None:
     options = at.sidebar.selectbox(key="provider").options
     assert "GigaChat" in options  # configured: no «не настроен» suffix
     assert "YandexGPT — не настроен" in options
+
+
+def test_a_failing_page_shows_a_russian_error_not_a_traceback(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAG_RAISE_ERRORS")  # as in production
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    blocker = data_dir.parent / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("RAG_DATA_DIR", str(blocker))  # the data directory cannot be created
+    at = make_app()
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith("Внутренняя ошибка страницы.")
+    assert "Traceback" not in str(at) and "NotADirectoryError" not in str(at)
