@@ -118,6 +118,7 @@ _DROP_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0E, 0x20), 0x7F])
 # What Russian or English text is made of; binary data read as UTF-16 is mostly CJK and controls.
 _NOT_EUROPEAN = re.compile(r"[^\t\n\r\x20-\x7e\u00a0-\u052f\u2000-\u21ff]")
 _CYRILLIC_LETTER = re.compile(r"[\u0400-\u04ff]")
+_SPACE_RUNS = re.compile(r"[ \t]{2,}")
 
 
 def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
@@ -475,6 +476,8 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
             except Exception as exc:  # a broken content stream should cost one page, not the file
                 log.warning("page %d of %s unreadable: %s", i, filename, exc)
                 text, unreadable = "", True
+            # Justified lines come out of pypdf with runs of spaces between words.
+            text = _SPACE_RUNS.sub(" ", text)
             usable = "" if looks_like_garbage(text) else text  # what the layer gives without OCR
             if usable.strip() and (_nonspace(usable) >= SPARSE_TEXT or not _has_images(renderer, i - 1)):
                 pages.append(Page(i, usable))  # a good layer, or a short page (title, table)

@@ -515,8 +515,15 @@ def extract_html(data: bytes, filename: str, options: Options) -> Extracted:
         ) from exc
     if not text:
         raise _no_text(filename, " На странице не найдено основного текста.")
-    if title and title.casefold() not in " ".join(text.split()).casefold():
-        text = f"{_heading(1, title)}\n\n{text}"
+    # trafilatura takes the page's <h1> for its title and leaves it out of the text when a
+    # <title> exists; the article's own heading must stay (it is often what users ask about).
+    h1_el = tree.find(".//h1")
+    h1 = " ".join(h1_el.text_content().split()) if h1_el is not None else ""
+    flat = " ".join(text.split()).casefold()
+    for heading in (h1, title):
+        if heading and heading.casefold() not in flat:
+            text = f"{_heading(1, heading)}\n\n{text}"
+            flat = f"{heading.casefold()} {flat}"
     options.report(1.0, f"«{filename}» прочитан")
     return Extracted(pages=[Page(None, text)], mime_type=HTML_MIME, encoding=encoding)
 

@@ -298,6 +298,17 @@ def test_html_article_in_cp1251_without_boilerplate(monkeypatch: pytest.MonkeyPa
     assert "| Ширина пролёта | 6,5 метра |" in lines
 
 
+def test_html_keeps_the_article_heading_next_to_the_title() -> None:
+    page = (
+        "<html><head><title>Отчёт компании</title></head><body><h1>Годовой отчёт</h1>"
+        "<p>Выручка за год выросла на десять процентов, а расходы снизились на пять процентов.</p>"
+        "<p>Второй абзац рассказывает про обучение сотрудников новым технологиям.</p></body></html>"
+    )
+    lines = text_of(extract_html(page.encode("utf-8"), "otchet.html", OPTS)).split("\n\n")
+    assert lines[:2] == ["# Отчёт компании", "# Годовой отчёт"]
+    assert sum("Годовой отчёт" in line for line in lines) == 1
+
+
 def test_html_in_koi8r_without_declared_charset() -> None:
     page = PAGE.replace('<meta charset="windows-1251">', "").replace("©", "(c)")
     page = page.replace("«", '"').replace("»", '"')  # not in KOI8-R

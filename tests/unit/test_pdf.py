@@ -76,6 +76,18 @@ def test_pages_are_extracted_with_their_numbers() -> None:
 
 
 @needs_font
+def test_justified_lines_read_with_single_spaces() -> None:
+    pdf = fpdf.FPDF()
+    pdf.add_font("DejaVu", fname=str(FONT))
+    pdf.set_font("DejaVu", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, " ".join([PAGES[0]] * 3), align="J")  # stretched word gaps
+    (page,) = extract(bytes(pdf.output()), "dogovor.pdf").pages
+    assert "  " not in page.text
+    assert _norm(page.text) == _norm(" ".join([PAGES[0]] * 3))
+
+
+@needs_font
 def test_fact_on_page_two_is_found_on_page_two(library: Library) -> None:
     res = library.ingest("dogovor.pdf", make_pdf(PAGES))
     assert res.status == "indexed", res.message
