@@ -24,6 +24,7 @@ from pathlib import PurePath
 from typing import Any
 
 import charset_normalizer
+import ftfy
 from PIL import Image
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError
@@ -149,7 +150,19 @@ def _garbled_share(text: str) -> float:
 def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     """Decode a text file; return (text, encoding name) or raise IngestError."""
     text, encoding = _decode(data, filename)
+    if _looks_double_encoded(text):
+        # UTF-8 once read as cp1251 or Latin-1 and saved again («Р”РѕРіРѕРІРѕСЂ», «ÐÐ¾Ð³Ð¾Ð²Ð¾Ñ€»)
+        # is common in Russian exports; ftfy reverses exactly that and leaves clean text alone.
+        fixed = ftfy.fix_encoding(text)
+        if fixed != text:
+            text, encoding = fixed, f"{encoding} (исправлена двойная перекодировка)"
     return text.translate(_DROP_CONTROLS), encoding
+
+
+def _looks_double_encoded(text: str) -> bool:
+    """Cheap pre-check: in such text every Russian letter turns into 'Р'/'С' (or 'Ð'/'Ñ') + one more."""
+    marks = text.count("Р") + text.count("С") + text.count("Ð") + text.count("Ñ")
+    return marks > 20 and marks > len(text) // 20
 
 
 def _decode(data: bytes, filename: str) -> tuple[str, str]:

@@ -134,3 +134,27 @@ def test_utf8_cut_inside_the_last_character_is_still_utf8() -> None:
     text, encoding = decode_text(cut, "dogovor.txt")
     assert _family(encoding) == "utf-8"
     assert text == LEASE[:-2]
+
+
+@pytest.mark.parametrize("wrong", ["cp1251", "latin-1"])
+def test_double_encoded_utf8_is_repaired(wrong: str) -> None:
+    text = "Договор аренды нежилого помещения.\nСрок аренды составляет одиннадцать месяцев, плата 45 000 ₽."
+    garbled = text.encode("utf-8").decode(wrong, errors="ignore" if wrong == "cp1251" else "strict")
+    assert garbled != text and "Договор" not in garbled
+    decoded, encoding = decode_text(garbled.encode("utf-8"), "dogovor.txt")
+    assert "Договор аренды нежилого помещения." in decoded
+    assert "одиннадцать месяцев" in decoded
+    assert encoding == "utf-8 (исправлена двойная перекодировка)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "СССР. СРОЧНО. СЕКРЕТНО. РЕШЕНИЕ СОВЕТА СТОРОН: СРОК СДАЧИ РАБОТ — СЕНТЯБРЬ. " * 5,
+        "Р. С. Сергеев, С. Р. Ростова: Россия, Саратов, Рязань, Самара, Ростов, Смоленск. " * 5,
+    ],
+)
+def test_text_full_of_r_and_s_is_left_alone(text: str) -> None:
+    for encoding in ("utf-8", "cp1251"):
+        decoded, _ = decode_text(text.encode(encoding), "spisok.txt")
+        assert decoded == text
