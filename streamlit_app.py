@@ -8,9 +8,9 @@ import streamlit as st
 st.set_page_config(page_title="Мультимодальный RAG", page_icon=":material/library_books:", layout="wide")
 
 pages = [
-    st.Page("pages/chat.py", title="Чат", icon=":material/chat:", default=True),
-    st.Page("pages/documents.py", title="Документы", icon=":material/description:"),
-    st.Page("pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
+    st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True),
+    st.Page("app_pages/documents.py", title="Документы", icon=":material/description:"),
+    st.Page("app_pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
 ]
 try:
     st.navigation(pages).run()

@@ -33,7 +33,7 @@ def _button(at, label: str):  # type: ignore[no-untyped-def]
 
 def test_table_lists_files_with_encoding_status_and_errors(data_dir: Path) -> None:
     _seed(data_dir)
-    at = make_app("pages/admin.py")
+    at = make_app("app_pages/admin.py")
     at.run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -52,7 +52,7 @@ def test_table_lists_files_with_encoding_status_and_errors(data_dir: Path) -> No
 def test_preview_and_delete_file_everywhere(data_dir: Path) -> None:
     lib = _seed(data_dir)
     doc = next(d for d in lib.docs.list_all() if d.filename == "reglament.txt")
-    at = make_app("pages/admin.py")
+    at = make_app("app_pages/admin.py")
     at.run()
     at.selectbox[0].set_value(doc.id).run()
     preview = at.expander[0]
@@ -70,7 +70,7 @@ def test_preview_and_delete_file_everywhere(data_dir: Path) -> None:
 
 def test_clear_all_chats_needs_confirmation(data_dir: Path) -> None:
     lib = _seed(data_dir)
-    at = make_app("pages/admin.py")
+    at = make_app("app_pages/admin.py")
     at.run()
     _button(at, "Очистить все чаты").click().run()
     assert lib.chats.counts() == (1, 2)  # nothing removed before confirming
@@ -83,7 +83,7 @@ def test_clear_all_chats_needs_confirmation(data_dir: Path) -> None:
 def test_consistency_check_finds_and_repairs_orphans(data_dir: Path) -> None:
     lib = _seed(data_dir)
     lib.vectors.add(lib.embedding_model, ["ghost-chunk"], np.ones((1, 384), dtype=np.float32), "ghost")
-    at = make_app("pages/admin.py")
+    at = make_app("app_pages/admin.py")
     at.run()
     _button(at, "Проверить целостность").click().run()
     assert any("Векторы без фрагментов в базе: 1." in w.value for w in at.warning)

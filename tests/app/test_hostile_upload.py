@@ -86,14 +86,14 @@ def test_hostile_uploads_end_indexed_or_in_russian_errors(data_dir: Path, tmp_pa
     )
     assert not (tmp_path / "etc").exists() and not (data_dir.parent.parent / "etc").exists()
 
-    documents = make_app("pages/documents.py")
+    documents = make_app("app_pages/documents.py")
     documents.run()
     _assert_no_traceback(documents)
     rows = {r["Файл"]: r for r in documents.dataframe[0].value.to_dict("records")}
     assert set(rows) == set(docs)
     assert {n for n, r in rows.items() if r["Статус"] == "готов"} == good
 
-    admin = make_app("pages/admin.py")
+    admin = make_app("app_pages/admin.py")
     admin.run()
     _assert_no_traceback(admin)
     assert {m.label: m.value for m in admin.metric}["Документы"] == str(len(docs))

@@ -164,7 +164,7 @@ def test_admin_page_shows_file_names_and_errors_as_text(data_dir: Path) -> None:
     assert good.status == "indexed" and bad.status == "failed"
     assert good.document is not None and bad.document is not None
 
-    at = make_app("pages/admin.py")
+    at = make_app("app_pages/admin.py")
     at.run()
     at.selectbox[0].set_value(good.document.id).run()
     assert not at.exception

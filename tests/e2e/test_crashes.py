@@ -94,6 +94,10 @@ def test_app_killed_while_indexing(tmp_path: Path) -> None:
             page.goto(f"{app.url}/admin")
             page.get_by_role("heading", name="Проиндексированные файлы").wait_for(timeout=60_000)
             wait_for_app(page)
+            # A bookmarked /admin still goes through the app's navigation (Russian labels).
+            nav = page.get_by_test_id("stSidebarNav")
+            expect(nav.get_by_text("Администрирование")).to_be_visible()
+            expect(nav.get_by_text("Чат", exact=True)).to_be_visible()
             cells = page.get_by_test_id("stDataFrame").first.locator("td[role=gridcell]")
             cells.first.wait_for(state="attached")
             rows = " | ".join(cells.all_text_contents())
