@@ -9,11 +9,10 @@ from storage import Chat, NotFoundError
 from ui.components import render_message, upload_panel
 from ui.conversation import (
     INPUT,
+    answer_again,
     failed_answer,
-    next_question,
     queue_question,
-    respond,
-    unanswered,
+    take_turn,
     wait_for_previous_answer,
 )
 from ui.markup import literal
@@ -108,7 +107,6 @@ with sb.expander("Параметры генерации"):
 
 # -- main: the feed -------------------------------------------------------------------------
 st.title("Чат с документами")
-retry_question: str | None = None
 if chat is not None:
     messages = chats.messages(chat.id)
     head = st.columns([4, 1])
@@ -130,8 +128,7 @@ if chat is not None:
         chats.delete_message(retrying)
         messages = messages[:-1]
         if messages and messages[-1].role == "user":
-            retry_question = messages[-1].content
-    retry_question = retry_question or unanswered(messages)
+            answer_again(messages[-1])
     for msg in messages:
         render_message(msg)
     failed = failed_answer(messages)
@@ -145,20 +142,13 @@ else:
     )
 
 st.chat_input("Задайте вопрос по документам…", key=INPUT, on_submit=queue_question)
-question = None if retry_question else next_question()
-if retry_question and chat is not None and not question:
-    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
-    respond(library, chat, provider, model, params, retry_question, use_documents, system_prompt, retry=True)
-    st.rerun()
-if question and question.strip():
-    if chat is None:
-        chat = chats.create(
-            provider=provider_name, model=model, temperature=temperature, max_tokens=max_tokens
-        )
-        select_chat(chat.id)
-    else:
+
+
+def chat_for_question() -> Chat:
+    """The open chat with the sidebar's settings saved into it, created for a first question."""
+    if chat is not None:
         try:
-            chats.update(
+            return chats.update(
                 chat.id,
                 provider=provider_name,
                 model=model,
@@ -167,11 +157,21 @@ if question and question.strip():
                 system_prompt=system_prompt,
                 use_documents=use_documents,
             )
-        except NotFoundError:
-            chat = chats.create(provider=provider_name, model=model)
-            select_chat(chat.id)
-    assert isinstance(chat, Chat)
-    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
-    respond(library, chat, provider, model, params, question.strip(), use_documents, system_prompt)
+        except NotFoundError:  # deleted from another session meanwhile
+            pass
+    created = chats.create(
+        provider=provider_name,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        system_prompt=system_prompt,
+        use_documents=use_documents,
+    )
+    select_chat(created.id)
+    return created
+
+
+params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+if take_turn(library, chat, chat_for_question, provider, model, params, use_documents, system_prompt):
     # Re-render from the database: the chat list, its title and the clear button catch up.
     st.rerun()

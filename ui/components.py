@@ -85,28 +85,21 @@ def progress_to(bar: Any) -> Callable[[float, str], None]:
 
 def upload_panel(library: Library, container: Any, key: str = "uploads") -> None:
     """File uploader that queues files for background indexing and shows their progress."""
-    from ui.resources import get_indexing_queue
-
-    queue = get_indexing_queue()
     counter_key, jobs_key, results_key = f"{key}_counter", f"{key}_jobs", f"{key}_results"
     st.session_state.setdefault(counter_key, 0)
-    files = container.file_uploader(
+    widget_key = f"{key}_{st.session_state[counter_key]}"
+    container.file_uploader(
         "Загрузить документы",
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
-        key=f"{key}_{st.session_state[counter_key]}",
+        key=widget_key,
+        on_change=_queue_uploads,
+        args=(widget_key, counter_key, jobs_key, results_key),
         help=(
             "TXT, Markdown, CSV, JSON (любая распространённая кодировка), PDF (с текстом или скан), "
             "DOCX, ODT, RTF, HTML и изображения (распознавание текста на русском и английском)."
         ),
     )
-    if files:
-        jobs = st.session_state.setdefault(jobs_key, [])
-        jobs.extend(queue.submit(f.name, f.getvalue()).id for f in files)
-        st.session_state[results_key] = []
-        # A new uploader key empties the widget, so the same files are not queued again.
-        st.session_state[counter_key] += 1
-        st.rerun()
     with container:
         if st.session_state.get(jobs_key):
             _live_progress(jobs_key, results_key)
@@ -120,6 +113,22 @@ def upload_panel(library: Library, container: Any, key: str = "uploads") -> None
                 st.warning(literal(message), icon=":material/warning:")
             else:
                 st.error(literal(message), icon=":material/error:")
+
+
+def _queue_uploads(widget_key: str, counter_key: str, jobs_key: str, results_key: str) -> None:
+    # A callback, not code after the widget: callbacks run before the script, so the files are
+    # queued even when this run is cut short by another rerun (a question sent right after).
+    from ui.resources import get_indexing_queue
+
+    files = st.session_state.get(widget_key) or []
+    if not files:
+        return
+    queue = get_indexing_queue()
+    jobs = st.session_state.setdefault(jobs_key, [])
+    jobs.extend(queue.submit(f.name, f.getvalue()).id for f in files)
+    st.session_state[results_key] = []
+    # A new uploader key empties the widget, so the same files are not queued again.
+    st.session_state[counter_key] += 1
 
 
 @st.fragment(run_every=1.0)
@@ -143,12 +152,14 @@ def _live_progress(jobs_key: str, results_key: str) -> None:
         if st.button("Отменить", key=f"cancel_{job.id}", icon=":material/cancel:"):
             job.cancel.set()
     if len(finished) == len(jobs):
-        results = st.session_state.setdefault(results_key, [])
+        # Idempotent on purpose: with fast reruns a stopping run and the new one can both get
+        # here; both must produce the same report, and neither may hide it from the other.
+        results: list[tuple[str, str]] = []
         for job in jobs:
             r = job.result
             if r is not None:
                 results.append((r.status, r.message or r.filename))
                 results.extend(("warning", f"«{r.filename}»: {w}") for w in r.warnings)
-            queue.forget(job.id)
+        st.session_state[results_key] = results
         st.session_state[jobs_key] = []
         st.rerun(scope="app")

@@ -92,10 +92,40 @@ def queue_question() -> None:
         st.session_state.setdefault(QUEUE, []).append(text.strip())
 
 
-def next_question() -> str | None:
-    """The oldest queued question, removed from the queue."""
-    queue: list[str] = st.session_state.get(QUEUE, [])
-    return queue.pop(0) if queue else None
+def answer_again(question: Message) -> None:
+    """Have this stored question answered again by the next ``take_turn``."""
+    st.session_state[UNANSWERED] = question.id
+
+
+def take_turn(
+    library: Library,
+    chat: Chat | None,
+    chat_for_question: Callable[[], Chat],
+    provider: Provider,
+    model: str,
+    params: GenerationParams,
+    use_documents: bool,
+    system_prompt: str,
+) -> bool:
+    """Answer this session's unanswered or oldest queued question; True if one was handled.
+
+    Runs under the session's generation lock: with fast reruns a run cut short and its
+    successor overlap, and only one of them may take a question, or it is lost or doubled.
+    A question leaves the queue only once it is stored (``respond``).
+    """
+    with _generation_lock():
+        if chat is not None:
+            stored = unanswered(library.chats.messages(chat.id))
+            if stored is not None:
+                respond(
+                    library, chat, provider, model, params, stored, use_documents, system_prompt, retry=True
+                )
+                return True
+        queue: list[str] = st.session_state.get(QUEUE, [])
+        if not queue:
+            return False
+        respond(library, chat_for_question(), provider, model, params, queue[0], use_documents, system_prompt)
+        return True
 
 
 def unanswered(messages: list[Message]) -> str | None:
@@ -143,7 +173,10 @@ def respond(
     system_prompt: str,
     retry: bool = False,
 ) -> None:
-    """Render and persist one exchange (``retry``: the question is already stored and shown)."""
+    """Render and persist one exchange (``retry``: the question is already stored and shown).
+
+    The caller holds the session's generation lock (``take_turn``).
+    """
     repo = library.chats
     previous = repo.messages(chat.id)
     pending: Message | None = None
@@ -152,6 +185,9 @@ def respond(
     history = history_for_prompt(previous, library.settings.history_turns)
     if not retry:
         pending = repo.add_message(chat.id, "user", question)
+        queue: list[str] = st.session_state.get(QUEUE, [])
+        if queue and queue[0] == question:
+            queue.pop(0)
     if pending is not None:
         # Until its answer is stored the question is this session's to answer: a rerun that
         # cuts this run short before any answer text exists makes the page answer it again.
@@ -161,7 +197,7 @@ def respond(
             repo.update(chat.id, title=title_from(question))
         with st.chat_message("user"):
             st.markdown(literal(question))
-    with _generation_lock(), st.chat_message("assistant"):
+    with st.chat_message("assistant"):
         started = time.perf_counter()
         sources: list[dict[str, object]] = []
         completion: Completion | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from rag import IngestCancelled
 from rag.library import IngestResult, Library
 
 log = logging.getLogger(__name__)
+KEEP_DONE_S = 3600.0
 JobState = Literal["queued", "running", "done"]
 
 
@@ -31,6 +33,7 @@ class Job:
     text: str = "В очереди"
     result: IngestResult | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    finished_at: float | None = None  # time.monotonic() when done
 
 
 class IndexingQueue:
@@ -46,6 +49,12 @@ class IndexingQueue:
         """Queue a file; returns at once."""
         job = Job(filename)
         with self._lock:
+            # Finished jobs stay readable for a while (a page may report them more than once,
+            # from two overlapping runs); then their records go.
+            now = time.monotonic()
+            stale = [k for k, j in self._jobs.items() if j.finished_at and now - j.finished_at > KEEP_DONE_S]
+            for k in stale:
+                del self._jobs[k]
             self._jobs[job.id] = job
         self._pool.submit(self._run, job, data)
         return job
@@ -54,11 +63,6 @@ class IndexingQueue:
         """A job by id (None once forgotten)."""
         with self._lock:
             return self._jobs.get(job_id)
-
-    def forget(self, job_id: str) -> None:
-        """Drop a finished job's record."""
-        with self._lock:
-            self._jobs.pop(job_id, None)
 
     def _run(self, job: Job, data: bytes) -> None:
         def progress(fraction: float, text: str) -> None:
@@ -81,4 +85,4 @@ class IndexingQueue:
                     "failed",
                     message=f"«{job.filename}»: внутренняя ошибка при индексации (подробности в журнале).",
                 )
-        job.fraction, job.state = 1.0, "done"
+        job.fraction, job.finished_at, job.state = 1.0, time.monotonic(), "done"

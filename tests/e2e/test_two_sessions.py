@@ -12,6 +12,7 @@ from storage import ChatRepo
 from storage.db import make_engine
 from tests.e2e.harness import browser, chromium_available, running_app, wait_for_app
 from tests.e2e.test_browser import CONTRACT, shot, upload
+from tests.e2e.test_crashes import long_text
 
 if not chromium_available() and not os.environ.get("CI"):
     pytest.skip("needs /usr/bin/chromium and playwright (system-packages.sh --dev)", allow_module_level=True)
@@ -51,22 +52,36 @@ def test_two_sessions_chat_and_index_at_once(tmp_path: Path) -> None:
             page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
             wait_for_app(page)
 
-        # Both upload at once, then both chat while the files are still being indexed.
-        contract = {"name": "dogovor.txt", "mimeType": "text/plain", "buffer": CONTRACT.encode("cp1251")}
-        upload(first, [contract])
-        upload(second, [{"name": "ohrana.txt", "mimeType": "text/plain", "buffer": SAFETY.encode("utf-8")}])
+        # Both upload at once, then both chat while the files are still being indexed (a long
+        # appendix makes indexing last several seconds).
+        appendix = "\n\n" + long_text(60)
+        contract = (CONTRACT + appendix).encode("cp1251")
+        upload(first, [{"name": "dogovor.txt", "mimeType": "text/plain", "buffer": contract}])
+        upload(
+            second, [{"name": "ohrana.txt", "mimeType": "text/plain", "buffer": (SAFETY + appendix).encode()}]
+        )
+        # Each page has taken its file (the queue shows it) before its user types: a question
+        # typed in the very instant of choosing a file is a race inside Streamlit's frontend.
+        for page in (first, second):
+            page.get_by_test_id("stProgress").first.wait_for(timeout=60_000)
         rounds = [
             ("Первый сотрудник: какой срок аренды?", "Второй сотрудник: где огнетушители?"),
             ("Первый сотрудник: где расположено помещение?", "Второй сотрудник: кто управляет погрузчиком?"),
             ("Первый сотрудник: какая арендная плата?", "Второй сотрудник: что на втором этаже?"),
         ]
-        for n, (q1, q2) in enumerate(rounds, start=1):
-            send(first, q1)
-            send(second, q2)
-            wait_messages(first, 2 * n)
-            wait_messages(second, 2 * n)
-        for page, name in ((first, "dogovor.txt"), (second, "ohrana.txt")):
-            page.get_by_test_id("stSidebar").get_by_text(f"Проиндексирован: {name}").wait_for(timeout=180_000)
+        try:
+            for n, (q1, q2) in enumerate(rounds, start=1):
+                send(first, q1)
+                send(second, q2)
+                wait_messages(first, 2 * n)
+                wait_messages(second, 2 * n)
+            for page, name in ((first, "dogovor.txt"), (second, "ohrana.txt")):
+                sidebar = page.get_by_test_id("stSidebar")
+                sidebar.get_by_text(f"Проиндексирован: {name}").wait_for(timeout=180_000)
+        except Exception:
+            shot(first, "20-failed-session-one")
+            shot(second, "21-failed-session-two")
+            raise
 
         # Once both files are in, each session's answer comes from the other's upload too.
         send(first, "Где находятся огнетушители на складе?")
