@@ -14,7 +14,8 @@ existing index (``--pool-from``, e.g. the 10k index ``ingest_speed.py`` kept) or
 here (``--pool``, about 10 chunks/s). ``--real-dir`` also measures a real index.
 
 Queries are real XQuAD-ru questions, so dense and hybrid latency include embedding the
-question; the embedding alone is reported as well, and the parts of a hybrid query.
+question; the embedding alone is reported as well, and the parts of a hybrid query. ``--work-dir
+DIR --reuse`` keeps the fills and measures them again without refilling.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    count_rows,
     emit,
     generate_chunk_texts,
     isolate_env,
@@ -126,44 +128,60 @@ def fill(data_dir: Path, n: int, pool: Vectors, noise: float, seed: int) -> dict
     return {"fill_s": round(seconds, 1), "disk_mb": round(disk / 1024 / 1024, 1)}
 
 
-def timed(fn: Callable[[str], Any], queries: list[str]) -> list[float]:
-    """Seconds of one call per query."""
-    out = []
-    for q in queries:
-        started = time.perf_counter()
-        fn(q)
-        out.append(time.perf_counter() - started)
-    return out
+def clock(into: list[float], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``, append its running time in seconds to ``into``, return its result."""
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    into.append(time.perf_counter() - started)
+    return result
 
 
 def measure(
     repo: DocumentRepo, vectors: VectorIndex, embedder: E5SmallEmbedder, queries: list[str], k: int
 ) -> dict[str, Any]:
-    """Latency of each search method, and of the parts a hybrid query is made of."""
+    """Latency of each search method, and of the parts a hybrid query is made of.
+
+    Methods and parts take turns query by query (in a rotating order), so a burst of load from
+    another process on the machine hits them all alike instead of one method's whole series.
+    """
     retriever = Retriever(repo, vectors, lambda: embedder)
     out: dict[str, Any] = {"chunks": repo.totals()["chunks"], "vectors": vectors.count(E5_SMALL)}
     warm, timed_queries = queries[:WARMUP], queries[WARMUP:]
-    returned: dict[str, int] = {}
-    for method in METHODS:
-        for q in warm:
+    for q in warm:
+        for method in METHODS:
             retriever.search(q, k, method)
-        hits: list[int] = []
-
-        def search(q: str, method: Any = method, hits: list[int] = hits) -> None:
-            hits.append(len(retriever.search(q, k, method)))
-
-        out[method] = summary_ms(timed(search, timed_queries))
-        returned[method] = min(hits)
-    out["min_hits_returned"] = returned
-    # The parts: what search() does for a hybrid query, one step at a time.
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    hits: dict[str, list[int]] = {m: [] for m in METHODS}
     pool = max(k * 4, 20)
-    qvecs = {q: embedder.embed_query(q) for q in timed_queries}
-    ids = {q: [c for c, _ in retriever.keyword(q, pool)] for q in timed_queries}
-    out["parts"] = {
-        "fts5_bm25": summary_ms(timed(lambda q: repo.keyword_search(fts_query(q), pool), timed_queries)),
-        "chroma_query": summary_ms(timed(lambda q: vectors.query(E5_SMALL, qvecs[q], pool), timed_queries)),
-        "sql_fetch_hits": summary_ms(timed(lambda q: repo.chunks_by_ids(ids[q]), timed_queries)),
-    }
+    col = vectors.client.get_collection(name=collection_name(E5_SMALL), embedding_function=None)
+    part_names = [
+        "query_embedding",
+        "fts5_bm25",
+        "chroma_query",
+        "chroma_query_raw",
+        "chroma_get_or_create_collection",
+        "chroma_count",
+        "sql_fetch_hits",
+    ]
+    parts: dict[str, list[float]] = {name: [] for name in part_names}
+    for i, q in enumerate(timed_queries):
+        order = METHODS[i % len(METHODS) :] + METHODS[: i % len(METHODS)]
+        for method in order:
+            hits[method].append(len(clock(times[method], retriever.search, q, k, method)))
+        # What search() does for a hybrid query, one step at a time.
+        vec = clock(parts["query_embedding"], embedder.embed_query, q)
+        ranked = clock(parts["fts5_bm25"], repo.keyword_search, fts_query(q), pool)
+        clock(parts["chroma_query"], vectors.query, E5_SMALL, vec, pool)
+        # A collection handle held open: VectorIndex.query also looks the collection up and
+        # counts it on every call (the next two parts).
+        clock(parts["chroma_query_raw"], col.query, query_embeddings=[vec], n_results=pool)
+        clock(parts["chroma_get_or_create_collection"], vectors._collection, E5_SMALL)
+        clock(parts["chroma_count"], col.count)
+        clock(parts["sql_fetch_hits"], repo.chunks_by_ids, [c for c, _ in ranked])
+    for method in METHODS:
+        out[method] = summary_ms(times[method])
+    out["min_hits_returned"] = {m: min(h) for m, h in hits.items()}
+    out["parts"] = {name: summary_ms(v) for name, v in parts.items()}
     return out
 
 
@@ -176,6 +194,7 @@ def main() -> int:
     parser.add_argument("--pool-from", type=Path, help="take the pool from this data directory's Chroma")
     parser.add_argument("--real-dir", type=Path, help="also measure this real (ingested) data directory")
     parser.add_argument("--work-dir", type=Path, help="keep the synthetic fills here")
+    parser.add_argument("--reuse", action="store_true", help="keep fills of the right size in --work-dir")
     parser.add_argument("--noise", type=float, default=0.01, help="per-component sigma of the noise")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -195,8 +214,6 @@ def main() -> int:
             pool = pool_embedded(embedder, args.pool, args.seed)
             pool_source = f"{len(pool)} generated chunks embedded with e5 for this run"
         pool_s = time.perf_counter() - started
-        # Query embedding alone, on the same questions.
-        embedding = summary_ms(timed(embedder.embed_query, queries[WARMUP:]))
         results: list[dict[str, Any]] = []
         if args.real_dir is not None:
             settings = make_settings(args.real_dir)
@@ -218,9 +235,10 @@ def main() -> int:
             engine.dispose()
         for n in sizes:
             data_dir = work / f"synthetic-{n}"
-            if data_dir.exists():
-                shutil.rmtree(data_dir)
-            built = fill(data_dir, n, pool, args.noise, args.seed)
+            built: dict[str, Any] = {"fill_s": None, "reused": True}
+            if not (args.reuse and count_rows(data_dir)["chunks"] == n):
+                shutil.rmtree(data_dir, ignore_errors=True)
+                built = fill(data_dir, n, pool, args.noise, args.seed)
             settings = make_settings(data_dir)
             engine = make_engine(settings.resolved_database_url)
             log(f"measuring synthetic {n}")
@@ -238,7 +256,6 @@ def main() -> int:
                 "timed_queries": len(queries) - WARMUP,
                 "pool": {"source": pool_source, "size": len(pool), "seconds": round(pool_s, 1)},
                 "noise_sigma": args.noise,
-                "query_embedding": embedding,
                 "results": results,
             }
         )
