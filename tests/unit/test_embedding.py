@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,18 @@ def test_e5_vectors_are_normalised_and_rank_russian_paraphrase_first() -> None:
     assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-3)
     query = emb.embed_query("На какое время заключён договор найма?")
     assert int(np.argmax(docs @ query)) == 0
+
+
+def test_a_question_is_embedded_while_an_indexing_batch_holds_the_model(embedder: E5SmallEmbedder) -> None:
+    question = "Какой срок аренды?"
+    alone = embedder.embed_query(question)
+    got: list[np.ndarray] = []
+    with embedder._lock:  # what embed_documents holds for a whole batch of passages
+        worker = threading.Thread(target=lambda: got.append(embedder.embed_query(question)))
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the question waited for the indexing batch"
+    assert np.allclose(got[0], alone)
 
 
 @pytest.fixture(scope="module")
