@@ -14,7 +14,6 @@ import platform
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,22 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from settings import Settings
+from tests.e2e.harness import browser, free_port  # noqa: F401  (re-exported for the scripts)
 
 # The scripts put the repository root on sys.path before importing this module.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 XQUAD_RU = REPO_ROOT.parent / "shared" / "eval" / "xquad-ru.json"
 STREAMLIT = REPO_ROOT / ".venv" / "bin" / "streamlit"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+
 # Settings from the shell must not change what a benchmark measures.
 SETTINGS_ENV = [f.alias for f in Settings.model_fields.values() if f.alias is not None]
 
@@ -262,13 +252,6 @@ def generate_chunk_texts(n: int, seed: int = 1, max_words: int = 100) -> list[st
 # -- the app ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def app_env(data_dir: Path) -> dict[str, str]:
     """Environment for the app: no settings from the shell, this data directory."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
@@ -351,19 +334,6 @@ def running_app(data_dir: Path) -> Iterator[App]:
         yield app
     finally:
         app.stop()
-
-
-@contextlib.contextmanager
-def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright (never ``playwright install``)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def answer_markers() -> list[str]:
