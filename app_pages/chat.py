@@ -146,27 +146,20 @@ st.chat_input("Задайте вопрос по документам…", key=IN
 
 def chat_for_question() -> Chat:
     """The open chat with the sidebar's settings saved into it, created for a first question."""
+    sidebar = {
+        "provider": provider_name,
+        "model": model,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "system_prompt": system_prompt,
+        "use_documents": use_documents,
+    }
     if chat is not None:
         try:
-            return chats.update(
-                chat.id,
-                provider=provider_name,
-                model=model,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                system_prompt=system_prompt,
-                use_documents=use_documents,
-            )
+            return chats.update(chat.id, **sidebar)
         except NotFoundError:  # deleted from another session meanwhile
             pass
-    created = chats.create(
-        provider=provider_name,
-        model=model,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        system_prompt=system_prompt,
-        use_documents=use_documents,
-    )
+    created = chats.create(**sidebar)
     select_chat(created.id)
     return created
 
