@@ -115,6 +115,7 @@ def take_turn(
     """
     with _generation_lock():
         if chat is not None:
+            # Read again under the lock: the page's copy predates a run that stored and died.
             stored = unanswered(library.chats.messages(chat.id))
             if stored is not None:
                 respond(

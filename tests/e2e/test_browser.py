@@ -6,7 +6,6 @@ step leaves a screenshot in ``artifacts/e2e/`` (git-ignored; CI keeps it as an a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,12 @@ from tests.e2e.harness import (
     AppServer,
     ask,
     browser,
-    chromium_available,
     running_app,
     wait_for_app,
 )
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 SHOTS = REPO_ROOT / "artifacts" / "e2e"
-
-if not chromium_available() and not os.environ.get("CI"):
-    pytest.skip("needs /usr/bin/chromium and playwright (system-packages.sh --dev)", allow_module_level=True)
 
 CONTRACT = (
     "Договор аренды нежилого помещения.\n\n"

@@ -15,18 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from rag.library import open_library
 from settings import Settings
 from storage import DocumentStatus
 from tests.contract.fake_gigachat import make_case
-from tests.e2e.harness import browser, chromium_available, running_app, wait_for_app
+from tests.e2e.harness import browser, running_app, wait_for_app
 from tests.e2e.test_browser import CONTRACT, shot, upload
-
-if not chromium_available() and not os.environ.get("CI"):
-    pytest.skip("needs /usr/bin/chromium and playwright (system-packages.sh --dev)", allow_module_level=True)
 
 TOPICS = ["аренда", "поставка", "охрана труда", "бухгалтерия", "склад", "персонал", "закупки", "логистика"]
 

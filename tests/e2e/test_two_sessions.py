@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from storage import ChatRepo
 from storage.db import make_engine
-from tests.e2e.harness import browser, chromium_available, running_app, wait_for_app
+from tests.e2e.harness import browser, running_app, wait_for_app
 from tests.e2e.test_browser import CONTRACT, shot, upload
 from tests.e2e.test_crashes import long_text
-
-if not chromium_available() and not os.environ.get("CI"):
-    pytest.skip("needs /usr/bin/chromium and playwright (system-packages.sh --dev)", allow_module_level=True)
 
 SAFETY = (
     "Инструкция по охране труда на складе.\n\n"
