@@ -205,7 +205,7 @@ def generate_documents(target_chunks: int, seed: int = 1) -> list[tuple[str, byt
     is taken from the app's own chunker with default settings, so the total is exact.
     """
     from rag.chunking import chunk_pages
-    from rag.extract import Page
+    from rag.ingest import Page
 
     defaults = make_settings(Path("unused"))
     rng = random.Random(seed)

@@ -1,12 +1,12 @@
-"""OCR accuracy and speed on rendered Russian pages: a PNG through ``rag.ocr`` and an image-only
-PDF through ``rag.extract`` (render at 300 dpi, recognise, keep page numbers).
+"""OCR accuracy and speed on rendered Russian pages: a PNG through ``rag.ingest.ocr`` and an image-only
+PDF through ``rag.ingest`` (render at 300 dpi, recognise, keep page numbers).
 
     .venv/bin/python bench/ocr_accuracy.py [--pdf-pages 3] [--min-accuracy 0.97]
 
 Character accuracy = 1 - levenshtein(reference, recognised) / len(reference), on text with
 whitespace runs collapsed to one space. Prints one JSON object per case; exits 1 if the PNG or
 the PDF case is below --min-accuracy (the target is 0.97). A third case, a simulated bad phone
-photo of the same page, shows what the preprocessing in rag.ocr buys; it is not gated.
+photo of the same page, shows what the preprocessing in rag.ingest.ocr buys; it is not gated.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.extract import extract
-from rag.ocr import ocr_image, tesseract_problem
+from rag.ingest import extract
+from rag.ingest.ocr import ocr_image, tesseract_problem
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 PAGE_PX = (2480, 3508)  # A4 at 300 dpi
@@ -135,7 +135,7 @@ def main() -> int:
     accuracy, chars = score(reference, text)
     results.append(
         {
-            "case": "png page, rag.ocr.ocr_image",
+            "case": "png page, rag.ingest.ocr.ocr_image",
             "char_accuracy": round(accuracy, 4),
             "seconds": round(seconds, 2),
             "chars": chars,
@@ -173,7 +173,7 @@ def main() -> int:
         total += len(ref)
     results.append(
         {
-            "case": f"image-only pdf, {n} pages, rag.extract.extract",
+            "case": f"image-only pdf, {n} pages, rag.ingest.extract",
             "char_accuracy": round(1 - distance / total, 4),
             "seconds": round(seconds, 2),
             "chars": total,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from razdel import sentenize
 
-from rag.extract import Page
+from rag.ingest import Page
 
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")

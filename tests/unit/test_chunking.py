@@ -8,7 +8,7 @@ import random
 import pytest
 
 from rag.chunking import ChunkDraft, chunk_pages
-from rag.extract import Page
+from rag.ingest import Page
 
 POOL = (
     "аренда помещение договор стороны оплата срок месяц арендатор арендодатель обязан вносить "

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from rag import IngestError
-from rag.extract import decode_text, extract
+from rag.ingest import extract
+from rag.ingest.text import decode_text
 
 # Only characters that every legacy Cyrillic code page can encode (no «», — or №).
 LEASE = (

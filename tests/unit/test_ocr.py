@@ -19,8 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import NameObject
 
-from rag import IngestError, ocr
-from rag.extract import SUPPORTED_EXTENSIONS, Options, extract, looks_like_garbage
+from rag import IngestError
+from rag.ingest import SUPPORTED_EXTENSIONS, Options, extract, ocr
+from rag.ingest.pdf import looks_like_garbage
 from rag.library import Library
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -393,7 +394,7 @@ def test_tesseract_without_russian_data_is_reported(tmp_path: Path, child_env: d
     code = (
         "import sys\n"
         "from rag import IngestError\n"
-        "from rag.extract import extract\n"
+        "from rag.ingest import extract\n"
         "try:\n"
         f"    extract(open({str(tmp_path / 'skan.png')!r}, 'rb').read(), 'skan.png')\n"
         "except IngestError as exc:\n"

@@ -11,7 +11,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, NumberObject
 
 from rag import IngestError
-from rag.extract import Options, extract
+from rag.ingest import Options, extract
 from rag.library import Library
 from storage import DocumentStatus
 

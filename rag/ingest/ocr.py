@@ -10,18 +10,23 @@ Preprocessing is cheap and aims at photos and screenshots: grayscale on white (t
 EXIF rotation), light text on dark inverted, uneven lighting divided out, small text upscaled to
 about 30 px (line pitch measured from the row profile), a median filter on noisy images.
 
-Whether a PDF page's text layer is good enough to skip OCR is decided in ``rag.extract``
-(``looks_like_garbage``).
+Whether a PDF page's text layer is good enough to skip OCR is decided in ``rag.ingest.pdf``
+(``looks_like_garbage``). ``run_parallel`` recognises several pages at once for PDFs and
+multi-page TIFFs.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import os
 import re
 import subprocess
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -258,3 +263,37 @@ def ocr_image(image: Image.Image, *, timeout: float = TIMEOUT_S) -> str:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise OcrError(f"Tesseract завершился с ошибкой {proc.returncode}: {' '.join(err[-3:])}")
     return clean_ocr_text(proc.stdout.decode("utf-8", "replace"))
+
+
+def run_parallel(jobs: Iterable[Callable[[], str]]) -> Generator[str | Exception, None, None]:
+    """Results of ``jobs`` in their order, ``workers()`` at a time (each job one Tesseract).
+
+    Jobs are taken from the iterable only a few ahead of the consumer, so a long scan is never
+    rendered into memory at once. A job's exception is yielded, not raised. Closing the
+    generator (the consumer stopped, e.g. indexing was cancelled) drops the jobs not started.
+    """
+    count = workers()
+    source = iter(jobs)
+    if count == 1:
+        for job in source:
+            try:
+                yield job()
+            except Exception as exc:
+                yield exc
+        return
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="ocr") as pool:
+        pending: deque[Future[str]] = deque(pool.submit(job) for job in itertools.islice(source, 2 * count))
+        try:
+            while pending:
+                future = pending.popleft()
+                try:
+                    result: str | Exception = future.result()
+                except Exception as exc:
+                    result = exc
+                upcoming = next(source, None)
+                if upcoming is not None:
+                    pending.append(pool.submit(upcoming))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
