@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=secrets)
         return init_settings, toml, env_settings, dotenv_settings, file_secret_settings
 
+    def without_secrets(self, keep: str = "") -> Settings:
+        """A copy without keys and tokens, but those whose field name starts with ``keep`` if given."""
+        drop = {
+            name: None
+            for name, value in self
+            if isinstance(value, SecretStr) and not (keep and name.startswith(keep))
+        }
+        return self.model_copy(update=drop)
+
     @property
     def sqlite_path(self) -> Path:
         """Path of the default SQLite database file."""

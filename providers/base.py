@@ -20,6 +20,10 @@ class ChatMessage(BaseModel):
     content: str
 
 
+# The messages of one request, system prompt first.
+Prompt = Sequence[ChatMessage]
+
+
 class GenerationParams(BaseModel):
     """Validated generation settings shared by every provider."""
 
@@ -111,12 +115,12 @@ class Provider(Protocol):
         """The catalogue shown in the model selector."""
         ...
 
+    def resolve_model(self, model: str) -> tuple[str, str]:
+        """``(current id, note)``: a retired model's successor with a Russian note, else ``(model, "")``."""
+        ...
+
     def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str,
-        params: GenerationParams,
-        fragments: Sequence[Fragment] = (),
+        self, messages: Prompt, model: str, params: GenerationParams, fragments: Sequence[Fragment] = ()
     ) -> Completion:
         """Start an answer; remote providers find the fragments already in ``messages``."""
         ...

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 
 from razdel import sentenize
 
+from language import FOLLOW_UP_WORDS, stems
 from providers.base import (
-    ChatMessage,
     Completion,
     Fragment,
     GenerationParams,
     ModelInfo,
+    Prompt,
     ProviderStatus,
     Usage,
 )
-from rag.text import stems
 
 NOTHING_FOUND = (
     "В загруженных документах не нашлось сведений по этому вопросу. "
@@ -35,7 +35,6 @@ MODEL_ID = "extractive"
 MAX_SENTENCES = 3
 # A follow-up like «А сколько он стоит?» has few content words of its own: borrow the
 # previous question's words, at a lower weight, to know what "он" is about.
-FOLLOW_UP_WORDS = 3
 FOLLOW_UP_WEIGHT = 0.5
 
 
@@ -53,12 +52,12 @@ class OfflineProvider:
         """One pseudo-model."""
         return [ModelInfo(MODEL_ID, "Извлечение фрагментов", context_tokens=1_000_000)]
 
+    def resolve_model(self, model: str) -> tuple[str, str]:
+        """Every id is current: there is one model, and it never retires."""
+        return model, ""
+
     def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str,
-        params: GenerationParams,
-        fragments: Sequence[Fragment] = (),
+        self, messages: Prompt, model: str, params: GenerationParams, fragments: Sequence[Fragment] = ()
     ) -> Completion:
         """Stream the extractive answer word by word."""
         text = self.answer(messages, fragments, params)
@@ -69,7 +68,7 @@ class OfflineProvider:
 
     def answer(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Prompt,
         fragments: Sequence[Fragment],
         params: GenerationParams | None = None,
     ) -> str:

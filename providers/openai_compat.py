@@ -1,65 +1,33 @@
 """OpenAI-compatible servers (OpenAI, Ollama, vLLM, Yandex's compatible endpoint) through the ``openai`` SDK.
 
-One ``openai.OpenAI`` client per provider, created on first use: ``base_url`` and key from
-settings (a local Ollama or vLLM needs no key: a placeholder is sent), ``timeout`` from
-``RAG_LLM_TIMEOUT_S`` and ``max_retries=0``, since refusals before the first token are retried
-by ``providers.retry``. Answers are streamed (``stream_options.include_usage`` asks for token
-counts in a final chunk); the SDK's errors are translated here into the provider error tree.
+One ``openai.OpenAI`` client per provider (``RemoteProvider.client``, or one passed in, e.g.
+over a mock transport): ``base_url`` and key from settings (a local Ollama or vLLM needs no key:
+a placeholder is sent), ``timeout`` from ``RAG_LLM_TIMEOUT_S`` and ``max_retries=0``, since
+``providers.retry`` retries. Answers are streamed (``stream_options.include_usage`` asks for token
+counts in a final chunk); parameters a model refuses are dropped and remembered per model.
 """
 
 from __future__ import annotations
 
-import email.utils
-import logging
 import re
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 from urllib.parse import urlsplit
 
 import openai
 from openai import Omit, omit
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from providers.base import (
-    AuthenticationError,
-    ChatMessage,
-    Completion,
-    ConfigurationError,
-    ContextTooLongError,
-    Fragment,
-    GenerationParams,
-    InvalidRequestError,
-    ModelInfo,
-    ModelNotFoundError,
-    ProviderError,
-    ProviderStatus,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    RateLimitError,
-    StreamInterruptedError,
-    Usage,
-)
-from providers.retry import stream_with_retries
+from providers import base, remote
+from providers.base import ChatMessage, GenerationParams, ModelInfo, Usage
+from providers.remote import Need, Refusal, RemoteProvider, Reply, Rule, retry_after
 from settings import Settings
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The SDK refuses to start without a key; local servers (Ollama, vLLM) ignore whatever is sent.
 NO_KEY_PLACEHOLDER = "no-key"
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_CONTEXT_TOKENS = 8192
-# The sidebar asks for the catalogue on every rerun: a short timeout, and a cached answer.
-MODELS_TIMEOUT_S = 3.0
-MODELS_TTL_S = 600.0
-MAX_DETAIL_CHARS = 300
-
-SETUP_HINT = (
-    "укажите OPENAI_BASE_URL (адрес сервера, например http://localhost:11434/v1 для Ollama; "
-    "для OpenAI можно не указывать) и/или OPENAI_API_KEY, а при желании список моделей "
-    "OPENAI_MODELS через запятую — в .streamlit/secrets.toml или в переменных окружения"
-)
 
 # Known context windows by model name, first match wins; anything else gets the default.
 CONTEXT_HINTS: tuple[tuple[re.Pattern[str], int], ...] = (
@@ -73,206 +41,142 @@ CONTEXT_HINTS: tuple[tuple[re.Pattern[str], int], ...] = (
 # Entries of an OpenAI /models list that are not chat models.
 NOT_CHAT = ("embed", "whisper", "tts", "dall-e", "davinci", "babbage", "moderation", "transcribe", "sora")
 
-CONTEXT_MESSAGE = re.compile(
-    r"context[_ ]length|context window|maximum context|too many tokens|max_tokens is too large"
-    r"|maximum (number of )?tokens|at most \d+ (completion )?tokens"
-    r"|(prompt|input|context|request|messages?) (is )?too long",
-    re.IGNORECASE,
+
+def about_model(r: Refusal) -> bool:
+    """The refusal names the model (not the key, the project or the URL)."""
+    return r.reason == "model_not_found" or "model" in r.detail.lower()
+
+
+ERRORS = (
+    Rule(
+        base.AuthenticationError,
+        "{who} отклонил запрос без ключа или с неверным ключом: укажите OPENAI_API_KEY (или проверьте "
+        "его) в {where}.",
+        (401,),
+    ),
+    Rule(
+        base.ModelNotFoundError,
+        "Нет доступа к модели «{model}»: ключу OPENAI_API_KEY она не разрешена. Выберите другую модель "
+        "или исправьте OPENAI_MODELS.",
+        (403,),
+        about_model,
+    ),
+    Rule(
+        base.AuthenticationError,
+        "{who} недоступен из вашего региона: укажите другой OPENAI_BASE_URL (например, прокси).",
+        (403,),
+        lambda r: "region" in r.reason or "country" in r.detail.lower() or "region" in r.detail.lower(),
+    ),
+    Rule(
+        base.AuthenticationError,
+        "Доступ запрещён: у ключа OPENAI_API_KEY нет прав на этот запрос. Проверьте ключ и права проекта.",
+        (403,),
+    ),
+    Rule(
+        base.ModelNotFoundError,
+        "Модель «{model}» не найдена на сервере: выберите другую модель или исправьте OPENAI_MODELS "
+        "(для Ollama сначала скачайте её: ollama pull).",
+        (404,),
+        about_model,
+    ),
+    Rule(
+        base.ModelNotFoundError,
+        "{who} не нашёл модель «{model}» или сам адрес API: проверьте OPENAI_MODELS и OPENAI_BASE_URL "
+        "(обычно адрес оканчивается на /v1).",
+        (404,),
+    ),
+    # Not a rate: waiting does not help, so it is not retried.
+    Rule(
+        base.AuthenticationError,
+        "Исчерпана квота ключа OPENAI_API_KEY: пополните баланс или укажите другой ключ.",
+        (429,),
+        lambda r: r.reason == "insufficient_quota" or "quota" in r.detail.lower(),
+    ),
+    Rule(
+        base.ProviderUnavailableError,
+        "{who} недоступен: проверьте OPENAI_BASE_URL и что сервер запущен (для Ollama — «ollama serve»), "
+        "затем повторите запрос.",
+        (remote.UNREACHABLE,),
+    ),
+    # A 200 that is no OpenAI stream: some other web server answers at that address.
+    Rule(
+        base.ConfigurationError,
+        "{who} ответил не в формате OpenAI: проверьте OPENAI_BASE_URL (обычно адрес оканчивается на /v1).",
+        (remote.FORMAT, remote.EMPTY),
+    ),
+    *remote.HTTP_ERRORS,
 )
 
 
 def context_tokens(model: str) -> int:
     """A context window for a model name: known families, else a safe default."""
-    name = model.lower()
-    for pattern, tokens in CONTEXT_HINTS:
-        if pattern.search(name):
-            return tokens
-    return DEFAULT_CONTEXT_TOKENS
+    return next((n for pattern, n in CONTEXT_HINTS if pattern.search(model.lower())), DEFAULT_CONTEXT_TOKENS)
 
 
-def estimate_tokens(text: str) -> int:
-    """About three characters a token (Russian); used when the server reports no usage."""
-    return len(text) // 3 + 1 if text else 0
-
-
-class OpenAICompatProvider:
+class OpenAICompatProvider(RemoteProvider[openai.OpenAI, ChatCompletionChunk]):
     """Any server speaking the OpenAI Chat Completions API."""
 
     name = "openai"
     label = "OpenAI-совместимый"
-    models_ttl_s = MODELS_TTL_S
+    needs = (
+        Need(
+            ("openai_base_url", "openai_api_key"),
+            "OPENAI_BASE_URL (адрес сервера, например http://localhost:11434/v1 для Ollama; для OpenAI "
+            "можно не указывать) и/или OPENAI_API_KEY, а при желании список моделей OPENAI_MODELS "
+            "через запятую",
+        ),
+    )
+    errors = ERRORS
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client: openai.OpenAI | None = None
-        self._client_lock = threading.Lock()
-        self._models_lock = threading.Lock()
-        self._server_models_cache: tuple[float, list[str]] | None = None
+    def __init__(
+        self, settings: Settings, *, client: openai.OpenAI | None = None, sleep: remote.Sleep = time.sleep
+    ) -> None:
+        super().__init__(settings, client=client, sleep=sleep)
         # Parameters a model refused (e.g. max_tokens for o1-style models), learned per model.
         self._quirks: dict[str, frozenset[str]] = {}
 
-    # --- configuration ---------------------------------------------------------------------
+    @property
+    def who(self) -> str:
+        """The server by its base URL, without any credentials in it."""
+        url = self.setting("openai_base_url") or DEFAULT_BASE_URL
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+        return f"Сервер {parts.scheme}://{host}{parts.path}" if parts.scheme and host else f"Сервер {url}"
 
-    def _key(self) -> str:
-        secret = self.settings.openai_api_key
-        return secret.get_secret_value().strip() if secret is not None else ""
-
-    def _base_url(self) -> str:
-        return (self.settings.openai_base_url or "").strip() or DEFAULT_BASE_URL
-
-    def _server(self) -> str:
-        """The base URL for messages and logs, without any credentials in it."""
-        parts = urlsplit(self._base_url())
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return f"{parts.scheme}://{host}{parts.path}" if parts.scheme and host else self._base_url()
-
-    def _configured(self) -> bool:
-        return bool((self.settings.openai_base_url or "").strip() or self._key())
-
-    def _configured_models(self) -> list[str]:
-        names = [m.strip() for m in self.settings.openai_models.split(",")]
-        return list(dict.fromkeys(n for n in names if n))
-
-    def client(self) -> openai.OpenAI:
-        """The provider's SDK client, created on first use and shared by every request."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = openai.OpenAI(
-                    api_key=self._key() or NO_KEY_PLACEHOLDER,
-                    base_url=self._base_url(),
-                    timeout=self.settings.llm_timeout_s,
-                    max_retries=0,
-                )
-            return self._client
-
-    # --- protocol --------------------------------------------------------------------------
-
-    def status(self) -> ProviderStatus:
-        """Usable once a server address or a key is set."""
-        if self._configured():
-            return ProviderStatus(True)
-        return ProviderStatus(False, f"не настроен: {SETUP_HINT}")
+    def _build_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=self.setting("openai_api_key") or NO_KEY_PLACEHOLDER,
+            base_url=self.setting("openai_base_url") or DEFAULT_BASE_URL,
+            timeout=self.settings.llm_timeout_s,
+            max_retries=0,
+        )
 
     def models(self) -> list[ModelInfo]:
         """OPENAI_MODELS if given, else the server's list (cached), else a default model."""
-        names = self._configured_models()
-        if not names and self._configured():
-            names = self._server_models()
-        if not names:
-            names = [DEFAULT_MODEL]
-        return [ModelInfo(n, n, context_tokens(n)) for n in names]
-
-    def _server_models(self) -> list[str]:
-        with self._models_lock:
-            now = time.monotonic()
-            cached = self._server_models_cache
-            if cached is not None and now - cached[0] < self.models_ttl_s:
-                return list(cached[1])
-            names = self._fetch_models()
-            self._server_models_cache = (now, names)  # failures are cached too: no hang per rerun
-            return list(names)
+        names = list(dict.fromkeys(n.strip() for n in self.settings.openai_models.split(",") if n.strip()))
+        if not names and not self.missing():
+            names = self._listed_models() or []
+        return [ModelInfo(n, n, context_tokens(n)) for n in names or [DEFAULT_MODEL]]
 
     def _fetch_models(self) -> list[str]:
-        timeout = min(MODELS_TIMEOUT_S, self.settings.llm_timeout_s)
-        try:
-            page = self.client().with_options(timeout=timeout, max_retries=0).models.list()
-            ids = [str(m.id) for m in page.data if getattr(m, "id", None)]
-        except Exception as exc:  # any failure: the selector falls back, the page must render
-            status = getattr(exc, "status_code", None)
-            log.warning(
-                "openai: model list from %s unavailable (%s%s); using defaults",
-                self._server(),
-                type(exc).__name__,
-                f" {status}" if status else "",
-            )
-            return []
-        chat = [i for i in ids if not any(word in i.lower() for word in NOT_CHAT)] or ids
-        chat = sorted(dict.fromkeys(chat))
+        client = self.client().with_options(timeout=self.models_timeout_s, max_retries=0)
+        ids = [str(m.id) for m in client.models.list().data if getattr(m, "id", None)]
+        chat = sorted({i for i in ids if not any(word in i.lower() for word in NOT_CHAT)} or set(ids))
         if DEFAULT_MODEL in chat:  # the first entry is the default choice
             chat.insert(0, chat.pop(chat.index(DEFAULT_MODEL)))
         return chat
 
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str,
-        params: GenerationParams,
-        fragments: Sequence[Fragment] = (),
-    ) -> Completion:
-        """Stream an answer; the fragments are already in ``messages``."""
-        if not self._configured():
-            raise ConfigurationError(f"{self.label}: {SETUP_HINT}.", provider=self.name)
-        prompt = list(messages)
-        return Completion(
-            stream_with_retries(
-                lambda: self._open(prompt, model, params),
-                retries=self.settings.llm_max_retries,
-                max_wait=self.settings.llm_retry_max_wait_s,
-            )
-        )
-
-    # --- one request -----------------------------------------------------------------------
-
-    def _open(
-        self, messages: list[ChatMessage], model: str, params: GenerationParams
-    ) -> Iterator[str | Usage]:
-        log.debug(
-            "openai request: server=%s model=%s temperature=%s max_tokens=%d messages=%d chars=%d",
-            self._server(),
-            model,
-            params.temperature,
-            params.max_tokens,
-            len(messages),
-            sum(len(m.content) for m in messages),
-        )
-        text = ""
-        usage: Usage | None = None
-        chunks = 0
-        finished = False
-        try:
-            with self._create(messages, model, params) as response:
-                for chunk in response:
-                    chunks += 1
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
-                    for choice in chunk.choices:
-                        if choice.index != 0:
-                            continue
-                        finished = finished or choice.finish_reason is not None
-                        delta = choice.delta.content if choice.delta is not None else None
-                        if delta:
-                            text += delta
-                            yield delta
-        except (openai.OpenAIError, ValueError) as exc:
-            error = self._translate(exc, model, text)
-            log.info("openai: %s from %s for model %s", type(error).__name__, self._server(), model)
-            raise error from exc
-        if chunks == 0:
-            raise ConfigurationError(
-                f"Сервер {self._server()} ответил не в формате OpenAI (нет потока ответа): проверьте "
-                "OPENAI_BASE_URL — обычно адрес оканчивается на /v1.",
-                provider=self.name,
-            )
-        if not finished:
-            log.warning("openai: stream from %s ended without finish_reason", self._server())
-        if usage is None:
-            usage = Usage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens(text))
-        yield usage
-
-    def _create(
+    def _request(
         self, messages: list[ChatMessage], model: str, params: GenerationParams
     ) -> openai.Stream[ChatCompletionChunk]:
         """Start the request, dropping parameters the model refuses (remembered per model)."""
-        payload = [_message(m) for m in messages]
-        client = self.client()
+        payload = [cast(ChatCompletionMessageParam, {"role": m.role, "content": m.content}) for m in messages]
         while True:
             quirks = self._quirks.get(model, frozenset())
             temperature: float | Omit = omit if "temperature" in quirks else params.temperature
             completion_tokens = "max_completion_tokens" in quirks
             try:
-                return client.chat.completions.create(
+                return self.client().chat.completions.create(
                     model=model,
                     messages=payload,
                     stream=True,
@@ -286,185 +190,47 @@ class OpenAICompatProvider:
                 quirk = _refused_parameter(exc)
                 if quirk is None or quirk in quirks:
                     raise
-                log.info("openai: model %s refuses %s; retrying without it", model, quirk)
+                self.log.info("openai: model %s refuses %s; retrying without it", model, quirk)
                 self._quirks[model] = quirks | {quirk}
 
-    # --- errors ----------------------------------------------------------------------------
+    def _read(self, chunk: ChatCompletionChunk, reply: Reply) -> str:
+        if chunk.usage is not None:
+            reply.usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+        choice = next((c for c in chunk.choices if c.index == 0), None)
+        if choice is None:
+            return ""
+        reply.finish = choice.finish_reason or reply.finish
+        return (choice.delta.content if choice.delta is not None else None) or ""
 
-    def _translate(self, exc: Exception, model: str, partial: str) -> ProviderError:
-        """The SDK's exception as our error, with a Russian message saying what to do."""
-        p = self.name
-        server = self._server()
-        timeout = f"{self.settings.llm_timeout_s:g}"
-        if partial:
-            reason = (
-                f"сервер молчал дольше {timeout} с"
-                if isinstance(exc, openai.APITimeoutError)
-                else "соединение с сервером прервалось"
-            )
-            return StreamInterruptedError(
-                f"Ответ оборвался ({reason}): показана полученная часть. Повторите запрос.",
-                provider=p,
-                partial=partial,
-            )
+    def _refusal(self, exc: Exception) -> Refusal | None:
         if isinstance(exc, openai.APITimeoutError):
-            return ProviderTimeoutError(
-                f"Сервер {server} не ответил за {timeout} с: повторите запрос позже "
-                "или увеличьте RAG_LLM_TIMEOUT_S.",
-                provider=p,
-            )
+            return Refusal(remote.TIMEOUT)
         if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailableError(
-                f"Не удалось подключиться к {server}: проверьте OPENAI_BASE_URL и что сервер запущен "
-                "(для Ollama — «ollama serve»), затем повторите запрос.",
-                provider=p,
-            )
+            return Refusal(remote.UNREACHABLE)
         if isinstance(exc, openai.APIStatusError):
-            return self._translate_status(exc, model)
+            reason = (exc.code or "").lower()
+            headers = exc.response.headers.items()
+            return Refusal(
+                exc.status_code, self._scrub(remote.server_words(exc.body)), reason, retry_after(headers)
+            )
         if isinstance(exc, ValueError):
-            return ConfigurationError(
-                f"Сервер {server} ответил не в формате OpenAI: проверьте OPENAI_BASE_URL "
-                "(обычно адрес оканчивается на /v1).",
-                provider=p,
-            )
-        detail = self._detail(exc)
-        return ProviderUnavailableError(
-            f"Сервер {server} сообщил об ошибке{': ' + detail if detail else ''}. Повторите запрос позже.",
-            provider=p,
-        )
-
-    def _translate_status(self, exc: openai.APIStatusError, model: str) -> ProviderError:
-        p = self.name
-        status = exc.status_code
-        code = (exc.code or "").lower()
-        detail = self._detail(exc)
-        message = detail.lower()
-        if status == 401:
-            if self._key():
-                text = (
-                    "Сервер отклонил ключ OPENAI_API_KEY: проверьте ключ в .streamlit/secrets.toml "
-                    "или в переменной окружения OPENAI_API_KEY."
-                )
-            else:
-                text = "Сервер требует ключ: укажите OPENAI_API_KEY в .streamlit/secrets.toml."
-            return AuthenticationError(text, provider=p)
-        if status == 403:
-            if code == "model_not_found" or "model" in message:
-                return ModelNotFoundError(
-                    f"Нет доступа к модели «{model}»: ключу OPENAI_API_KEY она не разрешена. "
-                    "Выберите другую модель или исправьте OPENAI_MODELS.",
-                    provider=p,
-                )
-            if "region" in code or "country" in message or "region" in message:
-                text = (
-                    "Сервер недоступен из вашего региона: укажите другой OPENAI_BASE_URL (например, прокси)."
-                )
-            else:
-                text = (
-                    "Доступ запрещён: у ключа OPENAI_API_KEY нет прав на этот запрос. "
-                    "Проверьте ключ и права проекта."
-                )
-            return AuthenticationError(text, provider=p)
-        if status == 404:
-            if code == "model_not_found" or "model" in message:
-                text = (
-                    f"Модель «{model}» не найдена на сервере: выберите другую модель или исправьте "
-                    "OPENAI_MODELS (для Ollama сначала скачайте её: ollama pull)."
-                )
-            else:
-                text = (
-                    f"Сервер не нашёл модель «{model}» или сам адрес API: проверьте OPENAI_MODELS и "
-                    "OPENAI_BASE_URL (обычно адрес оканчивается на /v1)."
-                )
-            return ModelNotFoundError(text, provider=p)
-        if status == 429:
-            if code == "insufficient_quota" or "quota" in message:
-                return AuthenticationError(
-                    "Исчерпана квота ключа OPENAI_API_KEY: пополните баланс или укажите другой ключ.",
-                    provider=p,
-                )
-            return RateLimitError(
-                "Сервер ограничил частоту запросов.",
-                provider=p,
-                retry_after=_retry_after(exc.response.headers),
-            )
-        if status in (400, 413, 422) and (
-            status == 413 or code == "context_length_exceeded" or CONTEXT_MESSAGE.search(detail)
-        ):
-            return ContextTooLongError(
-                f"Запрос не помещается в контекст модели «{model}»: сократите вопрос или историю, "
-                "уменьшите число фрагментов или длину ответа.",
-                provider=p,
-            )
-        if status in (408, 409) or status >= 500:
-            return ProviderUnavailableError(
-                f"Сервер {self._server()} временно недоступен (ошибка {status}): повторите запрос позже.",
-                provider=p,
-            )
-        return InvalidRequestError(
-            f"Сервер отклонил запрос (ошибка {status}){': ' + detail if detail else ''}. "
-            "Проверьте модель и параметры генерации.",
-            provider=p,
-        )
-
-    def _detail(self, exc: Exception) -> str:
-        """The server's own error message, shortened and with the key masked."""
-        body = getattr(exc, "body", None)
-        detail = ""
-        if isinstance(body, Mapping):
-            value = body.get("message") or body.get("detail") or body.get("error")
-            detail = value if isinstance(value, str) else ""
-        elif isinstance(body, str):
-            detail = body
-        detail = " ".join(detail.split())[:MAX_DETAIL_CHARS]
-        key = self._key()
-        if key:
-            detail = detail.replace(key, "***")
-        return detail
-
-
-def _message(m: ChatMessage) -> ChatCompletionMessageParam:
-    if m.role == "system":
-        return {"role": "system", "content": m.content}
-    if m.role == "assistant":
-        return {"role": "assistant", "content": m.content}
-    return {"role": "user", "content": m.content}
+            return Refusal(remote.FORMAT)
+        if isinstance(exc, openai.OpenAIError):
+            return Refusal(type(exc).__name__, self._scrub(remote.server_words(getattr(exc, "body", None))))
+        return None
 
 
 def _refused_parameter(exc: openai.BadRequestError) -> str | None:
     """The parameter a 400 says this model does not support, if it is one we can drop."""
     param = (exc.param or "").lower()
-    body = exc.body
-    raw = body.get("message") if isinstance(body, Mapping) else None
-    message = raw.lower() if isinstance(raw, str) else ""
+    message = remote.server_words(exc.body).lower()
     code = (exc.code or "").lower()
-    unsupported = code.startswith("unsupported") or "not supported" in message or "unsupported" in message
     if param == "stream_options" or "stream_options" in message:
         return "stream_options"
-    if not unsupported:
+    if not (code.startswith("unsupported") or "not supported" in message or "unsupported" in message):
         return None
     if param == "max_tokens" or "max_completion_tokens" in message:
         return "max_completion_tokens"
     if param == "temperature" or "'temperature'" in message:
         return "temperature"
-    return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
     return None

@@ -14,10 +14,11 @@ PROVIDER_NAMES = ("offline", "yandexgpt", "gigachat", "openai")
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
     """Every provider, keyed by name, in the order the selector shows them."""
+    # Each provider holds its own keys only: a long-lived object keeps no secret it does not use.
     providers: list[Provider] = [
         OfflineProvider(),
-        YandexGPTProvider(settings),
-        GigaChatProvider(settings),
-        OpenAICompatProvider(settings),
+        YandexGPTProvider(settings.without_secrets(keep="yc_")),
+        GigaChatProvider(settings.without_secrets(keep="gigachat_")),
+        OpenAICompatProvider(settings.without_secrets(keep="openai_")),
     ]
     return {p.name: p for p in providers}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from language import estimate_tokens
 from providers.base import ChatMessage, Fragment
 
 SYSTEM_PROMPT = (
@@ -14,11 +15,6 @@ SYSTEM_PROMPT = (
     "Отвечай на языке вопроса."
 )
 NO_DOCUMENTS_PROMPT = "Ты — полезный ассистент. Отвечай на языке вопроса."
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about three characters a token for Russian)."""
-    return len(text) // 3 + 1
 
 
 def format_fragment(f: Fragment) -> str:

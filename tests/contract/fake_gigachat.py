@@ -50,7 +50,9 @@ LISTED_MODELS = [
     "GigaChat-2",
     "GigaChat-2-Pro",
     "GigaChat-2-Max",
+    "GigaChat-3-Ultra",
     "Embeddings",
+    "Embeddings-2",
     "EmbeddingsGigaR",
 ]
 
@@ -490,7 +492,8 @@ def make_case(
             **env_overrides,
         }
         settings = Settings(_env_file=None, **env)  # type: ignore[call-arg]
-        provider = GigaChatProvider(settings)
+        waits: list[float] = []
+        provider = GigaChatProvider(settings, sleep=waits.append)
         yield ProviderCase(
             name="gigachat",
             provider=provider,
@@ -498,6 +501,7 @@ def make_case(
             fake=fake,
             secrets=fake.secrets,
             env=env,
+            waits=waits,
         )
     finally:
         if provider is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -80,6 +81,15 @@ def standard_error(status: int, model: str) -> dict[str, Any]:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a timeout, a cut stream, a keep-alive closed) is no error of the fake's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     """The server and its knobs; implements ``harness.FakeControl``."""
 
@@ -101,8 +111,7 @@ class FakeOpenAI:
         self._stall = 0.0
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="fake-openai", daemon=True
         )
@@ -390,11 +399,13 @@ def make_case(tmp_path: Path) -> Iterator[ProviderCase]:
             "RAG_LLM_MAX_RETRIES": "2",
             "RAG_LLM_RETRY_MAX_WAIT_S": "2",
         }
+        waits: list[float] = []
         yield ProviderCase(
             name="openai",
-            provider=OpenAICompatProvider(settings),
+            provider=OpenAICompatProvider(settings, sleep=waits.append),
             model="fake-gpt",
             fake=fake,
             secrets=[FAKE_KEY],
             env=env,
+            waits=waits,
         )

@@ -32,12 +32,15 @@ FOLDER_ID = "b1gfakefolder"
 API_KEY = "AQVNfake-yandex-api-key-7f3c9e21d4b8"
 IAM_TOKEN = "t1.9euelZqfakeIamToken.Zx8fakeSignature4c2b"
 OAUTH_TOKEN = "y0_AgAAAAfakeOAuthToken5e6f"
-MODEL = "yandexgpt-lite/rc"
+MODEL = "yandexgpt-lite"
+# What the Text Generation API serves (name/version of the model URI), then the seed's retired
+# models: the real service refuses those, the fake answers them so that tests may send any URI.
 SERVED = [
     "yandexgpt-lite/latest",
-    "yandexgpt-lite/rc",
     "yandexgpt/latest",
     "yandexgpt/rc",
+    "aliceai-llm/latest",
+    "yandexgpt-lite/rc",
     "yandexgpt-32k/rc",
 ]
 
@@ -270,11 +273,13 @@ def settings_for(fake: FakeYandexGPT, **overrides: str) -> Settings:
 def make_case(tmp_path: Path) -> Iterator[ProviderCase]:
     """The contract's YandexGPT case: the real SDK against the fake, with an API key."""
     with running_fake() as fake:
+        waits: list[float] = []
         yield ProviderCase(
             name="yandexgpt",
-            provider=YandexGPTProvider(settings_for(fake)),
+            provider=YandexGPTProvider(settings_for(fake), sleep=waits.append),
             model=MODEL,
             fake=fake,
             secrets=[API_KEY],
             env=env_for(fake),
+            waits=waits,
         )

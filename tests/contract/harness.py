@@ -2,7 +2,9 @@
 
 Each ``tests/contract/fake_<provider>.py`` defines ``make_case(tmp_path) -> ContextManager[ProviderCase]``:
 it starts a local server that speaks the provider's real wire protocol, builds our provider
-(``providers.<module>``) from ``Settings`` pointed at that server, and stops the server on exit.
+(``providers.<module>``) from ``Settings`` pointed at that server, with a ``sleep`` that records
+the waits between retries instead of waiting, and stops the server on exit. The offline
+provider needs no server: its ``Case`` joins the tests that every provider passes.
 """
 
 from __future__ import annotations
@@ -57,13 +59,21 @@ class FakeControl(Protocol):
         ...
 
 
-@dataclass
-class ProviderCase:
-    """A provider wired to its fake server."""
+@dataclass(kw_only=True)
+class Case:
+    """A provider, one of its models, and the answer the contract's question gets."""
 
-    name: str  # registry name: "gigachat", "yandexgpt", "openai"
+    name: str  # registry name: "offline", "gigachat", "yandexgpt", "openai"
     provider: Provider
-    model: str  # a model id from provider.models() that the fake serves
+    model: str  # a model id from provider.models() (that the fake serves)
+    answer: str = "".join(DEFAULT_DELTAS)
+
+
+@dataclass(kw_only=True)
+class ProviderCase(Case):
+    """A remote provider wired to its fake server."""
+
     fake: FakeControl
     secrets: list[str]  # every key/token value that must never appear in logs or messages
     env: dict[str, str]  # environment that points Settings (app, CLI) at this fake
+    waits: list[float] = field(default_factory=list)  # what the provider's sleep was asked for

@@ -1,14 +1,17 @@
-"""One contract, every remote provider: the real SDK against a fake speaking the real protocol."""
+"""One contract, every provider: the offline one as it is, each remote one through its real SDK
+against a fake speaking the real protocol (``any_case``: all four; ``case``: the remote ones)."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from pydantic import ValidationError
 
 from providers import (
     AuthenticationError,
     ChatMessage,
+    Completion,
     ContextTooLongError,
     Fragment,
     GenerationParams,
@@ -19,31 +22,65 @@ from providers import (
     StreamInterruptedError,
 )
 from rag.prompts import build_messages
-from tests.contract.harness import DEFAULT_DELTAS, ProviderCase
+from tests.contract.harness import DEFAULT_DELTAS, Case, ProviderCase
 
 QUESTION = [ChatMessage(role="user", content="Какой срок аренды?")]
 PARAMS = GenerationParams(temperature=0.7, max_tokens=123)
 
 
-def _run(case: ProviderCase, messages: list[ChatMessage] = QUESTION) -> tuple[list[str], object]:
-    completion = case.provider.stream(messages, case.model, PARAMS)
+def _run(
+    case: Case, messages: list[ChatMessage] = QUESTION, params: GenerationParams = PARAMS
+) -> tuple[list[str], Completion]:
+    completion = case.provider.stream(messages, case.model, params)
     deltas = list(completion)
     return deltas, completion
 
 
-def test_models_are_listed(case: ProviderCase) -> None:
-    ids = [m.id for m in case.provider.models()]
-    assert case.model in ids
-    assert case.provider.status().available
+# -- every provider ----------------------------------------------------------------------------
 
 
-def test_streamed_deltas_join_to_the_answer(case: ProviderCase) -> None:
-    deltas, completion = _run(case)
+def test_models_are_listed(any_case: Case) -> None:
+    ids = [m.id for m in any_case.provider.models()]
+    assert any_case.model in ids
+    assert any_case.provider.status().available
+
+
+def test_streamed_deltas_join_to_the_answer(any_case: Case) -> None:
+    deltas, completion = _run(any_case)
     assert len(deltas) >= 2, "the answer must arrive in pieces, not at once"
-    assert "".join(deltas) == "".join(DEFAULT_DELTAS)
-    assert completion.text == "".join(DEFAULT_DELTAS)  # type: ignore[attr-defined]
-    usage = completion.usage  # type: ignore[attr-defined]
+    assert "".join(deltas) == any_case.answer
+    assert completion.text == any_case.answer
+    usage = completion.usage
     assert usage is not None and usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        GenerationParams(temperature=0.0, max_tokens=1),
+        GenerationParams(temperature=2.0, max_tokens=32768),
+    ],
+    ids=["lowest", "highest"],
+)
+def test_every_valid_parameter_is_accepted(any_case: Case, params: GenerationParams) -> None:
+    # The slider's ends are legal everywhere: a provider fits them to its API's range itself.
+    deltas, completion = _run(any_case, params=params)
+    assert deltas and completion.usage is not None
+
+
+def test_invalid_parameters_are_refused_before_any_provider() -> None:
+    for bad in ({"temperature": -0.1}, {"temperature": 2.1}, {"max_tokens": 0}, {"top_k": 5}):
+        with pytest.raises(ValidationError):
+            GenerationParams(**bad)  # type: ignore[arg-type]
+
+
+def test_catalogue_models_resolve_to_themselves(any_case: Case) -> None:
+    for model in any_case.provider.models():
+        assert any_case.provider.resolve_model(model.id) == (model.id, "")
+    assert any_case.provider.resolve_model("no-such-model") == ("no-such-model", "")
+
+
+# -- remote providers: what takes a server to provoke ------------------------------------------
 
 
 def test_generation_parameters_reach_the_api(case: ProviderCase) -> None:
@@ -92,21 +129,25 @@ def test_rate_limit_is_retried_honouring_retry_after(case: ProviderCase) -> None
     case.fake.fail_next(429, retry_after=1)
     deltas, _ = _run(case)
     assert "".join(deltas) == "".join(DEFAULT_DELTAS)
+    assert case.waits == [1.0]
     case.fake.fail_next(429, retry_after=1, times=10)
     with pytest.raises(RateLimitError) as err:
         _run(case)
     assert err.value.retry_after == pytest.approx(1, abs=0.5)
     assert "через 1 с" in err.value.user_message
+    assert case.waits == [1.0] * 3  # RAG_LLM_MAX_RETRIES=2: two more waits, then the error
 
 
 def test_server_error_is_retried_then_reported(case: ProviderCase) -> None:
     case.fake.fail_next(500)
     deltas, _ = _run(case)
     assert "".join(deltas) == "".join(DEFAULT_DELTAS)
+    assert case.waits == [1.0]
     case.fake.fail_next(500, times=10)
     with pytest.raises(ProviderUnavailableError) as err:
         _run(case)
     assert "недоступ" in err.value.user_message or "ошибк" in err.value.user_message.lower()
+    assert case.waits == [1.0, 1.0, 2.0]  # exponential backoff, no Retry-After
 
 
 def test_timeout_is_reported(case: ProviderCase) -> None:

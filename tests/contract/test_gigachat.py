@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gigachat import GigaChatSyncClient
 
 from providers import (
     AuthenticationError,
@@ -21,10 +22,11 @@ from providers import (
     GenerationParams,
     InvalidRequestError,
     ModelNotFoundError,
+    Provider,
     ProviderError,
     ProviderUnavailableError,
 )
-from providers.gigachat import MODELS, GigaChatProvider
+from providers.gigachat import MODELS, GigaChatProvider, chat_model_ids
 from settings import Settings
 from tests.contract.fake_gigachat import FakeGigaChat, make_case
 from tests.contract.harness import DEFAULT_DELTAS, ProviderCase
@@ -45,8 +47,8 @@ def fake_of(case: ProviderCase) -> FakeGigaChat:
     return case.fake
 
 
-def ask(case: ProviderCase, params: GenerationParams = PARAMS) -> str:
-    return "".join(case.provider.stream(QUESTION, case.model, params))
+def ask(case: ProviderCase, params: GenerationParams = PARAMS, provider: Provider | None = None) -> str:
+    return "".join((provider or case.provider).stream(QUESTION, case.model, params))
 
 
 def assert_no_secrets(case: ProviderCase, text: str) -> None:
@@ -148,6 +150,18 @@ def test_models_merge_what_the_api_lists(case: ProviderCase) -> None:
     assert "".join(case.provider.stream(QUESTION, "GigaChat-3-Preview", PARAMS)) == ANSWER
 
 
+def test_chat_models_are_told_by_type_then_by_name() -> None:
+    # GET /models entries as (id, type); the SDK 0.2.x drops "type", then the name decides.
+    listed = [
+        ("GigaChat-2-Max", "chat"),
+        ("EmbeddingsGigaR", "embedder"),
+        ("Giga-Retriever", "embedder"),
+        ("GigaChat-3-Preview", None),
+        ("Embeddings-2", None),
+    ]
+    assert chat_model_ids(listed) == ["GigaChat-2-Max", "GigaChat-3-Preview"]
+
+
 def test_models_are_cached(case: ProviderCase) -> None:
     first = case.provider.models()
     fake_of(case).models.append("GigaChat-3-Preview")
@@ -181,6 +195,21 @@ def test_models_without_key_are_the_catalogue() -> None:
 
 
 # -- configuration -----------------------------------------------------------------------------
+
+
+def test_an_injected_client_is_used_and_left_open(case: ProviderCase) -> None:
+    fake = fake_of(case)
+    client = GigaChatSyncClient(
+        credentials=fake.credentials, base_url=fake.base_url, auth_url=fake.auth_url, max_retries=0
+    )
+    # The settings name no server: only the injected client knows where the fake is.
+    settings = Settings(_env_file=None, GIGACHAT_CREDENTIALS=fake.credentials)  # type: ignore[call-arg]
+    provider = GigaChatProvider(settings, client=client)
+    assert ask(case, provider=provider) == ANSWER
+    provider.close()  # its owner closes it, not the provider
+    assert ask(case, provider=provider) == ANSWER
+    assert provider.client() is client
+    client.close()
 
 
 def test_status_without_credentials() -> None:

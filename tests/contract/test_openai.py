@@ -5,6 +5,7 @@ Every test runs the real ``openai`` SDK against the fake server of ``fake_openai
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from email.utils import formatdate
 
+import httpx2
 import openai
 import pytest
 
@@ -54,7 +56,7 @@ def keyless_fake() -> Iterator[FakeOpenAI]:
 
 
 def _provider(fake: FakeOpenAI, **overrides: object) -> OpenAICompatProvider:
-    return OpenAICompatProvider(make_settings(fake, **overrides))
+    return OpenAICompatProvider(make_settings(fake, **overrides), sleep=lambda seconds: None)
 
 
 def _ask(provider: OpenAICompatProvider, model: str = "fake-gpt") -> str:
@@ -117,6 +119,35 @@ def test_one_client_per_provider_shared_by_threads(fake: FakeOpenAI) -> None:
     assert provider.client() is client
 
 
+def test_an_injected_client_carries_the_requests() -> None:
+    # No server at all: a mock transport answers, first with a web page, then with a stream.
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+    stream = [
+        {**chunk, "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]}
+        for d in DEFAULT_DELTAS
+    ]
+    stream.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    sse = "".join(f"data: {json.dumps(c)}\n\n" for c in stream) + "data: [DONE]\n\n"
+    paths: list[str] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        paths.append(request.url.path)
+        if len(paths) == 1:
+            return httpx2.Response(200, text="<html>Welcome to nginx!</html>")
+        return httpx2.Response(200, text=sse, headers={"content-type": "text/event-stream"})
+
+    http = httpx2.Client(transport=httpx2.MockTransport(answer))
+    client = openai.OpenAI(api_key="sk-mock", base_url="http://llm.test/v1", http_client=http, max_retries=0)
+    provider = OpenAICompatProvider(Settings(_env_file=None, OPENAI_API_KEY="sk-mock"), client=client)
+    with pytest.raises(ConfigurationError) as err:
+        _ask(provider)
+    assert "OPENAI_BASE_URL" in err.value.user_message and "/v1" in err.value.user_message
+    completion = provider.stream(QUESTION, "m", PARAMS)
+    assert "".join(completion) == ANSWER
+    assert completion.usage is not None and completion.usage.completion_tokens > 0  # estimated
+    assert paths == ["/v1/chat/completions"] * 2
+
+
 # --- the model catalogue -----------------------------------------------------------------------
 
 
@@ -163,6 +194,7 @@ def test_an_unreachable_server_does_not_hang_the_catalogue() -> None:
 def test_a_stalled_model_list_times_out_quickly(fake: FakeOpenAI) -> None:
     fake.models_stall = 10
     provider = _provider(fake, OPENAI_MODELS=None, RAG_LLM_TIMEOUT_S=60)
+    provider.models_timeout_s = 0.5
     started = time.monotonic()
     assert [m.id for m in provider.models()] == [DEFAULT_MODEL]
     assert time.monotonic() - started < 3.5, "the sidebar must not wait for the generation timeout"

@@ -52,7 +52,7 @@ def fake() -> Iterator[FakeYandexGPT]:
 
 
 def _provider(fake: FakeYandexGPT, **overrides: str) -> YandexGPTProvider:
-    return YandexGPTProvider(settings_for(fake, **overrides))
+    return YandexGPTProvider(settings_for(fake, **overrides), sleep=lambda seconds: None)
 
 
 def test_cumulative_chunks_become_deltas_without_repetition(fake: FakeYandexGPT) -> None:
@@ -111,6 +111,26 @@ def test_oauth_token_is_exchanged_for_an_iam_token_once(fake: FakeYandexGPT) -> 
     assert auth.startswith("Bearer t1.") and OAUTH_TOKEN not in auth
 
 
+def test_an_injected_sdk_is_used(fake: FakeYandexGPT) -> None:
+    from yandex_ai_studio_sdk import AIStudio
+    from yandex_ai_studio_sdk.retry import NoRetryPolicy
+
+    sdk = AIStudio(
+        folder_id=FOLDER_ID,
+        auth=API_KEY,
+        endpoint=None,
+        service_map={"ai-foundation-models": f"127.0.0.1:{fake.port}"},
+        verify=False,
+        retry_policy=NoRetryPolicy(),
+    )
+    # The settings name no endpoint: only the injected SDK knows where the fake is.
+    provider = YandexGPTProvider(
+        Settings(_env_file=None, YC_FOLDER_ID=FOLDER_ID, YC_API_KEY=API_KEY), client=sdk
+    )
+    assert "".join(provider.stream(QUESTION, MODEL, PARAMS)) == "".join(fake.deltas)
+    assert provider.client() is sdk
+
+
 def test_status_names_what_to_set() -> None:
     empty = YandexGPTProvider(Settings(_env_file=None))
     status = empty.status()
@@ -134,11 +154,31 @@ def test_status_names_what_to_set() -> None:
     )
 
 
-def test_catalogue_has_the_seed_models() -> None:
+def test_catalogue_is_what_the_api_serves() -> None:
     models = {m.id: m for m in YandexGPTProvider(Settings(_env_file=None)).models()}
-    for model in SEED_MODELS:
-        assert model in models
-        assert models[model].context_tokens == 32768
+    assert list(models) == ["yandexgpt-lite", "yandexgpt/latest", "yandexgpt/rc", "aliceai-llm"]
+    assert {m.context_tokens for m in models.values()} == {32768}
+
+
+def test_seed_models_resolve_to_served_ones(fake: FakeYandexGPT) -> None:
+    provider = _provider(fake)
+    served = {m.id for m in provider.models()}
+    resolved = {model: provider.resolve_model(model) for model in SEED_MODELS}
+    assert {current for current, _ in resolved.values()} <= served
+    assert resolved["yandexgpt-32k/rc"] == (
+        "yandexgpt/rc",
+        "Модель yandexgpt-32k/rc снята с обслуживания в августе 2025 г.; "
+        "выбрана её замена YandexGPT Pro 5.1.",
+    )
+    current, note = resolved["yandexgpt-lite/rc"]
+    assert current == "yandexgpt-lite" and "снята с обслуживания" in note
+    # Still served, under the same or a shorter name: nothing to tell the user.
+    assert resolved["yandexgpt-lite/latest"] == ("yandexgpt-lite", "")
+    assert resolved["yandexgpt/latest"] == ("yandexgpt/latest", "")
+    assert resolved["yandexgpt/rc"] == ("yandexgpt/rc", "")
+    current, _ = resolved["yandexgpt-32k/rc"]
+    assert "".join(provider.stream(QUESTION, current, PARAMS)) == "".join(fake.deltas)
+    assert fake.requests[-1].model == f"gpt://{FOLDER_ID}/yandexgpt/rc"
 
 
 def test_foreign_folder_is_a_permission_error(fake: FakeYandexGPT) -> None:

@@ -44,7 +44,12 @@ def corpus(
 
 def ask(lib: Library, question: str, max_tokens: int = 1024, **kwargs: object) -> tuple[PreparedAnswer, str]:
     prepared = answer(
-        lib, OfflineProvider(), question, MODEL_ID, GenerationParams(max_tokens=max_tokens), **kwargs
+        lib.retriever,
+        OfflineProvider(),
+        question,
+        MODEL_ID,
+        GenerationParams(max_tokens=max_tokens),
+        **kwargs,
     )
     return prepared, "".join(prepared.completion)
 
@@ -68,10 +73,10 @@ def norm(text: str) -> str:
 def assert_citations_hold(prepared: PreparedAnswer, text: str) -> list[tuple[str, int]]:
     picked = quoted(text)
     assert picked
-    assert [s["n"] for s in prepared.sources] == list(range(1, len(prepared.sources) + 1))
+    assert [s.n for s in prepared.sources] == list(range(1, len(prepared.sources) + 1))
     for sentence, n in picked:
         assert 1 <= n <= len(prepared.sources)
-        assert norm(sentence) in norm(str(prepared.sources[n - 1]["text"]))
+        assert norm(sentence) in norm(prepared.sources[n - 1].text)
     return picked
 
 
@@ -80,13 +85,13 @@ def test_answer_quotes_the_fact_with_a_valid_citation(corpus: Library) -> None:
     picked = assert_citations_hold(prepared, text)
     sentence, n = picked[0]
     assert sentence == "Срок аренды составляет 11 месяцев с момента подписания акта."
-    assert prepared.sources[n - 1]["file"] == "dogovor.txt"
+    assert prepared.sources[n - 1].filename == "dogovor.txt"
 
 
 def test_facts_from_two_documents_cite_each_its_own(corpus: Library) -> None:
     prepared, text = ask(corpus, "Сколько дней длится отпуск и сколько варят бульон?")
     picked = assert_citations_hold(prepared, text)
-    files = {str(prepared.sources[n - 1]["file"]) for _, n in picked}
+    files = {prepared.sources[n - 1].filename for _, n in picked}
     assert files == {"otpusk.txt", "borsch.txt"}
     joined = " ".join(s for s, _ in picked)
     assert "28 календарных дней" in joined and "два часа" in joined
@@ -101,7 +106,7 @@ def test_unrelated_question_says_nothing_was_found(corpus: Library) -> None:
 def test_without_fragments_the_answer_asks_for_documents(corpus: Library) -> None:
     prepared, text = ask(corpus, "Какой срок аренды?", use_documents=False)
     assert text == NO_FRAGMENTS
-    assert prepared.sources == [] and prepared.hits == []
+    assert prepared.sources == []
 
 
 def test_empty_library_asks_for_documents(library: Library) -> None:
@@ -127,7 +132,9 @@ def test_short_follow_up_uses_the_previous_question(corpus: Library) -> None:
 
 
 def test_stream_yields_deltas_that_make_the_answer(corpus: Library) -> None:
-    prepared = answer(corpus, OfflineProvider(), "Какова арендная плата?", MODEL_ID, GenerationParams())
+    prepared = answer(
+        corpus.retriever, OfflineProvider(), "Какова арендная плата?", MODEL_ID, GenerationParams()
+    )
     deltas = list(prepared.completion)
     assert len(deltas) > 3
     assert all(deltas)

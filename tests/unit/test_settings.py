@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from providers import build_providers
 from settings import Settings
 
 
@@ -33,3 +35,33 @@ def test_keys_are_hidden_in_repr_and_dumps(monkeypatch: pytest.MonkeyPatch) -> N
     assert "AQVN-very-secret" not in repr(s)
     assert "AQVN-very-secret" not in s.model_dump_json()
     assert s.yc_api_key is not None and s.yc_api_key.get_secret_value() == "AQVN-very-secret"
+
+
+def test_long_lived_objects_hold_only_the_keys_they_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = {
+        "GIGACHAT_CREDENTIALS": "giga-secret",
+        "YC_API_KEY": "yc-secret",
+        "YC_FOLDER_ID": "b1g",
+        "OPENAI_API_KEY": "openai-secret",
+    }
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    # The cached library is built from this copy: no key at all, everything else kept.
+    bare = s.without_secrets()
+    assert all(getattr(bare, f) is None for f in ("gigachat_credentials", "yc_api_key", "openai_api_key"))
+    assert bare.yc_folder_id == "b1g" and bare.data_dir == s.data_dir
+    providers = build_providers(s)
+    held = {
+        name: {v.get_secret_value() for _, v in p.settings if isinstance(v, SecretStr)}
+        if hasattr(p, "settings")
+        else set()
+        for name, p in providers.items()
+    }
+    assert held == {
+        "offline": set(),
+        "yandexgpt": {"yc-secret"},
+        "gigachat": {"giga-secret"},
+        "openai": {"openai-secret"},
+    }
+    assert all(p.status().available for p in providers.values())

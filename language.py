@@ -1,4 +1,8 @@
-"""Language-aware tokens: lowercase, ``ё`` -> ``е``, Snowball stems for Russian and English."""
+"""Language rules shared by rag and providers: words, stems, stopwords, script, tokens, follow-ups.
+
+A leaf module: it imports nothing of this project, so the retriever, the offline answerer and
+the prompt builder all agree on what a word, a Russian word, a token and a follow-up are.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from functools import lru_cache
 import Stemmer
 
 _WORD = re.compile(r"[0-9a-zа-яё]+", re.IGNORECASE)
-_CYRILLIC = re.compile(r"[а-я]")
+# The whole Cyrillic block: Russian, plus the letters of Ukrainian, Belarusian and others.
+CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+# A follow-up such as «А сколько он стоит?» has at most this many content words of its own.
+FOLLOW_UP_WORDS = 3
 
 # Function words carry no signal for ranking and blow up OR queries on large libraries.
 RU_STOPWORDS = frozenset(
@@ -49,7 +56,7 @@ def stems(text: str, drop_stopwords: bool = False) -> list[str]:
     for w in words(text):
         if drop_stopwords and (w in RU_STOPWORDS or w in EN_STOPWORDS):
             continue
-        out.append(ru.stemWord(w) if _CYRILLIC.search(w) else en.stemWord(w))
+        out.append(ru.stemWord(w) if CYRILLIC.search(w) else en.stemWord(w))
     return out
 
 
@@ -70,3 +77,26 @@ def fts_query(text: str) -> str:
 def word_count(text: str) -> int:
     """Number of whitespace-separated words."""
     return len(text.split())
+
+
+def has_cyrillic(text: str) -> bool:
+    """True if the text contains any Cyrillic letter."""
+    return CYRILLIC.search(text) is not None
+
+
+def cyrillic_share(text: str) -> float:
+    """Share of Cyrillic among the letters of the text (0 when it has none)."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(1 for c in letters if CYRILLIC.match(c)) / len(letters)
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens a model will count, without its tokenizer: about three characters each (Russian)."""
+    return len(text) // 3 + 1 if text else 0
+
+
+def is_follow_up(question: str) -> bool:
+    """A question with too few content words to stand alone (it leans on the previous one)."""
+    return len(stems(question, drop_stopwords=True)) <= FOLLOW_UP_WORDS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from language import fts_query, stem_string, stems, words
 from rag.library import Library
-from rag.text import fts_query, stem_string, stems, words
 
 LEASE = (
     "Срок аренды составляет 11 месяцев. Арендная плата составляет 45 000 рублей в месяц "
@@ -94,7 +94,7 @@ def test_operator_characters_in_questions_are_inert(small_library: Library) -> N
         assert {h.filename for h in small_library.retriever.search(query, k=5, method="keyword")} == {
             "dogovor.txt"
         }, query
-    assert small_library.docs.totals() == {"documents": 2, "chunks": 2}
+    assert small_library.docs.totals() == {"documents": 2, "chunks": 2, "failed": 0, "indexing": 0}
 
 
 def test_questions_without_content_words_do_not_raise(small_library: Library) -> None:
