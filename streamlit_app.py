@@ -5,6 +5,8 @@ import os
 
 import streamlit as st
 
+from ui.resources import begin_run
+
 st.set_page_config(page_title="Мультимодальный RAG", page_icon=":material/library_books:", layout="wide")
 
 pages = [
@@ -13,6 +15,7 @@ pages = [
     st.Page("app_pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
 ]
 try:
+    begin_run()  # settings are read once per run, and a bad one is reported like any page error
     st.navigation(pages).run()
 except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
     if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception

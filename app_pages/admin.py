@@ -1,4 +1,8 @@
-"""Admin page: totals, indexed files (preview, delete, re-index), clearing chats, consistency."""
+"""Admin page: totals, indexed files (preview, delete, re-index), clearing chats, consistency.
+
+Every change to the library is a job of the indexing queue: the page only submits it and
+shows its progress, so no click can interrupt it halfway.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,23 @@ import contextlib
 import streamlit as st
 
 from storage import DocumentStatus, NotFoundError
-from ui.components import human_size, progress_to
+from ui.components import human_size, job_panel, track_job
 from ui.markup import literal
-from ui.resources import get_library
+from ui.resources import get_indexing_queue, get_library
 from ui.tables import STATUS_RU, documents_frame
 
+JOBS = "admin"
 library = get_library()
+queue = get_indexing_queue()
 st.title("Администрирование")
+job_panel(JOBS)
 
 # -- totals ---------------------------------------------------------------------------------
+docs = library.docs.list_all()
 totals = library.docs.totals()
 n_chats, n_messages = library.chats.counts()
 cols = st.columns(5)
-cols[0].metric("Документы", totals["documents"])
+cols[0].metric("Документы", len(docs), help=f"Готовы к поиску: {totals['documents']}")
 cols[1].metric("Фрагменты", totals["chunks"])
 cols[2].metric("Чаты", n_chats)
 cols[3].metric("Сообщения", n_messages)
@@ -45,7 +53,6 @@ if notice := st.session_state.pop("admin_notice", None):
 
 # -- documents ------------------------------------------------------------------------------
 st.subheader("Проиндексированные файлы")
-docs = library.docs.list_all()
 if not docs:
     st.info("Документов пока нет. Загрузите их на странице чата или «Документы».")
 else:
@@ -55,26 +62,31 @@ else:
         "Файл",
         list(by_id),
         format_func=lambda i: f"{by_id[i].filename} ({STATUS_RU.get(by_id[i].status, '')})",
+        # A key keeps the choice when a file's status (part of its label) changes.
+        key="admin_document",
     )
     doc = by_id[picked]
     if doc.error:
         st.error(literal(doc.error))
+    # A file that is being written (or has work queued) cannot be re-indexed or deleted now.
+    busy = doc.status in (DocumentStatus.INDEXING, DocumentStatus.QUEUED) or (
+        queue.pending(document_id=doc.id) is not None
+    )
     c1, c2 = st.columns(2)
-    if c1.button("Переиндексировать", disabled=doc.status == DocumentStatus.INDEXING):
-        bar = st.progress(0.0, text="Индексация…")
-        result = library.reindex(doc.id, progress_to(bar))
-        st.session_state["admin_notice"] = result.message or f"«{doc.filename}» переиндексирован."
+    if c1.button("Переиндексировать", disabled=busy):
+        track_job(JOBS, queue.reindex(doc.id))
         st.rerun()
-    if c2.button("Удалить файл", type="primary"):
+    if c2.button("Удалить файл", type="primary", disabled=busy):
         st.session_state["confirm_delete"] = doc.id
-    if st.session_state.get("confirm_delete") == doc.id:
+    if busy:
+        st.caption("Файл сейчас индексируется: удалить или переиндексировать его можно после окончания.")
+    if st.session_state.get("confirm_delete") == doc.id and not busy:
         st.warning(literal(f"Удалить «{doc.filename}» из базы, поиска и векторного индекса?"))
         d1, d2 = st.columns(2)
         if d1.button("Да, удалить файл", type="primary"):
             with contextlib.suppress(NotFoundError):  # already deleted in another session
-                library.delete(doc.id)
+                track_job(JOBS, queue.delete(doc.id))
             st.session_state.pop("confirm_delete", None)
-            st.session_state["admin_notice"] = f"Файл «{doc.filename}» удалён."
             st.rerun()
         if d2.button("Отмена", key="cancel_delete"):
             st.session_state.pop("confirm_delete", None)
@@ -97,10 +109,8 @@ if stale:
         f"{len(stale)} док. проиндексированы другой моделью эмбеддингов: "
         "для них работает только поиск по словам, пока векторы не пересчитаны."
     )
-    if st.button("Пересчитать векторы"):
-        bar = st.progress(0.0, text="Пересчёт векторов…")
-        n = library.reembed(progress_to(bar))
-        st.session_state["admin_notice"] = f"Векторы пересчитаны для {n} док."
+    if st.button("Пересчитать векторы", disabled=queue.pending("reembed") is not None):
+        track_job(JOBS, queue.reembed())
         st.rerun()
 if st.button("Проверить целостность"):
     report = library.check()
@@ -110,8 +120,7 @@ if st.button("Проверить целостность"):
         st.session_state["check_report"] = report.findings()
 if findings := st.session_state.get("check_report"):
     st.warning("\n".join(["Найдены расхождения:", *(f"- {literal(line)}" for line in findings)]))
-    if st.button("Исправить"):
-        library.check(repair=True)
+    if st.button("Исправить", disabled=queue.pending("repair") is not None):
+        track_job(JOBS, queue.repair())
         st.session_state.pop("check_report", None)
-        st.session_state["admin_notice"] = "Расхождения исправлены."
         st.rerun()

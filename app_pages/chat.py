@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from providers import GenerationParams
-from storage import Chat, NotFoundError
+from rag.chat import TurnChoice, failed_answer
 from ui.components import render_message, upload_panel
-from ui.conversation import (
-    INPUT,
-    answer_again,
-    failed_answer,
-    queue_question,
-    take_turn,
-    wait_for_previous_answer,
-)
+from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
 from ui.markup import literal
-from ui.resources import get_library, get_providers
+from ui.resources import get_chat_service, get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 
 library = get_library()
 providers = get_providers()
+service = get_chat_service()
 chats = library.chats
 wait_for_previous_answer()
 for key, value in DEFAULTS.items():
@@ -67,10 +60,11 @@ if chat is not None:
 
 # -- sidebar: documents ---------------------------------------------------------------------
 sb.header("Документы")
-upload_panel(library, sb, key="chat_uploads")
+upload_panel(sb, key="chat_uploads")
 use_documents = sb.toggle("Использовать документы в ответах", key="use_documents")
-ready = library.docs.totals()
-sb.caption(f"В базе: {ready['documents']} док., {ready['chunks']} фрагм.")
+totals = library.docs.totals()
+# Only what search can use: failed and unfinished files are listed on the documents page.
+sb.caption(f"В базе: {totals['documents']} док., {totals['chunks']} фрагм.")
 
 # -- sidebar: model and generation ----------------------------------------------------------
 sb.header("Модель")
@@ -84,17 +78,36 @@ def _provider_label(name: str) -> str:
     return p.label if p.status().available else f"{p.label} — не настроен"
 
 
-provider_name = sb.selectbox("Провайдер", names, format_func=_provider_label, key="provider")
+provider_name = sb.selectbox(
+    "Провайдер",
+    names,
+    format_func=_provider_label,
+    key="provider",
+    on_change=lambda: st.session_state.pop("model_note", None),
+)
 provider = providers[provider_name]
 status = provider.status()
 if not status.available:
     sb.warning(f"{provider.label}: {status.reason}.")
 models = provider.models()
 model_ids = [m.id for m in models]
-if st.session_state.get("model") not in model_ids:
-    st.session_state["model"] = model_ids[0]
+chosen = st.session_state.get("model")
+if chosen not in model_ids:
+    # A chat saved with a model the provider has since retired opens on its successor.
+    successor, note = provider.resolve_model(chosen) if chosen else (model_ids[0], "")
+    st.session_state["model"] = successor if successor in model_ids else model_ids[0]
+    if note:
+        st.session_state["model_note"] = note
+if model_note := st.session_state.get("model_note"):
+    sb.info(literal(model_note), icon=":material/update:")
 labels = {m.id: m.label for m in models}
-model = sb.selectbox("Модель", model_ids, format_func=lambda i: labels[i], key="model")
+model = sb.selectbox(
+    "Модель",
+    model_ids,
+    format_func=lambda i: labels[i],
+    key="model",
+    on_change=lambda: st.session_state.pop("model_note", None),  # the person chose: the note is done
+)
 with sb.expander("Параметры генерации"):
     temperature = st.slider("Температура", 0.0, 1.0, step=0.05, key="temperature")
     max_tokens = st.slider("Макс. длина ответа (токены)", 64, 4096, step=64, key="max_tokens")
@@ -124,11 +137,11 @@ if chat is not None:
             st.session_state.pop("confirm_clear", None)
             st.rerun()
     retrying = st.session_state.pop("retry_answer", None)
-    if retrying and messages and messages[-1].id == retrying:
-        chats.delete_message(retrying)
-        messages = messages[:-1]
-        if messages and messages[-1].role == "user":
-            answer_again(messages[-1])
+    if retrying:
+        question = service.discard_failed(chat.id, retrying)
+        if question is not None:
+            messages = chats.messages(chat.id)
+            answer_again(question)
     for msg in messages:
         render_message(msg)
     failed = failed_answer(messages)
@@ -144,27 +157,14 @@ else:
 st.chat_input("Задайте вопрос по документам…", key=INPUT, on_submit=queue_question)
 
 
-def chat_for_question() -> Chat:
-    """The open chat with the sidebar's settings saved into it, created for a first question."""
-    sidebar = {
-        "provider": provider_name,
-        "model": model,
-        "temperature": temperature,
-        "max_tokens": max_tokens,
-        "system_prompt": system_prompt,
-        "use_documents": use_documents,
-    }
-    if chat is not None:
-        try:
-            return chats.update(chat.id, **sidebar)
-        except NotFoundError:  # deleted from another session meanwhile
-            pass
-    created = chats.create(**sidebar)
-    select_chat(created.id)
-    return created
-
-
-params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
-if take_turn(library, chat, chat_for_question, provider, model, params, use_documents, system_prompt):
+choice = TurnChoice(
+    provider=provider_name,
+    model=model,
+    temperature=temperature,
+    max_tokens=max_tokens,
+    system_prompt=system_prompt,
+    use_documents=use_documents,
+)
+if take_turn(service, chat, choice, on_new_chat=lambda created: select_chat(created.id)):
     # Re-render from the database: the chat list, its title and the clear button catch up.
     st.rerun()

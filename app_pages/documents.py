@@ -17,7 +17,7 @@ st.write(
     "или скан), DOCX, ODT, RTF, HTML или изображение (текст распознаётся на русском и английском). "
     "Одинаковые файлы не индексируются дважды."
 )
-upload_panel(library, st.container(), key="doc_uploads")
+upload_panel(st.container(), key="doc_uploads")
 
 docs = library.docs.list_all()
 if not docs:

@@ -46,7 +46,7 @@ from rag.pipeline import answer
 def first_char(lib: Library, provider: Provider, model: str, question: str) -> dict[str, float]:
     """Seconds to the prepared answer (retrieval, prompt), to the first character, to the end."""
     started = time.perf_counter()
-    prepared = answer(lib, provider, question, model, GenerationParams())
+    prepared = answer(lib.retriever, provider, question, model, GenerationParams())
     prepared_s = time.perf_counter() - started
     first = None
     for delta in prepared.completion:

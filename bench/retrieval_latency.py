@@ -46,10 +46,10 @@ from bench.common import (
     sample_questions,
     summary_ms,
 )
+from language import fts_query, stem_string
 from rag.embedding import E5_SMALL, E5SmallEmbedder, Vectors
 from rag.index import VectorIndex, collection_name, open_chroma
 from rag.retrieve import METHODS, Retriever
-from rag.text import fts_query, stem_string
 from storage import Chunk, Document, DocumentRepo, DocumentStatus, make_engine
 from storage.models import utcnow
 

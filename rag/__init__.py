@@ -3,8 +3,9 @@
 Errors::
 
     RagError
-    └── IngestError        a file that cannot be indexed; ``str()`` is the Russian reason
-        └── IngestCancelled  the user stopped indexing (raised from a progress callback)
+    ├── IngestError        a file that cannot be indexed; ``str()`` is the Russian reason
+    │   └── IngestCancelled  the user stopped indexing (raised from a progress callback)
+    └── DocumentBusy       the document is being indexed now; ``str()`` says to wait
 """
 
 
@@ -18,3 +19,7 @@ class IngestError(RagError):
 
 class IngestCancelled(IngestError):
     """Indexing was stopped by the user; nothing of the document is kept."""
+
+
+class DocumentBusy(RagError):
+    """The document is being written by running work; the message is a Russian reason."""

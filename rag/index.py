@@ -85,6 +85,13 @@ class VectorIndex:
         got = col.get(include=["metadatas"])
         return {str(m["document_id"]) for m in got["metadatas"] or [] if m}
 
+    def ids_of_document(self, document_id: str) -> set[str]:
+        """Chunk ids stored for a document, under any model."""
+        out: set[str] = set()
+        for col in self._all():
+            out.update(col.get(where={"document_id": document_id}, include=[])["ids"])
+        return out
+
     def ids(self, model: str) -> set[str]:
         """All chunk ids stored for a model."""
         return set(self._collection(model).get(include=[])["ids"])

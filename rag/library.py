@@ -10,7 +10,8 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal
@@ -18,17 +19,15 @@ from typing import Literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from rag import IngestError
+from language import stem_string
+from rag import DocumentBusy, IngestError
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, canonical_name, load_embedder
-from rag.extract import Options, extract
-from rag.formats import HEADING_MIMES
 from rag.index import VectorIndex, open_chroma
+from rag.ingest import Options, extract
 from rag.retrieve import Retriever
-from rag.text import stem_string
 from settings import Settings
-from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, make_engine
-from storage.models import utcnow
+from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, make_engine, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +117,10 @@ class Library:
         self.vectors = vectors
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
+        # Documents this process is writing (indexing, re-embedding): the consistency check
+        # and start-up recovery must not take their half-written state for a crash.
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
         self.retriever = Retriever(self.docs, self.vectors, self.embedder)
 
     # -- embedder -------------------------------------------------------------------------
@@ -135,6 +138,23 @@ class Library:
             if self._embedder is None:
                 self._embedder = load_embedder(self.settings.embedding_model)
             return self._embedder
+
+    # -- work in progress -----------------------------------------------------------------
+
+    @contextmanager
+    def _working_on(self, doc_id: str) -> Iterator[None]:
+        with self._busy_lock:
+            self._busy.add(doc_id)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy.discard(doc_id)
+
+    def is_busy(self, document_id: str) -> bool:
+        """True while this process is indexing or re-embedding the document."""
+        with self._busy_lock:
+            return document_id in self._busy
 
     # -- ingestion ------------------------------------------------------------------------
 
@@ -162,9 +182,10 @@ class Library:
         else:  # a failed attempt: start over with the same row
             self._purge_index(existing.id)
             doc = self.docs.update(existing.id, filename=name, status=DocumentStatus.INDEXING, error=None)
-        stored = self._store_original(sha, name, data)
-        self.docs.update(doc.id, stored_path=str(stored))
-        return self._index(doc.id, name, data, progress)
+        with self._working_on(doc.id):
+            stored = self._store_original(sha, name, data)
+            self.docs.update(doc.id, stored_path=str(stored))
+            return self._index(doc.id, name, data, progress)
 
     def reindex(self, document_id: str, progress: Progress | None = None) -> IngestResult:
         """Index a stored document again from its saved original."""
@@ -174,9 +195,12 @@ class Library:
             msg = f"«{doc.filename}»: исходный файл не сохранился, загрузите его заново."
             self.docs.update(doc.id, status=DocumentStatus.FAILED, error=msg)
             return IngestResult(doc.filename, "failed", doc, msg)
-        self._purge_index(doc.id)
-        self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
-        return self._index(doc.id, doc.filename, path.read_bytes(), progress or _no_progress)
+        if self.is_busy(doc.id):
+            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: дождитесь окончания.")
+        with self._working_on(doc.id):
+            self._purge_index(doc.id)
+            self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
+            return self._index(doc.id, doc.filename, path.read_bytes(), progress or _no_progress)
 
     def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
         try:
@@ -192,7 +216,7 @@ class Library:
                 extracted.pages,
                 max_words=self.settings.chunk_words,
                 overlap=self.settings.chunk_overlap_sentences,
-                markdown=extracted.mime_type in HEADING_MIMES,
+                markdown=extracted.has_headings,
             )
             if not drafts:
                 raise IngestError(f"«{name}»: в файле не найдено текста.")
@@ -245,12 +269,18 @@ class Library:
                 f"«{name}»: внутренняя ошибка при индексации (подробности записаны в журнал приложения). "
                 "Попробуйте загрузить файл ещё раз; если ошибка повторится, сообщите администратору.",
             )
+        except BaseException:
+            # Interrupted from outside (a stopped thread, the process shutting down): never leave
+            # the document «индексируется» with its rows purged, invisible to search until restart.
+            self._fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
+            raise
 
-    def _fail(self, doc_id: str, name: str, message: str) -> IngestResult:
+    def _fail(self, doc_id: str, name: str, message: str, keep_original: bool = False) -> IngestResult:
         self._purge_index(doc_id)
         doc = self.docs.update(doc_id, status=DocumentStatus.FAILED, error=message, chunk_count=0)
-        self._remove_original(doc)
-        self.docs.update(doc_id, stored_path=None)
+        if not keep_original:
+            self._remove_original(doc)
+            doc = self.docs.update(doc_id, stored_path=None)
         return IngestResult(name, "failed", doc, message)
 
     def _purge_index(self, doc_id: str) -> None:
@@ -280,14 +310,21 @@ class Library:
     def delete(self, document_id: str) -> None:
         """Delete a document from SQL, the keyword index, Chroma and the file store."""
         doc = self.docs.get(document_id)
+        if self.is_busy(document_id):
+            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: удалите его после окончания.")
         self.vectors.delete_document(document_id)
         self.docs.delete(document_id)
         self._remove_original(doc)
 
+    def interrupted(self) -> list[Document]:
+        """Documents marked as being indexed that no work in this process is writing."""
+        stale = self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED)
+        return [d for d in stale if not self.is_busy(d.id)]
+
     def recover(self) -> list[str]:
         """After a crash: documents left mid-indexing are purged and marked failed."""
         names = []
-        for doc in self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED):
+        for doc in self.interrupted():
             self._purge_index(doc.id)
             self.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
             names.append(doc.filename)
@@ -304,24 +341,28 @@ class Library:
         stale = self.stale_documents()
         emb = self.embedder()
         for n, doc in enumerate(stale, start=1):
-            chunks = self.docs.chunks(doc.id)
-            matrix = emb.embed_documents([c.text for c in chunks])
-            self.vectors.delete_document(doc.id)
-            self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc.id)
-            self.docs.update(doc.id, embedding_model=emb.name)
+            with self._working_on(doc.id):
+                chunks = self.docs.chunks(doc.id)
+                matrix = emb.embed_documents([c.text for c in chunks])
+                self.vectors.delete_document(doc.id)
+                self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc.id)
+                self.docs.update(doc.id, embedding_model=emb.name)
             progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
         return len(stale)
 
     def check(self, repair: bool = False) -> ConsistencyReport:
         """Compare SQL, keyword rows and vectors; optionally repair what disagrees."""
         report = ConsistencyReport()
-        report.stale_documents = [
-            d.filename for d in self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED)
-        ]
+        report.stale_documents = [d.filename for d in self.interrupted()]
         by_doc = self.docs.chunk_ids_by_document()
-        ready = self.docs.with_status(DocumentStatus.READY)
+        # Documents being written right now are in between by design, not inconsistent.
+        ready = [d for d in self.docs.with_status(DocumentStatus.READY) if not self.is_busy(d.id)]
         report.ready_without_chunks = [d.filename for d in ready if not by_doc.get(d.id)]
         known = {cid for ids in by_doc.values() for cid in ids}
+        with self._busy_lock:
+            busy = set(self._busy)
+        # A busy document's vectors may be written a moment before its chunk rows are read here.
+        known |= {cid for doc_id in busy for cid in self.vectors.ids_of_document(doc_id)}
         orphans: dict[str, list[str]] = {}
         for model in self.vectors.models():
             stray = sorted(self.vectors.ids(model) - known)

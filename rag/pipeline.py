@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from language import is_follow_up
 from providers.base import (
     ChatMessage,
     Completion,
@@ -14,13 +15,9 @@ from providers.base import (
     Provider,
     Usage,
 )
-from rag.library import Library
 from rag.prompts import build_messages
-from rag.retrieve import Hit
-from rag.text import stems
-
-# Follow-ups such as «А сколько он стоит?» carry too few words to retrieve on their own.
-FOLLOW_UP_WORDS = 3
+from rag.retrieve import Retriever
+from storage import Source
 
 
 @dataclass
@@ -28,26 +25,25 @@ class PreparedAnswer:
     """Everything about an answer except its text: prompt, sources and the live stream."""
 
     messages: list[ChatMessage]
-    hits: list[Hit]
+    sources: list[Source]
     completion: Completion
-    sources: list[dict[str, object]] = field(default_factory=list)
 
 
 def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
     """The question, widened with the previous question when it is a short follow-up."""
     previous = [m.content for m in history if m.role == "user"]
-    if previous and len(stems(question, drop_stopwords=True)) <= FOLLOW_UP_WORDS:
+    if previous and is_follow_up(question):
         return f"{previous[-1]} {question}"
     return question
 
 
-def to_fragments(hits: Sequence[Hit]) -> list[Fragment]:
-    """Number retrieved chunks 1..n for citation."""
-    return [Fragment(i, h.filename, h.page, h.text, h.score) for i, h in enumerate(hits, start=1)]
+def to_fragments(sources: Sequence[Source]) -> list[Fragment]:
+    """The sources as the provider sees them, under their citation numbers."""
+    return [Fragment(s.n, s.filename, s.page, s.text, s.score) for s in sources]
 
 
 def answer(
-    library: Library,
+    retriever: Retriever,
     provider: Provider,
     question: str,
     model: str,
@@ -62,7 +58,7 @@ def answer(
     If the model refuses the prompt as too long before answering, the history is dropped and
     the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
     """
-    hits = library.retriever.search(retrieval_query(question, history), k=top_k) if use_documents else []
+    hits = retriever.search(retrieval_query(question, history), k=top_k) if use_documents else []
     context = next((m.context_tokens for m in provider.models() if m.id == model), 8192)
 
     def build(
@@ -80,7 +76,6 @@ def answer(
 
     messages, kept = build(to_fragments(hits), history)
     prepared = PreparedAnswer(messages, hits[: len(kept)], Completion(()))
-    prepared.sources = _sources(prepared.hits)
 
     def deltas() -> Iterator[str | Usage]:
         first = provider.stream(prepared.messages, model, params, kept)
@@ -95,8 +90,7 @@ def answer(
                 raise
             smaller = kept[: max(1, len(kept) // 2)]
             prepared.messages, smaller = build(smaller, ())
-            prepared.hits = prepared.hits[: len(smaller)]
-            prepared.sources[:] = _sources(prepared.hits)
+            prepared.sources[:] = prepared.sources[: len(smaller)]
             final = provider.stream(prepared.messages, model, params, smaller)
             yield from final
         if final.usage is not None:
@@ -104,7 +98,3 @@ def answer(
 
     prepared.completion = Completion(deltas())
     return prepared
-
-
-def _sources(hits: Sequence[Hit]) -> list[dict[str, object]]:
-    return [{"n": i, **h.as_source()} for i, h in enumerate(hits, start=1)]

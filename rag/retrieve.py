@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
+from language import fts_query, has_cyrillic
 from rag.embedding import Embedder
 from rag.index import VectorIndex
-from rag.text import fts_query
-from storage import DocumentRepo
+from storage import DocumentRepo, Source
 
 Method = Literal["keyword", "dense", "hybrid"]
 METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
 
-_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-
 # Reciprocal-rank-fusion constant from Cormack et al. (2009); robust without tuning.
 RRF_K = 60
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved chunk with where it came from and how well it matched (0..1)."""
-
-    chunk_id: str
-    document_id: str
-    filename: str
-    page: int | None
-    ordinal: int
-    text: str
-    score: float
-    ocr: bool = False
-
-    def as_source(self) -> dict[str, object]:
-        """The JSON form stored on messages and printed by the CLI."""
-        return {
-            "chunk_id": self.chunk_id,
-            "document_id": self.document_id,
-            "file": self.filename,
-            "page": self.page,
-            "text": self.text,
-            "score": round(self.score, 4),
-            "ocr": self.ocr,
-        }
 
 
 def rrf(rankings: list[list[str]]) -> dict[str, float]:
@@ -74,8 +44,8 @@ class Retriever:
         emb = self._embedder()
         return self.vectors.query(emb.name, emb.embed_query(query), limit)
 
-    def search(self, query: str, k: int = 5, method: Method = "hybrid") -> list[Hit]:
-        """Top-k chunks of ready documents for a query."""
+    def search(self, query: str, k: int = 5, method: Method = "hybrid") -> list[Source]:
+        """Top-k chunks of ready documents for a query, numbered 1..k for citation."""
         if not query.strip():
             return []
         pool = max(k * 4, 20)
@@ -83,7 +53,7 @@ class Retriever:
             scored = self._normalise(self.keyword(query, pool))
         elif method == "dense":
             scored = dict(self.dense(query, pool))
-        elif _CYRILLIC.search(query) and not self._embedder().reads_cyrillic:
+        elif has_cyrillic(query) and not self._embedder().reads_cyrillic:
             # An English-only embedder would only drag good keyword ranks down on Russian.
             scored = self._normalise(self.keyword(query, pool))
         else:
@@ -92,13 +62,23 @@ class Retriever:
             scored = rrf([kw, dn])
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
         rows = self.repo.chunks_by_ids([cid for cid, _ in ranked])
-        hits: list[Hit] = []
+        hits: list[Source] = []
         for cid, score in ranked:
             if cid not in rows:  # vector of a deleted or not-ready document
                 continue
             chunk, doc = rows[cid]
             hits.append(
-                Hit(cid, doc.id, doc.filename, chunk.page, chunk.ordinal, chunk.text, score, chunk.ocr)
+                Source(
+                    n=len(hits) + 1,
+                    chunk_id=cid,
+                    document_id=doc.id,
+                    filename=doc.filename,
+                    page=chunk.page,
+                    ordinal=chunk.ordinal,
+                    text=chunk.text,
+                    score=score,
+                    ocr=chunk.ocr,
+                )
             )
             if len(hits) == k:
                 break

@@ -7,7 +7,7 @@ Errors::
 """
 
 from storage.db import make_engine
-from storage.models import Chat, Chunk, Document, DocumentStatus, Message
+from storage.models import Chat, Chunk, Document, DocumentStatus, Message, Source, utcnow
 from storage.repos import ChatRepo, DocumentRepo, NotFoundError, StorageError
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "DocumentStatus",
     "Message",
     "NotFoundError",
+    "Source",
     "StorageError",
     "make_engine",
+    "utcnow",
 ]

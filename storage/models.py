@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import AliasChoices, BaseModel, ConfigDict
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -28,6 +32,44 @@ class DocumentStatus(StrEnum):
     INDEXING = "indexing"
     READY = "ready"
     FAILED = "failed"
+
+
+class Source(BaseModel):
+    """A fragment an answer drew on: as retrieved, sent to the model, stored and shown."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    n: int = 0  # citation number in the answer, 1-based; 0 before numbering
+    chunk_id: str
+    document_id: str
+    # Messages stored before sources were typed call the file "file".
+    filename: str = PydanticField(validation_alias=AliasChoices("filename", "file"))
+    page: int | None = None
+    ordinal: int = 0
+    text: str
+    score: float = 0.0
+    ocr: bool = False
+
+
+class SourceList(TypeDecorator[list[Source]]):
+    """A JSON column holding a message's sources, read back as ``Source`` records."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Source] | None, dialect: Dialect) -> list[dict[str, Any]]:
+        """Sources as JSON objects."""
+        return [Source.model_validate(s).model_dump() for s in value or []]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[Source]:
+        """JSON objects as sources; malformed entries are dropped, not fatal to the page."""
+        out = []
+        for item in value or []:
+            try:
+                out.append(Source.model_validate(item))
+            except ValueError:
+                continue
+        return out
 
 
 class Chat(SQLModel, table=True):
@@ -60,7 +102,7 @@ class Message(SQLModel, table=True):
     completion_tokens: int | None = None
     latency_ms: float | None = None
     error: str | None = None
-    sources: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    sources: list[Source] = Field(default_factory=list, sa_column=Column(SourceList))
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 

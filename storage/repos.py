@@ -293,11 +293,25 @@ class DocumentRepo:
             return int(conn.execute(sql).rowcount or 0)
 
     def totals(self) -> dict[str, int]:
-        """Counts of documents and chunks."""
+        """Searchable documents and their chunks, plus how many documents are in each other state."""
         with Session(self.engine) as s:
-            docs = s.exec(select(func.count()).select_from(Document)).one()
-            chunks = s.exec(select(func.count()).select_from(Chunk)).one()
-        return {"documents": int(docs), "chunks": int(chunks)}
+            by_status = dict(
+                s.exec(select(Document.status, func.count()).group_by(col(Document.status))).all()
+            )
+            chunks = s.exec(
+                select(func.count())
+                .select_from(Chunk)
+                .join(Document, col(Document.id) == col(Chunk.document_id))
+                .where(col(Document.status) == DocumentStatus.READY)
+            ).one()
+        return {
+            "documents": int(by_status.get(DocumentStatus.READY, 0)),
+            "chunks": int(chunks),
+            "failed": int(by_status.get(DocumentStatus.FAILED, 0)),
+            "indexing": int(
+                by_status.get(DocumentStatus.INDEXING, 0) + by_status.get(DocumentStatus.QUEUED, 0)
+            ),
+        }
 
     def touch_indexed(self, document_id: str, when: datetime | None = None) -> None:
         """Mark a document ready now."""

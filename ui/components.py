@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from rag.extract import SUPPORTED_EXTENSIONS
-from rag.library import Library
-from storage import Message
+from rag.ingest import SUPPORTED_EXTENSIONS
+from rag.jobs import Job
+from storage import Message, Source
 from ui.markup import answer_markdown, literal
 
 log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = [e.lstrip(".") for e in SUPPORTED_EXTENSIONS]
+# Answers of this provider are sentences quoted from documents: shown exactly as written.
+VERBATIM_PROVIDER = "offline"
 
 
 def human_size(n: int | float) -> str:
@@ -28,15 +29,14 @@ def human_size(n: int | float) -> str:
     return f"{size:.1f} ГБ"
 
 
-def source_label(src: dict[str, Any]) -> str:
-    """``[n] file, стр. p · OCR · score`` for a stored source."""
-    page = f", стр. {src['page']}" if src.get("page") else ""
-    ocr = " · распознано (OCR)" if src.get("ocr") else ""
-    score = float(src.get("score", 0))
-    return f"[{src.get('n', '?')}] {src.get('file', '?')}{page}{ocr} · релевантность {score:.2f}"
+def source_label(src: Source) -> str:
+    """``[n] file, стр. p · OCR · score`` for a source."""
+    page = f", стр. {src.page}" if src.page else ""
+    ocr = " · распознано (OCR)" if src.ocr else ""
+    return f"[{src.n}] {src.filename}{page}{ocr} · релевантность {src.score:.2f}"
 
 
-def render_sources(sources: list[dict[str, Any]]) -> None:
+def render_sources(sources: list[Source]) -> None:
     """An expander listing the fragments an answer was built from."""
     if not sources:
         return
@@ -44,7 +44,7 @@ def render_sources(sources: list[dict[str, Any]]) -> None:
         for src in sources:
             st.markdown(f"**{literal(source_label(src))}**")
             # Fragments are shown as plain text: document content is never rendered as markup.
-            st.text(str(src.get("text", "")))
+            st.text(src.text)
 
 
 def render_message(msg: Message) -> None:
@@ -53,7 +53,8 @@ def render_message(msg: Message) -> None:
     with st.chat_message(role):
         if msg.content:
             # The user's words are shown as typed; an answer keeps its formatting, nothing live.
-            st.markdown(literal(msg.content) if role == "user" else answer_markdown(msg.content))
+            verbatim = role == "user" or msg.provider == VERBATIM_PROVIDER
+            st.markdown(answer_markdown(msg.content, verbatim=verbatim))
         if msg.error:
             st.error(literal(msg.error))
         if role == "assistant":
@@ -74,18 +75,9 @@ def _meta(msg: Message) -> str:
     return " · ".join(parts)
 
 
-def progress_to(bar: Any) -> Callable[[float, str], None]:
-    """A library progress callback that drives an ``st.progress`` bar."""
-
-    def update(fraction: float, text: str) -> None:
-        bar.progress(min(1.0, max(0.0, fraction)), text=literal(text))
-
-    return update
-
-
-def upload_panel(library: Library, container: Any, key: str = "uploads") -> None:
+def upload_panel(container: Any, key: str = "uploads") -> None:
     """File uploader that queues files for background indexing and shows their progress."""
-    counter_key, jobs_key, results_key = f"{key}_counter", f"{key}_jobs", f"{key}_results"
+    counter_key = f"{key}_counter"
     st.session_state.setdefault(counter_key, 0)
     widget_key = f"{key}_{st.session_state[counter_key]}"
     container.file_uploader(
@@ -94,28 +86,44 @@ def upload_panel(library: Library, container: Any, key: str = "uploads") -> None
         accept_multiple_files=True,
         key=widget_key,
         on_change=_queue_uploads,
-        args=(widget_key, counter_key, jobs_key, results_key),
+        args=(widget_key, counter_key, key),
         help=(
             "TXT, Markdown, CSV, JSON (любая распространённая кодировка), PDF (с текстом или скан), "
             "DOCX, ODT, RTF, HTML и изображения (распознавание текста на русском и английском)."
         ),
     )
     with container:
-        if st.session_state.get(jobs_key):
-            _live_progress(jobs_key, results_key)
-        for status, message in st.session_state.get(results_key, []):
-            # Messages carry file names, which are the uploader's text, not markup.
-            if status == "indexed":
-                st.success(f"Проиндексирован: {literal(message)}", icon=":material/check_circle:")
-            elif status == "duplicate":
-                st.info(literal(message), icon=":material/info:")
-            elif status == "warning":
-                st.warning(literal(message), icon=":material/warning:")
-            else:
-                st.error(literal(message), icon=":material/error:")
+        job_panel(key)
 
 
-def _queue_uploads(widget_key: str, counter_key: str, jobs_key: str, results_key: str) -> None:
+def track_job(key: str, job: Job) -> None:
+    """Show this job's progress and outcome in the ``job_panel`` named ``key``."""
+    jobs = st.session_state.setdefault(f"{key}_jobs", [])
+    if job.id not in jobs:
+        jobs.append(job.id)
+    st.session_state[f"{key}_results"] = []
+
+
+def job_panel(key: str) -> None:
+    """Live progress of this session's jobs under ``key``, then their outcomes."""
+    jobs_key, results_key = f"{key}_jobs", f"{key}_results"
+    if st.session_state.get(jobs_key):
+        _live_progress(jobs_key, results_key)
+    for level, message in st.session_state.get(results_key, []):
+        # Messages carry file names, which are the uploader's text, not markup.
+        if level == "indexed":
+            st.success(f"Проиндексирован: {literal(message)}", icon=":material/check_circle:")
+        elif level == "done":
+            st.success(literal(message), icon=":material/check_circle:")
+        elif level == "duplicate":
+            st.info(literal(message), icon=":material/info:")
+        elif level == "warning":
+            st.warning(literal(message), icon=":material/warning:")
+        else:
+            st.error(literal(message), icon=":material/error:")
+
+
+def _queue_uploads(widget_key: str, counter_key: str, key: str) -> None:
     # A callback, not code after the widget: callbacks run before the script, so the files are
     # queued even when this run is cut short by another rerun (a question sent right after).
     from ui.resources import get_indexing_queue
@@ -124,16 +132,27 @@ def _queue_uploads(widget_key: str, counter_key: str, jobs_key: str, results_key
     if not files:
         return
     queue = get_indexing_queue()
-    jobs = st.session_state.setdefault(jobs_key, [])
-    jobs.extend(queue.submit(f.name, f.getvalue()).id for f in files)
-    st.session_state[results_key] = []
+    for f in files:
+        track_job(key, queue.submit(f.name, f.getvalue()))
     # A new uploader key empties the widget, so the same files are not queued again.
     st.session_state[counter_key] += 1
 
 
+def _outcomes(job: Job) -> list[tuple[str, str]]:
+    r = job.result
+    if r is None:
+        return [("failed" if job.failed else "done", job.message)]
+    first = (
+        (r.status, r.message or r.filename)
+        if job.kind == "ingest"
+        else ("failed" if job.failed else "done", job.message)
+    )
+    return [first, *(("warning", f"«{r.filename}»: {w}") for w in r.warnings)]
+
+
 @st.fragment(run_every=1.0)
 def _live_progress(jobs_key: str, results_key: str) -> None:
-    """Per-file and overall progress, refreshed every second while files are indexed."""
+    """Per-job and overall progress, refreshed every second while the jobs run."""
     from ui.resources import get_indexing_queue
 
     queue = get_indexing_queue()
@@ -154,12 +173,6 @@ def _live_progress(jobs_key: str, results_key: str) -> None:
     if len(finished) == len(jobs):
         # Idempotent on purpose: with fast reruns a stopping run and the new one can both get
         # here; both must produce the same report, and neither may hide it from the other.
-        results: list[tuple[str, str]] = []
-        for job in jobs:
-            r = job.result
-            if r is not None:
-                results.append((r.status, r.message or r.filename))
-                results.extend(("warning", f"«{r.filename}»: {w}") for w in r.warnings)
-        st.session_state[results_key] = results
+        st.session_state[results_key] = [item for job in jobs for item in _outcomes(job)]
         st.session_state[jobs_key] = []
         st.rerun(scope="app")

@@ -37,6 +37,8 @@ _DELIMITER_ROW = re.compile(r"[:\s-]*-[:\s-]*")  # ":-" under a line would make 
 # answer_markdown(): characters escaped outside code.
 _ANSWER_ESCAPED = frozenset("[]<$")
 _CITATION = re.compile(r"\[\d+(?: *[,;–-] *\d+)*\](?![(\[:{])")
+# A citation after literal(): its brackets escaped, not followed by what would make it a link.
+_ESCAPED_CITATION = re.compile(r"\\\[(\d+(?: *[,;–-] *\d+)*)\\\](?!\(|\\\[|:|\{)")
 _DIRECTIVE_NAME = re.compile(r":[A-Za-z][\w-]*$")
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*")
 _FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
@@ -51,8 +53,15 @@ def literal(text: str) -> str:
     return "  \n".join(escaped)
 
 
-def answer_markdown(text: str) -> str:
-    """A model answer as Markdown that keeps its formatting but cannot link, embed or run anything."""
+def answer_markdown(text: str, verbatim: bool = False) -> str:
+    """A model answer as Markdown that keeps its formatting but cannot link, embed or run anything.
+
+    ``verbatim``: the answer quotes documents (the offline provider), so it is shown exactly as
+    written: «2. Срок аренды…» is a sentence of a contract, not the start of a numbered list.
+    """
+    if verbatim:
+        # Citations stay live brackets, as in any answer; everything else displays as written.
+        return _ESCAPED_CITATION.sub(r"[\1]", literal(text))
     out: list[str] = []
     fence: str | None = None
     previous = ""

@@ -1,7 +1,9 @@
-"""Process-wide resources for the pages: settings, the library and the providers.
+"""Process-wide resources for the pages: settings, the library, the providers and the services.
 
 Domain objects are built by plain functions in rag/ and providers/; this module only caches
-them with ``st.cache_resource`` so every browser session shares one library.
+them with ``st.cache_resource`` so every browser session shares one library. Settings are
+read once per script run (``begin_run``); the cached library is built from a copy without
+any provider key, so the longest-lived object holds no secret.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import streamlit as st
 from pydantic import SecretStr
 
 from providers import Provider, build_providers
+from rag.chat import ChatService
+from rag.jobs import IndexingQueue
 from rag.library import Library, open_library
 from settings import Settings
-from ui.jobs import IndexingQueue
+
+RUN_SETTINGS = "_run_settings"
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +34,24 @@ def _secrets() -> dict[str, Any]:
         return {}
 
 
-def get_settings() -> Settings:
+def read_settings() -> Settings:
     """Settings with ``st.secrets`` taking precedence over the environment and ``.env``."""
     fields = {f.alias or name for name, f in Settings.model_fields.items()}
     overrides = {k: v for k, v in _secrets().items() if k in fields}
     return Settings(**overrides)
+
+
+def begin_run() -> Settings:
+    """Read the settings for this script run; every later ``get_settings`` in the run reuses them."""
+    settings = read_settings()
+    st.session_state[RUN_SETTINGS] = settings
+    return settings
+
+
+def get_settings() -> Settings:
+    """This run's settings (read once per run; a page run on its own reads them on first use)."""
+    settings = st.session_state.get(RUN_SETTINGS)
+    return settings if isinstance(settings, Settings) else begin_run()
 
 
 @st.cache_resource(show_spinner="Открываю базу документов…")
@@ -42,9 +60,13 @@ def _library(settings_json: str) -> Library:
     return open_library(settings)
 
 
+def _library_json(settings: Settings) -> str:
+    return settings.without_secrets().model_dump_json()
+
+
 def get_library() -> Library:
     """The shared library for the current settings (opened once per process)."""
-    return _library(get_settings().model_dump_json())
+    return _library(_library_json(get_settings()))
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,5 +95,17 @@ def _indexing_queue(_library: Library, settings_json: str) -> IndexingQueue:
 
 def get_indexing_queue() -> IndexingQueue:
     """The process-wide background indexing queue of the shared library."""
-    settings_json = get_settings().model_dump_json()
+    settings_json = _library_json(get_settings())
     return _indexing_queue(_library(settings_json), settings_json)
+
+
+def get_chat_service() -> ChatService:
+    """The chat-turn service over the shared library and providers (cheap: built per run)."""
+    library = get_library()
+    return ChatService(
+        library.chats,
+        library.retriever,
+        get_providers(),
+        top_k=library.settings.top_k,
+        history_turns=library.settings.history_turns,
+    )

@@ -13,6 +13,32 @@ STATUS_RU = {
     DocumentStatus.READY: "готов",
     DocumentStatus.FAILED: "ошибка",
 }
+# What a person calls each kind of file; anything else by its family.
+KIND_RU = {
+    "application/pdf": "PDF",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word (DOCX)",
+    "application/vnd.oasis.opendocument.text": "OpenDocument (ODT)",
+    "application/rtf": "RTF",
+    "text/html": "веб-страница (HTML)",
+    "text/markdown": "Markdown",
+    "text/csv": "таблица (CSV)",
+    "application/json": "JSON",
+    "text/plain": "текст",
+}
+
+
+def kind_of(mime_type: str) -> str:
+    """A Russian name for a file's type, never a raw MIME string."""
+    if not mime_type:
+        return "—"
+    if mime_type in KIND_RU:
+        return KIND_RU[mime_type]
+    family, _, sub = mime_type.partition("/")
+    if family == "image":
+        return f"изображение ({sub.upper()})" if sub else "изображение"
+    if family == "text":
+        return "текст"
+    return "документ"
 
 
 def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
@@ -20,11 +46,11 @@ def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
     return [
         {
             "Файл": d.filename,
-            "Тип": d.mime_type or "—",
+            "Тип": kind_of(d.mime_type),
             "Размер": human_size(d.size),
             "Кодировка": d.encoding or "—",
-            # One type per column: Arrow refuses a column mixing numbers and "—".
-            "Страниц": d.pages,
+            # Text, so that "—" and numbers share a column (Arrow refuses mixed types).
+            "Страниц": str(d.pages) if d.pages else "—",
             "Фрагментов": d.chunk_count,
             "Статус": STATUS_RU.get(d.status, str(d.status)),
             "Ошибка": d.error or d.warnings or "",

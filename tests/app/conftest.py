@@ -44,13 +44,17 @@ def make_app(page: str = "streamlit_app.py") -> AppTest:
 
 def upload(at: AppTest, files: object, key: str = "chat_uploads", timeout: float = 120) -> AppTest:
     """Upload through the sidebar and wait until background indexing has finished."""
+    at.sidebar.file_uploader[0].set_value(files).run()  # type: ignore[arg-type]
+    return finish_jobs(at, key, timeout)
+
+
+def finish_jobs(at: AppTest, key: str, timeout: float = 120) -> AppTest:
+    """Rerun the page until the session's jobs under ``key`` are done and reported."""
     import time
 
-    at.sidebar.file_uploader[0].set_value(files).run()  # type: ignore[arg-type]
     deadline = time.monotonic() + timeout
-    jobs = f"{key}_jobs"
-    while at.session_state.get(jobs):
-        assert time.monotonic() < deadline, "indexing did not finish"
+    while at.session_state.get(f"{key}_jobs"):
+        assert time.monotonic() < deadline, "the jobs did not finish"
         time.sleep(0.2)
         at.run()
     assert not at.exception, at.exception

@@ -8,7 +8,8 @@ import numpy as np
 
 from rag.library import Library, open_library
 from settings import Settings
-from tests.app.conftest import make_app
+from storage import DocumentStatus
+from tests.app.conftest import finish_jobs, make_app
 
 TEXT = "Регламент поддержки.\n\nЗаявки первой линии обрабатываются в течение четырёх часов."
 
@@ -60,7 +61,7 @@ def test_preview_and_delete_file_everywhere(data_dir: Path) -> None:
     assert any("четырёх часов" in t.value for t in preview.text)
     _button(at, "Удалить файл").click().run()
     _button(at, "Да, удалить файл").click().run()
-    assert not at.exception
+    finish_jobs(at, "admin")
     assert any("удалён" in s.value for s in at.success)
     assert all(d.id != doc.id for d in lib.docs.list_all())
     assert lib.docs.chunks(doc.id) == []
@@ -88,6 +89,47 @@ def test_consistency_check_finds_and_repairs_orphans(data_dir: Path) -> None:
     _button(at, "Проверить целостность").click().run()
     assert any("Векторы без фрагментов в базе: 1." in w.value for w in at.warning)
     _button(at, "Исправить").click().run()
-    assert not at.exception
+    finish_jobs(at, "admin")
+    assert any("исправлены" in s.value for s in at.success)
     assert lib.check().ok
     assert "ghost-chunk" not in lib.vectors.ids(lib.embedding_model)
+
+
+def test_table_shows_human_types_and_a_dash_for_missing_pages(data_dir: Path) -> None:
+    _seed(data_dir)
+    at = make_app("app_pages/admin.py")
+    at.run()
+    rows = {r["Файл"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows["reglament.txt"]["Тип"] == "текст"
+    assert rows["reglament.txt"]["Страниц"] == "—"
+    assert "None" not in str(at.dataframe[0].value.to_dict("records"))
+    assert not any("/" in str(r["Тип"]) for r in rows.values())  # no raw MIME type
+
+
+def test_reindex_runs_as_a_job_and_the_file_stays_searchable(data_dir: Path) -> None:
+    lib = _seed(data_dir)
+    doc = next(d for d in lib.docs.list_all() if d.filename == "reglament.txt")
+    at = make_app("app_pages/admin.py")
+    at.run()
+    at.selectbox[0].set_value(doc.id).run()
+    _button(at, "Переиндексировать").click().run()
+    assert not at.exception
+    finish_jobs(at, "admin")
+    assert any("переиндексирован" in s.value for s in at.success)
+    after = lib.docs.get(doc.id)
+    assert after.status == "ready" and after.chunk_count > 0
+    assert lib.retriever.search("заявки первой линии", k=1)[0].document_id == doc.id
+
+
+def test_a_file_being_indexed_cannot_be_deleted_or_reindexed(data_dir: Path) -> None:
+    lib = _seed(data_dir)
+    doc = next(d for d in lib.docs.list_all() if d.filename == "reglament.txt")
+    at = make_app("app_pages/admin.py")
+    at.run()  # the app opens its library (start-up recovery) before the upload begins
+    lib.docs.update(
+        doc.id, status=DocumentStatus.INDEXING
+    )  # as another session's upload in progress shows it
+    at.selectbox[0].set_value(doc.id).run()
+    assert _button(at, "Удалить файл").disabled
+    assert _button(at, "Переиндексировать").disabled
+    assert any("индексируется" in c.value for c in at.caption)

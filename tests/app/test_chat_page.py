@@ -48,7 +48,7 @@ def test_cp1251_upload_then_cited_answer(data_dir: Path) -> None:
     (chat,) = lib.chats.list_all()
     stored = lib.chats.messages(chat.id)
     assert [m.role for m in stored] == ["user", "assistant"]
-    assert stored[1].sources[0]["file"] == "dogovor.txt"
+    assert stored[1].sources[0].filename == "dogovor.txt"
     assert stored[1].provider == "offline"
     assert chat.title == "Какой срок аренды?"
 
@@ -99,6 +99,10 @@ def test_bad_file_reports_reason_and_batch_continues(data_dir: Path) -> None:
     assert any("empty.txt" in e and "пуст" in e for e in errors)
     assert any("good.md" in s.value for s in at.sidebar.success)
     assert "Traceback" not in str(at)
+    # Only the searchable file is counted; the two failed ones are not «в базе».
+    assert any(c.value.startswith("В базе: 1 док., 1 фрагм.") for c in at.sidebar.caption), [
+        c.value for c in at.sidebar.caption
+    ]
 
 
 def test_unconfigured_provider_is_marked_and_explains(data_dir: Path) -> None:
@@ -123,20 +127,27 @@ def test_unconfigured_provider_is_marked_and_explains(data_dir: Path) -> None:
     assert stored[1].error and "GIGACHAT_CREDENTIALS" in stored[1].error
 
 
-def test_yandex_catalogue_lists_seed_models(data_dir: Path) -> None:
+def test_yandex_catalogue_lists_the_current_models(data_dir: Path) -> None:
     at = make_app()
     at.run()
     at.sidebar.selectbox(key="provider").set_value("yandexgpt").run()
     models = at.sidebar.selectbox(key="model").options
-    for label in (
-        "YandexGPT Lite Latest",
-        "YandexGPT Lite RC",
-        "YandexGPT Pro Latest",
-        "YandexGPT Pro RC",
-        "YandexGPT Pro 32k RC",
-    ):
+    for label in ("YandexGPT Lite 5", "YandexGPT Pro 5", "YandexGPT Pro 5.1", "Alice AI LLM"):
         assert label in models
+    assert not any("32k" in m for m in models)  # retired in August 2025
     assert any("YC_FOLDER_ID" in w.value for w in at.sidebar.warning)
+
+
+def test_a_chat_saved_with_a_retired_model_opens_on_its_successor(data_dir: Path) -> None:
+    lib = open_library(Settings().model_copy(update={"data_dir": data_dir}), recover=False)
+    lib.chats.create(title="Старый чат", provider="yandexgpt", model="yandexgpt-32k/rc")
+    at = make_app()
+    at.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="provider").value == "yandexgpt"
+    assert at.sidebar.selectbox(key="model").value == "yandexgpt/rc"
+    notes = [i.value for i in at.sidebar.info]
+    assert any("yandexgpt-32k/rc" in n and "снята" in n for n in notes), notes
 
 
 def test_failed_answer_is_retried_with_one_click(data_dir: Path) -> None:
@@ -157,6 +168,11 @@ def test_failed_answer_is_retried_with_one_click(data_dir: Path) -> None:
     # The failed answer was replaced, the question kept once.
     assert [(m.role, bool(m.error)) for m in stored] == [("user", False), ("assistant", False)]
     assert stored[1].provider == "offline"
+    # The provider that answered is saved on the chat as well, so a reload brings it back.
+    assert chat.provider == "offline"
+    reloaded = make_app()
+    reloaded.run()
+    assert reloaded.sidebar.selectbox(key="provider").value == "offline"
 
 
 def test_streamlit_secrets_configure_a_provider(data_dir: Path) -> None:

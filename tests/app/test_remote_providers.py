@@ -88,5 +88,5 @@ def test_cli_ask_through_fake_gigachat(tmp_path: Path) -> None:
         result = json.loads(out.stdout)
         assert result["answer"] == "".join(DEFAULT_DELTAS)
         assert result["provider"] == "gigachat" and result["model"] == "GigaChat-2"
-        assert result["sources"][0]["file"] == "dogovor.txt"
+        assert result["sources"][0]["filename"] == "dogovor.txt"
         assert "одиннадцать месяцев" in result["sources"][0]["text"]

@@ -182,9 +182,15 @@ def ask(page: Any, question: str, timeout_ms: float = 120_000) -> Any:
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill(question)
     box.press("Enter")
-    # The question and its answer are two new messages; the rerun after saving re-renders both.
+    # The question and its answer are two new messages, and the answer has text of its own (a
+    # just-opened message holds only its avatar); the rerun after saving re-renders both.
     page.wait_for_function(
-        "n => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= n",
+        """n => {
+            const all = document.querySelectorAll('[data-testid="stChatMessage"]');
+            if (all.length < n) return false;
+            const body = all[all.length - 1].querySelector('[data-testid="stChatMessageContent"]');
+            return body !== null && body.innerText.trim().length > 0;
+        }""",
         arg=before + 2,
         timeout=timeout_ms,
     )

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rag.library import open_library
+from settings import Settings
+
 LEASE = (
     "Договор аренды нежилого помещения.\n"
     "Срок аренды составляет 11 месяцев с момента подписания настоящего договора.\n"
@@ -105,17 +108,58 @@ def test_ask_json_answers_with_cited_sources(
     out = res.stdout.strip()
     assert "\n" not in out  # one JSON object on one line
     data = json.loads(out)
-    assert set(data) == {"answer", "provider", "model", "sources"}
+    assert set(data) == {"answer", "provider", "model", "sources"}  # nothing stored: no chat_id
     assert data["provider"] == "offline"
     assert data["model"] == "extractive"
     assert data["sources"]
     for source in data["sources"]:
-        assert set(source) == {"file", "page", "text", "score"}
+        assert set(source) == {
+            "n",
+            "chunk_id",
+            "document_id",
+            "filename",
+            "page",
+            "ordinal",
+            "text",
+            "score",
+            "ocr",
+        }
         assert isinstance(source["score"], float)
     cited = [int(n) for n in re.findall(r"\[(\d+)\]", data["answer"])]
     assert cited
-    assert all(data["sources"][n - 1]["file"] == "dogovor.txt" for n in cited)
+    assert all(data["sources"][n - 1]["filename"] == "dogovor.txt" for n in cited)
     assert "11 месяцев" in data["answer"]
+
+
+def test_ask_with_chat_stores_the_exchange_and_follow_ups_use_it(
+    first_ingest: subprocess.CompletedProcess[str], workspace: Path, child_env: dict[str, str]
+) -> None:
+    assert first_ingest.returncode == 0
+    data_dir = str(workspace / "data")
+    first = rag(
+        ["ask", "Какой срок аренды?", "--json", "--chat", "new", "--data-dir", data_dir], workspace, child_env
+    )
+    assert first.returncode == 0, first.stderr
+    chat_id = json.loads(first.stdout)["chat_id"]
+    follow = rag(
+        ["ask", "А плата?", "--json", "--chat", chat_id, "--data-dir", data_dir], workspace, child_env
+    )
+    assert follow.returncode == 0, follow.stderr
+    assert json.loads(follow.stdout)["chat_id"] == chat_id
+    lib = open_library(Settings().model_copy(update={"data_dir": workspace / "data"}), recover=False)
+    try:
+        chat = lib.chats.get(chat_id)
+        messages = lib.chats.messages(chat_id)
+    finally:
+        lib.engine.dispose()
+    assert chat.title == "Какой срок аренды?" and chat.provider == "offline"
+    assert [(m.role, m.error) for m in messages] == [("user", None), ("assistant", None)] * 2
+    assert "11 месяцев" in messages[1].content
+    assert messages[1].sources and messages[1].sources[0].filename == "dogovor.txt"
+    # The short follow-up was searched together with the first question, as in the app.
+    assert "45 000" in messages[3].content, messages[3].content
+    missing = rag(["ask", "Вопрос", "--chat", "nope", "--data-dir", data_dir], workspace, child_env)
+    assert missing.returncode == 2 and "не найден" in missing.stderr
 
 
 def test_check_reports_a_consistent_library(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from rag.chat import history_for_prompt
 from storage import Message
-from ui.conversation import history_for_prompt
 
 
 def _m(role: str, content: str, error: str | None = None) -> Message:

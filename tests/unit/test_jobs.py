@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from storage import DocumentStatus
-from ui.jobs import IndexingQueue
+import pytest
+
+from rag.jobs import IndexingQueue
+from storage import DocumentStatus, NotFoundError
 
 SENTENCE = "Арендатор обязан своевременно вносить арендную плату и содержать помещение в порядке. "
 
@@ -58,3 +60,35 @@ def test_cancel_before_start_skips_the_file(library: Any) -> None:
     _wait(waiting)
     assert waiting.result is not None and waiting.result.status == "failed"
     assert [d.filename for d in library.docs.list_all()] == ["first.txt"]
+
+
+def test_maintenance_runs_in_the_queue_in_order(library: Any) -> None:
+    queue = IndexingQueue(library)
+    upload = queue.submit("c.txt", (SENTENCE * 30).encode())
+    upload.wait(120)
+    assert upload.result is not None and upload.result.status == "indexed"
+    doc_id = upload.document_id
+    assert doc_id is not None
+    reindex = queue.reindex(doc_id)
+    assert queue.reindex(doc_id) is reindex  # a second click while queued adds nothing
+    delete = queue.delete(doc_id)  # queued behind the re-index: waits for it
+    assert queue.pending(document_id=doc_id) is not None
+    assert delete.wait(120)
+    assert reindex.state == "done" and not reindex.failed and "переиндексирован" in reindex.message
+    assert not delete.failed and "удалён" in delete.message
+    assert library.docs.list_all() == []
+    assert queue.pending() is None
+    repair = queue.repair()
+    assert repair.wait(60) and not repair.failed
+    reembed = queue.reembed()
+    assert reembed.wait(60) and not reembed.failed and "0 док." in reembed.message
+
+
+def test_deleting_a_document_that_is_gone_says_not_found(library: Any) -> None:
+    queue = IndexingQueue(library)
+    upload = queue.submit("d.txt", (SENTENCE * 30).encode())
+    upload.wait(120)
+    assert upload.document_id is not None
+    library.delete(upload.document_id)  # gone by another route meanwhile
+    with pytest.raises(NotFoundError):
+        queue.delete(upload.document_id)

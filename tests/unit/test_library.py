@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from language import stems
+from rag import DocumentBusy
 from rag.embedding import E5_SMALL, Vectors
 from rag.library import INTERRUPTED, IngestResult, Library
-from rag.text import stems
 from storage import Document, DocumentStatus, NotFoundError
 
 LEASE = (
@@ -157,7 +158,13 @@ def test_failure_after_rows_are_written_leaves_nothing(make_library: Callable[..
     assert res.document is not None
     assert lib.docs.get(res.document.id).status == DocumentStatus.FAILED
     assert_no_index_left(lib, res.document.id)
-    assert lib.docs.totals() == {"documents": 2, "chunks": ok.document.chunk_count}  # type: ignore[union-attr]
+    # The failed file is not counted as searchable (the sidebar's «В базе: N док.»).
+    assert lib.docs.totals() == {
+        "documents": 1,
+        "chunks": ok.document.chunk_count,  # type: ignore[union-attr]
+        "failed": 1,
+        "indexing": 0,
+    }
     assert lib.check().ok
     # Uploading the same file again retries it in the same row.
     emb.dim = 16
@@ -208,7 +215,7 @@ def test_file_over_the_size_limit_is_refused(make_library: Callable[..., Library
     assert res.status == "failed"
     assert "большой.txt" in res.message and "слишком большой" in res.message
     assert "RAG_MAX_FILE_MB" in res.message
-    assert lib.docs.totals() == {"documents": 0, "chunks": 0}
+    assert lib.docs.totals() == {"documents": 0, "chunks": 0, "failed": 0, "indexing": 0}
     assert not lib.settings.files_dir.exists() or not any(lib.settings.files_dir.iterdir())
     assert lib.ingest("small.txt", "Срок аренды 11 месяцев.".encode()).status == "indexed"
 
@@ -429,3 +436,71 @@ def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) 
     assert hits[0].document_id == ids["orbit.txt"]
     assert lib.check().ok
     assert lib.reembed() == 0
+
+
+class Interrupted(BaseException):
+    """What a stopped script run raises in the thread doing the work (not an Exception)."""
+
+
+def test_interrupted_reindex_does_not_leave_the_file_indexing(make_library: Callable[..., Library]) -> None:
+    # «Переиндексировать» ran on the page's thread; any click raised Streamlit's stop signal in
+    # its progress callback and left the file «индексируется», purged and out of search.
+    lib = make_library(embedder_=HashEmbedder())
+    doc = lib.ingest("dogovor.txt", LEASE.encode()).document
+    assert doc is not None
+
+    def click(fraction: float, _text: str) -> None:
+        if fraction > 0.5:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        lib.reindex(doc.id, click)
+    after = lib.docs.get(doc.id)
+    assert after.status == DocumentStatus.FAILED and after.error == INTERRUPTED
+    assert lib.check().ok
+    assert not lib.is_busy(doc.id)
+    assert lib.reindex(doc.id).status == "indexed"
+    assert lib.retriever.search("срок аренды", k=1)[0].document_id == doc.id
+
+
+def test_check_during_an_upload_leaves_the_upload_alone(make_library: Callable[..., Library]) -> None:
+    emb = GatedEmbedder()
+    lib = make_library(embedder_=emb)
+    results: list[IngestResult] = []
+    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
+    worker.start()
+    try:
+        assert emb.entered.wait(30)
+        (doc,) = lib.docs.list_all()
+        assert doc.status == DocumentStatus.INDEXING and lib.is_busy(doc.id)
+        report = lib.check()
+        assert report.ok, report.findings()  # not «Индексация не завершена (прервана)»
+        lib.check(repair=True)
+        assert lib.docs.get(doc.id).status == DocumentStatus.INDEXING  # «Исправить» did not fail it
+        assert lib.recover() == []
+    finally:
+        emb.gate.set()
+        worker.join(30)
+    assert [r.status for r in results] == ["indexed"]
+    assert lib.docs.get(doc.id).status == DocumentStatus.READY
+    assert lib.check().ok
+
+
+def test_deleting_a_file_that_is_being_indexed_is_refused(make_library: Callable[..., Library]) -> None:
+    emb = GatedEmbedder()
+    lib = make_library(embedder_=emb)
+    results: list[IngestResult] = []
+    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
+    worker.start()
+    try:
+        assert emb.entered.wait(30)
+        (doc,) = lib.docs.list_all()
+        with pytest.raises(DocumentBusy, match="индексируется"):
+            lib.delete(doc.id)
+    finally:
+        emb.gate.set()
+        worker.join(30)
+    # The upload finished normally instead of ending in «внутренняя ошибка».
+    assert [r.status for r in results] == ["indexed"]
+    lib.delete(doc.id)
+    assert lib.docs.list_all() == [] and lib.check().ok

@@ -176,3 +176,22 @@ def test_every_prefix_of_a_streamed_answer_is_safe() -> None:
     for end in range(len(answer) + 1):
         out = answer_markdown(answer[:end])
         assert not set(_types(out)) & LIVE, (end, out)
+
+
+def test_verbatim_answer_shows_quoted_sentences_as_written() -> None:
+    # The offline answer quotes documents: «2. Срок аренды…» is a contract's clause, not a list.
+    answer = "По документам:\n\n2. Срок аренды 11 месяцев. [1]\n\n3. СРОК АРЕНДЫ 2.1. [2, 3]"
+    out = answer_markdown(answer, verbatim=True)
+    types = set(_types(out))
+    assert not types & {"ordered_list_open", "bullet_list_open", "heading_open"}, out
+    shown = _shown_text(out)
+    assert "2. Срок аренды 11 месяцев. [1]" in shown and "3. СРОК АРЕНДЫ 2.1. [2, 3]" in shown
+    assert "[1]" in out and "[2, 3]" in out  # citations keep their brackets in the source too
+    # Without ``verbatim`` the same text becomes a numbered list, which is what the bug was.
+    assert "ordered_list_open" in _types(answer_markdown(answer))
+
+
+def test_verbatim_answer_leaves_nothing_live_in_random_markup() -> None:
+    for text in _soup(seed=3, n=2000):
+        out = answer_markdown(text, verbatim=True)
+        assert not set(_types(out)) & LIVE, (text, out)

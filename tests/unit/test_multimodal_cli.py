@@ -127,7 +127,7 @@ def test_every_type_indexes_and_answers_cite_it(folder: Path, child_env: dict[st
         ask = rag(["ask", question, "--data-dir", str(data), "--json"], folder, child_env)
         assert ask.returncode == 0, ask.stderr
         result = json.loads(ask.stdout)
-        hits = [s for s in result["sources"][:3] if s["file"] == file]
+        hits = [s for s in result["sources"][:3] if s["filename"] == file]
         assert hits and fact in hits[0]["text"], (question, result["sources"])
         assert "TRACKING_TOKEN_42" not in ask.stdout
 
@@ -182,7 +182,7 @@ def test_fact_only_on_a_scanned_page_is_found_and_cited(tmp_path: Path, child_en
     )
     assert ask.returncode == 0, ask.stderr
     top = json.loads(ask.stdout)["sources"][0]
-    assert top["file"] == "skan.pdf"
+    assert top["filename"] == "skan.pdf"
     assert top["page"] == 2
     assert "тридцать шесть месяцев" in top["text"].lower()
     text = rag(["ask", "Какой гарантийный срок оборудования?", "--data-dir", str(data)], tmp_path, child_env)

@@ -68,7 +68,7 @@ def test_context_too_long_is_retried_once_with_less(library: Any) -> None:
     full = sum(len(f) for f in FACTS[:6]) + 1500
     model = SmallWindowModel(limit_chars=full // 2)
     prepared = answer(
-        library,
+        library.retriever,
         model,
         "Какие правила пользования помещением?",
         "small-1",
@@ -85,14 +85,14 @@ def test_context_too_long_is_retried_once_with_less(library: Any) -> None:
     assert len(prepared.sources) == 3  # fragments halved, and sources follow what was sent
     sent_system = second[0].content
     for src in prepared.sources:
-        assert str(src["text"]) in sent_system
+        assert src.text in sent_system
     assert prepared.completion.usage is not None
 
 
 def test_context_refusal_that_persists_is_reported(library: Any) -> None:
     library.ingest("rule.txt", FACTS[0].encode())
     model = SmallWindowModel(limit_chars=10)
-    prepared = answer(library, model, "Какие правила?", "small-1", GenerationParams())
+    prepared = answer(library.retriever, model, "Какие правила?", "small-1", GenerationParams())
     try:
         list(prepared.completion)
     except ContextTooLongError:

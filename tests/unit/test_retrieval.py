@@ -104,13 +104,14 @@ def test_hits_carry_their_source(corpus: Library) -> None:
     hits = corpus.retriever.search("Сколько длится отпуск?", k=2)
     assert len(hits) == 2
     assert hits[0].score >= hits[1].score
-    source = hits[0].as_source()
-    assert set(source) == {"chunk_id", "document_id", "file", "page", "text", "score", "ocr"}
-    assert source["file"] == "otpusk.txt"
-    assert source["ocr"] is False  # read from a text file, not recognised
-    assert "28 календарных дней" in str(source["text"])
-    doc = corpus.docs.get(str(source["document_id"]))
+    assert [h.n for h in hits] == [1, 2]  # numbered for citation
+    source = hits[0]
+    assert source.filename == "otpusk.txt"
+    assert source.ocr is False  # read from a text file, not recognised
+    assert "28 календарных дней" in source.text
+    doc = corpus.docs.get(source.document_id)
     assert doc.filename == "otpusk.txt"
+    assert corpus.docs.chunks_by_ids([source.chunk_id])[source.chunk_id][0].ordinal == source.ordinal
 
 
 @pytest.mark.parametrize("method", METHODS)

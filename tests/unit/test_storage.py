@@ -10,7 +10,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, NotFoundError, make_engine
+from storage import (
+    ChatRepo,
+    Chunk,
+    Document,
+    DocumentRepo,
+    DocumentStatus,
+    NotFoundError,
+    Source,
+    make_engine,
+)
 
 
 @pytest.fixture
@@ -76,11 +85,11 @@ def test_messages_are_ordered_and_keep_their_fields(chats: ChatRepo) -> None:
     assert [m.role for m in got[:2]] == ["user", "assistant"]
 
 
-def test_sources_and_usage_round_trip(chats: ChatRepo) -> None:
+def test_sources_and_usage_round_trip(chats: ChatRepo, engine: Engine) -> None:
     chat = chats.create()
     sources = [
-        {"n": 1, "chunk_id": "c1", "document_id": "d1", "file": "договор.txt", "page": None, "score": 0.93},
-        {"n": 2, "chunk_id": "c2", "document_id": "d2", "file": "акт.pdf", "page": 3, "score": 0.5},
+        Source(n=1, chunk_id="c1", document_id="d1", filename="договор.txt", text="Срок 11 мес.", score=0.93),
+        Source(n=2, chunk_id="c2", document_id="d2", filename="акт.pdf", page=3, text="Акт", ocr=True),
     ]
     msg = chats.add_message(chat.id, "assistant", "", provider="offline", model="extractive")
     chats.update_message(
@@ -94,7 +103,14 @@ def test_sources_and_usage_round_trip(chats: ChatRepo) -> None:
     [stored] = chats.messages(chat.id)
     assert stored.content == "Срок аренды 11 месяцев [1]."
     assert stored.sources == sources
+    assert all(isinstance(s, Source) for s in stored.sources)
     assert (stored.prompt_tokens, stored.completion_tokens, stored.latency_ms) == (120, 7, 12.5)
+    # A message stored before sources were typed (the file was "file") still reads back.
+    old = '[{"n": 1, "chunk_id": "c9", "document_id": "d9", "file": "старый.txt", "page": 2, "text": "т"}]'
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE message SET sources = :s WHERE id = :id"), {"s": old, "id": msg.id})
+    [legacy] = chats.messages(chat.id)
+    assert [(s.filename, s.page, s.n) for s in legacy.sources] == [("старый.txt", 2, 1)]
     assert stored.error is None
 
 
@@ -199,13 +215,14 @@ def test_documents_and_keyword_rows(docs: DocumentRepo, engine: Engine) -> None:
     # Replacing chunks replaces keyword rows too.
     docs.store_chunks(doc.id, [Chunk(document_id=doc.id, ordinal=0, text="новый")], ["нов"])
     assert docs.keyword_search('"аренд"', 10) == []
-    assert docs.totals() == {"documents": 2, "chunks": 2}
+    # Only the ready document is counted; the other is still indexing.
+    assert docs.totals() == {"documents": 1, "chunks": 1, "failed": 0, "indexing": 1}
     assert docs.orphan_keyword_rows() == 0
     docs.delete(doc.id)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM chunk_fts WHERE document_id = :d"), {"d": doc.id})
         assert rows.scalar_one() == 0
-    assert docs.totals() == {"documents": 1, "chunks": 1}
+    assert docs.totals() == {"documents": 0, "chunks": 0, "failed": 0, "indexing": 1}
     assert [d.id for d in docs.with_status(DocumentStatus.INDEXING)] == [other.id]
 
 

@@ -1,0 +1,307 @@
+"""The chat turn as a service: the page renders it, the CLI prints it, both store it the same way.
+
+Nothing is lost: the question is stored before anything else; the answer's row is stored
+before its first token (marked as cut off until it completes) and checkpointed while it
+streams; an answer that fails, breaks off or is stopped keeps what arrived and the reason.
+
+A turn goes through three steps, each driven by the caller::
+
+    turn = service.ask(chat_id, question, choice)   # question stored, chat settings saved
+    turn.prepare()                                   # retrieval, prompt, the answer's draft row
+    for delta in turn.deltas(): ...                  # streaming, checkpoints, final save
+    turn.stop()                                      # if the caller is interrupted mid-way
+
+Before ``prepare`` has stored the draft, an interrupted turn leaves its question unanswered;
+``pending_question`` finds it so that the next run can answer it (``resume``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from itertools import pairwise
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers import ChatMessage, GenerationParams, Provider, ProviderError
+from providers.base import Completion
+from rag.pipeline import answer
+from rag.retrieve import Retriever
+from storage import Chat, ChatRepo, Message, NotFoundError, Source
+
+log = logging.getLogger(__name__)
+
+NEW_TITLE = "Новый чат"
+TITLE_CHARS = 48
+STOPPED = "Генерация остановлена: показана полученная часть ответа."
+CRASHED = "Ответ оборвался: приложение было остановлено во время генерации. Показана полученная часть."
+INTERNAL = (
+    "Внутренняя ошибка при подготовке ответа. Повторите запрос; если не поможет, сообщите администратору."
+)
+CHECKPOINT_S = 1.0
+
+
+class TurnChoice(BaseModel):
+    """What the person chose for this turn; it is saved on the chat as its settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str = "offline"
+    model: str = ""
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1, le=32768)
+    system_prompt: str = ""
+    use_documents: bool = True
+
+    def params(self) -> GenerationParams:
+        """The generation parameters of this choice."""
+        return GenerationParams(temperature=self.temperature, max_tokens=self.max_tokens)
+
+
+def history_for_prompt(messages: list[Message], turns: int) -> list[ChatMessage]:
+    """The last ``turns`` answered question/answer pairs; failed or unanswered turns are left out."""
+    # Only whole pairs: a question whose answer failed would otherwise put two user turns in a
+    # row, which some APIs refuse and every model reads as a question still open.
+    pairs = [
+        (q, a)
+        for q, a in pairwise(messages)
+        if q.role == "user" and a.role == "assistant" and q.content and a.content and not a.error
+    ]
+    recent = pairs[-turns:] if turns else []
+    return [
+        ChatMessage(role=role, content=m.content)
+        for q, a in recent
+        for role, m in (("user", q), ("assistant", a))
+    ]
+
+
+def title_from(question: str) -> str:
+    """A chat title from its first question."""
+    title = " ".join(question.split())
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def pending_question(messages: list[Message]) -> Message | None:
+    """The last message if it is a question with no answer row (its turn was cut short)."""
+    return messages[-1] if messages and messages[-1].role == "user" else None
+
+
+def failed_answer(messages: list[Message]) -> Message | None:
+    """The last message, if it is an answer that failed (not one the user stopped)."""
+    if messages and messages[-1].role == "assistant" and messages[-1].error:
+        last = messages[-1]
+        return None if last.error == STOPPED else last
+    return None
+
+
+class Turn:
+    """One exchange in progress: its question is stored; ``prepare`` and ``deltas`` answer it."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        chat: Chat,
+        question: Message,
+        history: list[ChatMessage],
+        choice: TurnChoice,
+    ) -> None:
+        self.chat = chat
+        self.question = question
+        self.choice = choice
+        self.sources: list[Source] = []
+        self.error: str | None = None
+        self.answer: Message | None = None  # the answer's row, once stored
+        self._service = service
+        self._history = history
+        self._completion: Completion | None = None
+        self._started = time.perf_counter()
+        self._finished = False
+
+    @property
+    def text(self) -> str:
+        """The answer's text so far."""
+        return self._completion.text if self._completion is not None else ""
+
+    @property
+    def finished(self) -> bool:
+        """True once the answer is stored in its final form (complete, failed or stopped)."""
+        return self._finished
+
+    def prepare(self) -> None:
+        """Retrieve, build the prompt, open the stream and store the answer's draft row.
+
+        A provider that is not configured, or any failure here, ends the turn with an error
+        answer stored; nothing is raised.
+        """
+        service = self._service
+        try:
+            provider = service.provider(self.choice.provider)
+            status = provider.status()
+            if not status.available:
+                raise ProviderError(f"{provider.label}: {status.reason}.", provider=provider.name)
+            prepared = answer(
+                service.retriever,
+                provider,
+                self.question.content,
+                self.choice.model,
+                self.choice.params(),
+                history=self._history,
+                top_k=service.top_k,
+                use_documents=self.choice.use_documents,
+                extra_system=self.choice.system_prompt,
+            )
+        except ProviderError as exc:
+            self._end(exc.user_message)
+            return
+        except Exception:
+            log.exception("preparing an answer failed")
+            self._end(INTERNAL)
+            return
+        self.sources = prepared.sources
+        self._completion = prepared.completion
+        # Stored before the first token and marked as cut off until it completes: if the
+        # process dies mid-answer, the question, its sources and the text so far remain.
+        self.answer = service.chats.add_message(
+            self.chat.id,
+            "assistant",
+            "",
+            provider=self.choice.provider,
+            model=self.choice.model,
+            error=CRASHED,
+            sources=self.sources,
+        )
+
+    def deltas(self) -> Iterator[str]:
+        """The answer's text as it arrives; checkpoints it and stores the final answer at the end."""
+        completion = self._completion
+        if completion is None or self._finished:
+            return
+        answer_row = self.answer
+        assert answer_row is not None
+        clock = self._service.clock
+        saved_at = clock()
+        error: str | None = None
+        try:
+            for delta in completion:
+                if clock() - saved_at >= CHECKPOINT_S:
+                    self._service.chats.update_message(answer_row.id, content=completion.text)
+                    saved_at = clock()
+                yield delta
+        except ProviderError as exc:  # a broken stream keeps its partial text
+            error = exc.user_message
+        except Exception:
+            log.exception("answer failed")
+            error = INTERNAL
+        self._end(error)
+
+    def run(self) -> str:
+        """Prepare and stream to the end; the final text."""
+        self.prepare()
+        for _ in self.deltas():
+            pass
+        return self.text
+
+    def stop(self) -> None:
+        """The caller was interrupted: keep what arrived, marked as stopped by the user.
+
+        Before the draft exists nothing is stored, so the question stays pending.
+        """
+        if self._finished or self.answer is None:
+            return
+        self._end(STOPPED)
+        if self._completion is not None:
+            self._completion.close()
+
+    def _end(self, error: str | None) -> None:
+        self.error = error
+        completion = self._completion
+        usage = completion.usage if completion is not None else None
+        fields: dict[str, Any] = dict(
+            provider=self.choice.provider,
+            model=self.choice.model,
+            temperature=self.choice.temperature,
+            max_tokens=self.choice.max_tokens,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=round((time.perf_counter() - self._started) * 1000, 1),
+            error=error,
+            sources=self.sources,
+        )
+        chats = self._service.chats
+        if self.answer is not None:
+            self.answer = chats.update_message(self.answer.id, content=self.text, **fields)
+        else:
+            self.answer = chats.add_message(self.chat.id, "assistant", self.text, **fields)
+        self._finished = True
+
+
+class ChatService:
+    """Chat turns over a chat store, a retriever and the providers."""
+
+    def __init__(
+        self,
+        chats: ChatRepo,
+        retriever: Retriever,
+        providers: Mapping[str, Provider],
+        *,
+        top_k: int = 5,
+        history_turns: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.chats = chats
+        self.retriever = retriever
+        self.providers = providers
+        self.top_k = top_k
+        self.history_turns = history_turns
+        self.clock = clock
+
+    def provider(self, name: str) -> Provider:
+        """A provider by name, or a Russian error naming the known ones."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            known = ", ".join(self.providers)
+            raise ProviderError(f"Провайдер «{name}» не найден: выберите один из {known}.") from None
+
+    def start_chat(self, choice: TurnChoice) -> Chat:
+        """A new, empty chat with these settings."""
+        return self.chats.create(**choice.model_dump())
+
+    def ask(self, chat_id: str | None, question: str, choice: TurnChoice) -> Turn:
+        """Store a new question (in a new chat when ``chat_id`` is None) and return its turn."""
+        chat = self._chat_with(chat_id, choice)
+        previous = self.chats.messages(chat.id)
+        stored = self.chats.add_message(chat.id, "user", question)
+        if not previous and chat.title in ("", NEW_TITLE):
+            chat = self.chats.update(chat.id, title=title_from(question))
+        return Turn(self, chat, stored, history_for_prompt(previous, self.history_turns), choice)
+
+    def resume(self, chat_id: str, question_id: str, choice: TurnChoice) -> Turn | None:
+        """The turn of a stored question that has no answer yet, or None if it has one now."""
+        chat = self._chat_with(chat_id, choice)
+        messages = self.chats.messages(chat.id)
+        pending = pending_question(messages)
+        if pending is None or pending.id != question_id:
+            return None
+        history = history_for_prompt(messages[:-1], self.history_turns)
+        return Turn(self, chat, pending, history, choice)
+
+    def discard_failed(self, chat_id: str, answer_id: str) -> Message | None:
+        """Remove a failed last answer so its question can be asked again; that question."""
+        messages = self.chats.messages(chat_id)
+        failed = failed_answer(messages)
+        if failed is None or failed.id != answer_id:
+            return None
+        self.chats.delete_message(failed.id)
+        return pending_question(messages[:-1])
+
+    def _chat_with(self, chat_id: str | None, choice: TurnChoice) -> Chat:
+        """The chat with this turn's settings saved on it (so a reload shows what answered)."""
+        if chat_id is not None:
+            try:
+                return self.chats.update(chat_id, **choice.model_dump())
+            except NotFoundError:  # deleted from another session meanwhile: start a new one
+                pass
+        return self.start_chat(choice)

@@ -1,0 +1,205 @@
+"""The chat turn as a service (rag.chat), driven as the page and the CLI drive it, without Streamlit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from providers import (
+    ChatMessage,
+    Completion,
+    Fragment,
+    GenerationParams,
+    ModelInfo,
+    ProviderStatus,
+    StreamInterruptedError,
+    Usage,
+)
+from providers.offline import MODEL_ID, OfflineProvider
+from rag.chat import CRASHED, INTERNAL, STOPPED, ChatService, TurnChoice, pending_question
+from rag.library import Library
+
+LEASE = (
+    "Договор аренды нежилого помещения. Срок аренды составляет 11 месяцев с момента подписания. "
+    "Арендная плата составляет 45 000 рублей в месяц."
+)
+OFFLINE = TurnChoice(provider="offline", model=MODEL_ID)
+
+
+class ScriptedModel:
+    """A stand-in for a remote LLM: streams given deltas, may break, may wait between deltas."""
+
+    name = "scripted"
+    label = "Scripted"
+
+    def __init__(self, deltas: list[str], break_after: int | None = None) -> None:
+        self.deltas = deltas
+        self.break_after = break_after
+        self.gate: threading.Event | None = None
+        self.prompts: list[list[ChatMessage]] = []
+
+    def status(self) -> ProviderStatus:
+        return ProviderStatus(True)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo("s-1", "S")]
+
+    def resolve_model(self, model: str) -> tuple[str, str]:
+        return model, ""
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str,
+        params: GenerationParams,
+        fragments: Sequence[Fragment] = (),
+    ) -> Completion:
+        self.prompts.append(list(messages))
+
+        def run() -> Iterator[str | Usage]:
+            text = ""
+            for i, delta in enumerate(self.deltas):
+                if self.break_after is not None and i == self.break_after:
+                    raise StreamInterruptedError("Ответ оборвался.", provider=self.name, partial=text)
+                text += delta
+                yield delta
+            yield Usage(prompt_tokens=10, completion_tokens=len(self.deltas))
+
+        return Completion(run())
+
+
+class Clock:
+    """A clock the test moves: checkpoints happen when it says a second has passed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lease_library(library: Library) -> Library:
+    assert library.ingest("dogovor.txt", LEASE.encode()).status == "indexed"
+    return library
+
+
+def service_for(lib: Library, clock: Clock | None = None, **providers: object) -> ChatService:
+    all_providers = {"offline": OfflineProvider(), **providers}
+    return ChatService(lib.chats, lib.retriever, all_providers, clock=clock or Clock())  # type: ignore[arg-type]
+
+
+def test_a_turn_stores_question_title_settings_answer_and_sources(lease_library: Library) -> None:
+    service = service_for(lease_library)
+    turn = service.ask(None, "Какой срок аренды?", OFFLINE)
+    chat = lease_library.chats.get(turn.chat.id)
+    assert chat.title == "Какой срок аренды?" and chat.provider == "offline" and chat.model == MODEL_ID
+    # The question is stored before anything else happens.
+    assert [m.role for m in lease_library.chats.messages(chat.id)] == ["user"]
+    text = turn.run()
+    assert "11 месяцев" in text and turn.error is None
+    stored = lease_library.chats.messages(chat.id)
+    assert [(m.role, m.error) for m in stored] == [("user", None), ("assistant", None)]
+    assert stored[1].content == text
+    assert stored[1].sources == turn.sources and stored[1].sources[0].filename == "dogovor.txt"
+    assert stored[1].completion_tokens and stored[1].latency_ms is not None
+
+
+def test_the_draft_is_stored_before_the_first_token_and_checkpointed(lease_library: Library) -> None:
+    clock = Clock()
+    model = ScriptedModel(["Срок ", "аренды ", "11 месяцев ", "[1]."])
+    service = service_for(lease_library, clock, scripted=model)
+    turn = service.ask(None, "Какой срок?", TurnChoice(provider="scripted", model="s-1"))
+    turn.prepare()
+    draft = lease_library.chats.messages(turn.chat.id)[-1]
+    assert draft.role == "assistant" and draft.content == "" and draft.error == CRASHED
+    assert draft.sources  # the sources are there before any text
+    deltas = turn.deltas()
+    next(deltas)
+    clock.now = 1.5  # a second later the text so far is saved
+    next(deltas)
+    assert lease_library.chats.messages(turn.chat.id)[-1].content == "Срок аренды "
+    list(deltas)
+    final = lease_library.chats.messages(turn.chat.id)[-1]
+    assert final.content == "Срок аренды 11 месяцев [1]." and final.error is None
+
+
+def test_a_stopped_turn_keeps_the_partial_answer(lease_library: Library) -> None:
+    model = ScriptedModel(["Срок ", "аренды ", "11 месяцев."])
+    service = service_for(lease_library, scripted=model)
+    turn = service.ask(None, "Какой срок?", TurnChoice(provider="scripted", model="s-1"))
+    turn.prepare()
+    deltas = turn.deltas()
+    next(deltas)
+    turn.stop()  # the page's run was stopped by a click
+    deltas.close()
+    last = lease_library.chats.messages(turn.chat.id)[-1]
+    assert (last.content, last.error) == ("Срок ", STOPPED)
+    assert turn.finished
+
+
+def test_a_turn_cut_before_its_draft_leaves_the_question_pending(lease_library: Library) -> None:
+    service = service_for(lease_library)
+    turn = service.ask(None, "Какой срок аренды?", OFFLINE)
+    turn.stop()  # cut before prepare(): nothing is stored for the answer
+    messages = lease_library.chats.messages(turn.chat.id)
+    assert pending_question(messages) == turn.question
+    again = service.resume(turn.chat.id, turn.question.id, OFFLINE)
+    assert again is not None and "11 месяцев" in again.run()
+    assert [m.role for m in lease_library.chats.messages(turn.chat.id)] == ["user", "assistant"]
+    assert service.resume(turn.chat.id, turn.question.id, OFFLINE) is None  # answered now
+
+
+def test_a_broken_stream_is_stored_with_its_reason(lease_library: Library) -> None:
+    model = ScriptedModel(["Срок ", "аренды ", "11 месяцев."], break_after=2)
+    service = service_for(lease_library, scripted=model)
+    turn = service.ask(None, "Какой срок?", TurnChoice(provider="scripted", model="s-1"))
+    assert turn.run() == "Срок аренды "
+    last = lease_library.chats.messages(turn.chat.id)[-1]
+    assert (last.content, last.error) == ("Срок аренды ", "Ответ оборвался.")
+
+
+def test_an_unknown_provider_or_internal_error_is_an_answer_not_a_crash(lease_library: Library) -> None:
+    service = service_for(lease_library)
+    turn = service.ask(None, "Какой срок?", TurnChoice(provider="нет-такого", model="x"))
+    turn.run()
+    assert turn.error and "нет-такого" in turn.error
+    service.retriever = None  # type: ignore[assignment]
+    broken = service.ask(turn.chat.id, "Какой срок?", OFFLINE)
+    broken.run()
+    assert broken.error == INTERNAL
+    roles = [(m.role, bool(m.error)) for m in lease_library.chats.messages(turn.chat.id)]
+    assert roles == [("user", False), ("assistant", True)] * 2
+
+
+def test_retry_after_switching_provider_saves_the_new_one_on_the_chat(lease_library: Library) -> None:
+    model = ScriptedModel(["x"], break_after=0)
+    service = service_for(lease_library, scripted=model)
+    scripted = TurnChoice(provider="scripted", model="s-1")
+    turn = service.ask(None, "Какой срок аренды?", scripted)
+    turn.run()
+    failed = lease_library.chats.messages(turn.chat.id)[-1]
+    question = service.discard_failed(turn.chat.id, failed.id)
+    assert question == turn.question
+    again = service.resume(turn.chat.id, question.id, OFFLINE)
+    assert again is not None and "11 месяцев" in again.run()
+    chat = lease_library.chats.get(turn.chat.id)
+    assert (chat.provider, chat.model) == ("offline", MODEL_ID)
+    assert [m.provider for m in lease_library.chats.messages(chat.id)] == [None, "offline"]
+
+
+def test_history_goes_to_the_model_and_short_follow_ups_retrieve_with_it(lease_library: Library) -> None:
+    model = ScriptedModel(["Ответ [1]."])
+    service = service_for(lease_library, scripted=model)
+    choice = TurnChoice(provider="scripted", model="s-1")
+    first = service.ask(None, "Какой срок аренды помещения?", choice)
+    first.run()
+    follow = service.ask(first.chat.id, "А плата?", choice)
+    follow.run()
+    sent = model.prompts[-1]
+    assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[1].content == "Какой срок аренды помещения?"
+    assert "45 000" in sent[0].content  # the fragment found with the widened query
+    assert lease_library.chats.get(first.chat.id).title == "Какой срок аренды помещения?"
