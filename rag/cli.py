@@ -6,16 +6,18 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from providers import PROVIDER_NAMES, GenerationParams, ProviderError, build_providers
-from rag.eval import evaluate
-from rag.extract import SUPPORTED_EXTENSIONS
+from providers import PROVIDER_NAMES, ProviderError, build_providers
+from rag.chat import ChatService, TurnChoice
+from rag.eval import evaluate, evaluate_corpus, format_corpus_report
+from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.library import Library, open_library, too_large_message
 from rag.pipeline import answer
 from rag.retrieve import METHODS
 from settings import Settings
+from storage import NotFoundError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -64,7 +66,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    """Answer a question from the index."""
+    """Answer a question from the index; with ``--chat`` the exchange is stored in that chat."""
     settings = _settings(args)
     lib = open_library(settings)
     providers = build_providers(settings)
@@ -73,47 +75,89 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not status.available:
         print(f"{provider.label}: {status.reason}", file=sys.stderr)
         return 2
-    model = args.model or provider.models()[0].id
-    params = GenerationParams(temperature=args.temperature, max_tokens=args.max_tokens)
-    try:
-        prepared = answer(lib, provider, args.question, model, params, top_k=args.top_k)
-        if args.json:
-            text = "".join(prepared.completion)
-        else:
-            for delta in prepared.completion:
-                print(delta, end="", flush=True)
-            text = prepared.completion.text
-    except ProviderError as exc:
-        print(exc.user_message, file=sys.stderr)
-        return 1
+    choice = TurnChoice(
+        provider=provider.name,
+        model=args.model or provider.models()[0].id,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+    )
+    chat_id: str | None = None
+    if args.chat:
+        service = ChatService(
+            lib.chats, lib.retriever, providers, top_k=args.top_k, history_turns=settings.history_turns
+        )
+        if args.chat != "new":
+            try:
+                lib.chats.get(args.chat)
+            except NotFoundError:
+                print(f"Чат {args.chat} не найден: укажите id из списка чатов или new.", file=sys.stderr)
+                return 2
+        turn = service.ask(None if args.chat == "new" else args.chat, args.question, choice)
+        chat_id = turn.chat.id
+        turn.prepare()
+        text, error = _print_stream(turn.deltas(), quiet=args.json), turn.error
+        sources = turn.sources
+    else:
+        prepared = answer(
+            lib.retriever, provider, args.question, choice.model, choice.params(), top_k=args.top_k
+        )
+        sources = prepared.sources
+        try:
+            text, error = _print_stream(prepared.completion, quiet=args.json), None
+        except ProviderError as exc:
+            text, error = prepared.completion.text, exc.user_message
+    if error:
+        print(error, file=sys.stderr)
     if args.json:
-        out = {
+        out: dict[str, object] = {
             "answer": text,
             "provider": provider.name,
-            "model": model,
-            "sources": [
-                {
-                    "file": h.filename,
-                    "page": h.page,
-                    "text": h.text,
-                    "score": round(h.score, 4),
-                }
-                for h in prepared.hits
-            ],
+            "model": choice.model,
+            "sources": [s.model_dump(mode="json") for s in sources],
         }
+        if chat_id is not None:
+            out["chat_id"] = chat_id
         print(json.dumps(out, ensure_ascii=False))
     else:
         print("\n\nИсточники:")
-        for i, h in enumerate(prepared.hits, start=1):
-            page = f", стр. {h.page}" if h.page else ""
-            page += ", OCR" if h.ocr else ""
-            print(f"[{i}] {h.filename}{page} (score {h.score:.3f})")
-    return 0
+        for src in sources:
+            page = f", стр. {src.page}" if src.page else ""
+            page += ", OCR" if src.ocr else ""
+            print(f"[{src.n}] {src.filename}{page} (score {src.score:.3f})")
+        if chat_id is not None:
+            print(f"Чат: {chat_id}")
+    return 1 if error else 0
+
+
+def _print_stream(deltas: Iterable[str], quiet: bool) -> str:
+    """Print the deltas as they arrive (unless ``quiet``); the whole text."""
+    parts = []
+    for delta in deltas:
+        parts.append(delta)
+        if not quiet:
+            print(delta, end="", flush=True)
+    return "".join(parts)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Retrieval quality on a SQuAD-format dataset."""
+    """Retrieval quality on a SQuAD-format dataset, or on a document folder with its questions."""
     methods = (args.method,) if args.method else METHODS
+    if args.corpus:
+        corpus, questions = Path(args.corpus), Path(args.questions or "")
+        if not args.questions:
+            print("--corpus требует --questions FILE.", file=sys.stderr)
+            return 2
+        if not corpus.is_dir() or not questions.is_file():
+            print(f"Нет папки {corpus} или файла {questions}.", file=sys.stderr)
+            return 2
+        report = evaluate_corpus(
+            corpus, questions, Settings(), methods=methods, progress=lambda s: print(s, file=sys.stderr)
+        )
+        print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_corpus_report(report))
+        return 0
+    if args.questions:
+        print("--questions идёт только вместе с --corpus.", file=sys.stderr)
+        return 2
     result = evaluate(
         Path(args.dataset),
         level=args.level,
@@ -173,11 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-tokens", type=int, default=1024)
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--json", action="store_true")
+    ask.add_argument("--chat", metavar="ID|new", help="store the exchange in this chat (new: a new chat)")
     ask.set_defaults(func=cmd_ask)
 
-    ev = sub.add_parser("eval", help="retrieval evaluation on a SQuAD-format file")
-    ev.add_argument("--dataset", required=True)
-    ev.add_argument("--level", choices=("paragraph", "chunk"), default="chunk")
+    ev = sub.add_parser(
+        "eval", help="retrieval evaluation on a SQuAD-format file or on a document folder with questions"
+    )
+    mode = ev.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dataset", help="SQuAD v1.1 JSON (XQuAD): each paragraph indexed as a document")
+    mode.add_argument("--corpus", metavar="DIR", help="folder of documents, every file ingested as uploaded")
+    ev.add_argument("--questions", metavar="FILE", help="questions about --corpus (ru-docs-dev schema)")
+    ev.add_argument("--level", choices=("paragraph", "chunk"), default="chunk", help="--dataset only")
     ev.add_argument("--method", choices=METHODS)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)

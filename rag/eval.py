@@ -1,25 +1,37 @@
-"""Retrieval evaluation on SQuAD-format data (XQuAD): recall@1, recall@5, MRR@10, query time.
+"""Evaluation through the app's real pipeline (chunker, FTS5 keyword index, Chroma vectors).
 
-Each paragraph is indexed as its own document through the app's real pipeline (chunker,
-FTS5 keyword index, Chroma vectors). At paragraph level a hit is any chunk of the right
-paragraph; at chunk level it must also contain the answer text.
+Two modes share it:
+
+- SQuAD-format data (XQuAD), ``evaluate``: each paragraph is indexed as its own document; at
+  paragraph level a hit is any chunk of the right paragraph, at chunk level it must also contain
+  the answer text. Recall@1, recall@5, MRR@10, query time.
+- A folder of real documents with a questions file (``../shared/eval/ru-docs-dev/``),
+  ``evaluate_corpus``: every file is ingested as a user would upload it (all formats, OCR), every
+  question goes through each retrieval method and through the offline extractive answer; the
+  figures are reported per question kind and overall.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from providers.base import GenerationParams
+from providers.offline import MODEL_ID as OFFLINE_MODEL
+from providers.offline import NO_FRAGMENTS, NOTHING_FOUND, OfflineProvider
 from rag.embedding import Embedder
 from rag.library import Library, open_library
+from rag.pipeline import answer
 from rag.retrieve import METHODS, Method
 from settings import Settings
+from storage import Source
 
 Level = Literal["paragraph", "chunk"]
 
@@ -135,3 +147,284 @@ def _score(
         "mrr@10": round(rr / n, 4),
         "query_ms": round(1000 * statistics.fmean(times), 2) if times else 0.0,
     }
+
+
+# -- a folder of real documents with a questions file ---------------------------------------
+
+# Retrieval depth for R@k and MRR@10; the offline answer uses the app's own top_k instead.
+CORPUS_K = 10
+# The offline answer is scored on the method the app uses.
+ANSWER_METHOD: Method = "hybrid"
+
+
+@dataclass(frozen=True)
+class CorpusQuestion:
+    """A question about a document folder; ``answer`` is None when no document answers it."""
+
+    id: str
+    text: str
+    kind: str
+    lang: str
+    source: str | None
+    page: int | None
+    answer: str | None
+
+    @property
+    def answerable(self) -> bool:
+        """Whether some document holds the answer."""
+        return self.answer is not None and self.source is not None
+
+
+@dataclass
+class _Outcome:
+    """What happened to one question: ranks per method, query times, the offline answer."""
+
+    question: CorpusQuestion
+    rank: dict[str, int | None]  # first hit among the top CORPUS_K, 1-based
+    file_rank: dict[str, int | None]  # first fragment of the right file
+    seconds: dict[str, float]
+    fact: bool | None  # None for unanswerable questions
+    abstained: bool
+
+
+def norm_answer(text: str) -> str:
+    """Lowercase, ё as е, whitespace collapsed: how answers and fragments are compared."""
+    return " ".join(text.lower().replace("ё", "е").split())
+
+
+def load_questions(path: Path) -> list[CorpusQuestion]:
+    """Questions from a JSON list in the ru-docs-dev schema (id, question, kind, source, page, answer)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: ожидается JSON-список вопросов")
+    out: list[CorpusQuestion] = []
+    for i, item in enumerate(data):
+        try:
+            page = item.get("page")
+            out.append(
+                CorpusQuestion(
+                    id=str(item.get("id") or f"q{i + 1}"),
+                    text=str(item["question"]),
+                    kind=str(item.get("kind") or "unknown"),
+                    lang=str(item.get("lang") or ""),
+                    source=item.get("source") or None,
+                    page=int(page) if page is not None else None,
+                    answer=item.get("answer") or None,
+                )
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: вопрос №{i + 1} не по схеме ({exc})") from exc
+    return out
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    """Every file of the folder (subfolders included, hidden files skipped), in name order."""
+    return sorted(
+        p
+        for p in corpus.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(corpus).parts)
+    )
+
+
+def evaluate_corpus(
+    corpus: Path,
+    questions: Path,
+    settings: Settings,
+    methods: tuple[Method, ...] = METHODS,
+    embedder: Embedder | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Ingest a document folder in a temporary library; score retrieval and the offline answer."""
+    say = progress or (lambda _text: None)
+    qs = load_questions(questions)
+    files = corpus_files(corpus)
+    names = {f.name for f in files}
+    # A questions file that does not match the folder would score zero everywhere: refuse early.
+    unknown = sorted({q.source for q in qs if q.source and q.source not in names})
+    if unknown:
+        raise ValueError(f"в папке {corpus} нет файлов, на которые ссылаются вопросы: {', '.join(unknown)}")
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        cfg = settings.model_copy(update={"data_dir": Path(tmp), "database_url": None})
+        lib = open_library(cfg, embedder=embedder, recover=False)
+        try:
+            chunks, failed = _ingest_corpus(lib, files, say)
+            outcomes = _ask_all(lib, qs, methods, cfg.top_k, say)
+            model = lib.embedding_model
+        finally:
+            lib.engine.dispose()
+    kinds = list(dict.fromkeys(q.kind for q in qs))  # in the file's order
+    return {
+        "corpus": str(corpus),
+        "questions_file": str(questions),
+        "documents": len(files),
+        "indexed": len(files) - len(failed),
+        "failed": failed,
+        "chunks": chunks,
+        "embedding_model": model,
+        "k": CORPUS_K,
+        "methods": list(methods),
+        "answer_method": ANSWER_METHOD,
+        "answer_top_k": cfg.top_k,
+        "questions": len(qs),
+        "overall": _aggregate(outcomes, methods),
+        "kinds": {
+            kind: _aggregate([o for o in outcomes if o.question.kind == kind], methods) for kind in kinds
+        },
+        "per_question": [_outcome_json(o, methods) for o in outcomes],
+    }
+
+
+def _ingest_corpus(
+    lib: Library, files: list[Path], say: Callable[[str], None]
+) -> tuple[int, list[dict[str, str]]]:
+    chunks = 0
+    failed: list[dict[str, str]] = []
+    for i, path in enumerate(files, start=1):
+        say(f"индексация {i}/{len(files)}: {path.name}")
+        res = lib.ingest(path.name, path.read_bytes())
+        if res.status == "indexed" and res.document is not None:
+            chunks += res.document.chunk_count
+        else:
+            # Kept going: the questions on the other files still tell something, and the
+            # failure is reported next to the figures it lowers.
+            failed.append({"file": path.name, "status": res.status, "message": res.message or ""})
+            say(f"не проиндексирован: {path.name}: {res.message}")
+    return chunks, failed
+
+
+def _ask_all(
+    lib: Library,
+    questions: list[CorpusQuestion],
+    methods: tuple[Method, ...],
+    top_k: int,
+    say: Callable[[str], None],
+) -> list[_Outcome]:
+    provider = OfflineProvider()
+    params = GenerationParams()
+    outcomes: list[_Outcome] = []
+    for i, q in enumerate(questions, start=1):
+        if i % 20 == 0 or i == len(questions):
+            say(f"вопросы: {i}/{len(questions)}")
+        rank: dict[str, int | None] = {}
+        file_rank: dict[str, int | None] = {}
+        seconds: dict[str, float] = {}
+        for method in methods:
+            t0 = time.perf_counter()
+            hits = lib.retriever.search(q.text, k=CORPUS_K, method=method)
+            seconds[method] = time.perf_counter() - t0
+            rank[method] = first_hit(hits, q, need_answer=True)
+            file_rank[method] = first_hit(hits, q, need_answer=False)
+        prepared = answer(lib.retriever, provider, q.text, OFFLINE_MODEL, params, top_k=top_k)
+        for _ in prepared.completion:  # the text accumulates in completion.text
+            pass
+        text = prepared.completion.text
+        abstained = text.strip() in (NOTHING_FOUND, NO_FRAGMENTS)
+        fact = norm_answer(q.answer) in norm_answer(text) if q.answerable and q.answer else None
+        outcomes.append(_Outcome(q, rank, file_rank, seconds, fact, abstained))
+    return outcomes
+
+
+def first_hit(hits: list[Source], q: CorpusQuestion, need_answer: bool) -> int | None:
+    """1-based rank of the first fragment of the question's file (need_answer: page and answer too)."""
+    if not q.answerable or q.answer is None:
+        return None
+    want = norm_answer(q.answer)
+    for pos, hit in enumerate(hits, start=1):
+        if hit.filename != q.source:
+            continue
+        if need_answer and ((q.page is not None and hit.page != q.page) or want not in norm_answer(hit.text)):
+            continue
+        return pos
+    return None
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _p95(values: list[float]) -> float:
+    # Nearest-rank percentile: always one of the measured times, never interpolated.
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _aggregate(outcomes: list[_Outcome], methods: tuple[Method, ...]) -> dict[str, Any]:
+    answerable = [o for o in outcomes if o.question.answerable]
+    unanswerable = [o for o in outcomes if not o.question.answerable]
+    n = len(answerable)
+    per_method: dict[str, dict[str, float | None]] = {}
+    for method in methods:
+        ranks = [o.rank[method] for o in answerable]
+        times = [1000 * o.seconds[method] for o in outcomes]
+        per_method[method] = {
+            "recall@1": _rate(sum(r == 1 for r in ranks), n),
+            "recall@5": _rate(sum(r is not None and r <= 5 for r in ranks), n),
+            "mrr@10": round(sum(1.0 / r for r in ranks if r is not None) / n, 4) if n else None,
+            "file@5": _rate(sum((r := o.file_rank[method]) is not None and r <= 5 for o in answerable), n),
+            "query_ms": round(statistics.fmean(times), 2) if times else None,
+            "query_ms_p95": round(_p95(times), 2) if times else None,
+        }
+    return {
+        "questions": len(outcomes),
+        "answerable": n,
+        "unanswerable": len(unanswerable),
+        "retrieval": per_method,
+        "answer": {
+            "fact_rate": _rate(sum(bool(o.fact) for o in answerable), n),
+            "false_abstention_rate": _rate(sum(o.abstained for o in answerable), n),
+            "abstention_rate": _rate(sum(o.abstained for o in unanswerable), len(unanswerable)),
+        },
+    }
+
+
+def _outcome_json(o: _Outcome, methods: tuple[Method, ...]) -> dict[str, Any]:
+    return {
+        "id": o.question.id,
+        "kind": o.question.kind,
+        "lang": o.question.lang,
+        "answerable": o.question.answerable,
+        "rank": {m: o.rank[m] for m in methods},
+        "file_rank": {m: o.file_rank[m] for m in methods},
+        "query_ms": {m: round(1000 * o.seconds[m], 2) for m in methods},
+        "fact": o.fact,
+        "abstained": o.abstained,
+    }
+
+
+def format_corpus_report(result: dict[str, Any]) -> str:
+    """The result of ``evaluate_corpus`` as plain-text tables: retrieval per method, then answers."""
+
+    def num(value: float | None, width: int, digits: int = 3) -> str:
+        return f"{'—':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+    groups: list[tuple[str, dict[str, Any]]] = [*result["kinds"].items(), ("overall", result["overall"])]
+    lines = [
+        f"{result['corpus']}: {result['indexed']}/{result['documents']} documents indexed, "
+        f"{result['chunks']} chunks, {result['questions']} questions, embedder {result['embedding_model']}"
+    ]
+    lines += [f"  not indexed: {f['file']} ({f['status']}): {f['message']}" for f in result["failed"]]
+    for method in result["methods"]:
+        lines += ["", f"retrieval: {method} (k={result['k']}; R@k and MRR over answerable questions)"]
+        lines.append(
+            f"{'kind':<14}{'n':>4}{'R@1':>8}{'R@5':>8}{'MRR@10':>8}{'file@5':>8}{'ms':>8}{'p95 ms':>8}"
+        )
+        for kind, g in groups:
+            m = g["retrieval"][method]
+            lines.append(
+                f"{kind:<14}{g['answerable']:>4}{num(m['recall@1'], 8)}{num(m['recall@5'], 8)}"
+                f"{num(m['mrr@10'], 8)}{num(m['file@5'], 8)}{num(m['query_ms'], 8, 1)}"
+                f"{num(m['query_ms_p95'], 8, 1)}"
+            )
+    lines += [
+        "",
+        f"offline answer ({result['answer_method']}, top {result['answer_top_k']}): facts and false "
+        "abstentions over answerable, abstentions over unanswerable",
+        f"{'kind':<14}{'n':>4}{'facts':>8}{'f.abst':>8}{'unans':>6}{'abst':>8}",
+    ]
+    for kind, g in groups:
+        a = g["answer"]
+        lines.append(
+            f"{kind:<14}{g['answerable']:>4}{num(a['fact_rate'], 8)}{num(a['false_abstention_rate'], 8)}"
+            f"{g['unanswerable']:>6}{num(a['abstention_rate'], 8)}"
+        )
+    return "\n".join(lines)
