@@ -9,7 +9,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -188,22 +189,30 @@ class GatedEmbedder(HashEmbedder):
         return super().embed_documents(texts)
 
 
+@contextmanager
+def indexing_held(lib: Library, emb: GatedEmbedder, results: list[IngestResult]) -> Iterator[Document]:
+    """Upload LEASE in a thread and hold it mid-way (rows written, embedding gated); the document."""
+    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
+    worker.start()
+    try:
+        assert emb.entered.wait(30)
+        (doc,) = lib.docs.list_all()
+        yield doc
+    finally:
+        emb.gate.set()
+        worker.join(30)
+
+
 def test_uploading_a_file_that_is_being_indexed_is_a_duplicate(
     make_library: Callable[..., Library],
 ) -> None:
     emb = GatedEmbedder()
     lib = make_library(embedder_=emb)
     results: list[IngestResult] = []
-    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
-    worker.start()
-    try:
-        assert emb.entered.wait(30)
+    with indexing_held(lib, emb, results):
         second = lib.ingest("dogovor (1).txt", LEASE.encode())
         assert second.status == "duplicate"
         assert "индексируется" in second.message
-    finally:
-        emb.gate.set()
-        worker.join(30)
     assert [r.status for r in results] == ["indexed"]
     assert lib.docs.totals()["documents"] == 1
     assert lib.check().ok
@@ -467,20 +476,13 @@ def test_check_during_an_upload_leaves_the_upload_alone(make_library: Callable[.
     emb = GatedEmbedder()
     lib = make_library(embedder_=emb)
     results: list[IngestResult] = []
-    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
-    worker.start()
-    try:
-        assert emb.entered.wait(30)
-        (doc,) = lib.docs.list_all()
+    with indexing_held(lib, emb, results) as doc:
         assert doc.status == DocumentStatus.INDEXING and lib.is_busy(doc.id)
         report = lib.check()
         assert report.ok, report.findings()  # not «Индексация не завершена (прервана)»
         lib.check(repair=True)
         assert lib.docs.get(doc.id).status == DocumentStatus.INDEXING  # «Исправить» did not fail it
         assert lib.recover() == []
-    finally:
-        emb.gate.set()
-        worker.join(30)
     assert [r.status for r in results] == ["indexed"]
     assert lib.docs.get(doc.id).status == DocumentStatus.READY
     assert lib.check().ok
@@ -490,16 +492,8 @@ def test_deleting_a_file_that_is_being_indexed_is_refused(make_library: Callable
     emb = GatedEmbedder()
     lib = make_library(embedder_=emb)
     results: list[IngestResult] = []
-    worker = threading.Thread(target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode())))
-    worker.start()
-    try:
-        assert emb.entered.wait(30)
-        (doc,) = lib.docs.list_all()
-        with pytest.raises(DocumentBusy, match="индексируется"):
-            lib.delete(doc.id)
-    finally:
-        emb.gate.set()
-        worker.join(30)
+    with indexing_held(lib, emb, results) as doc, pytest.raises(DocumentBusy, match="индексируется"):
+        lib.delete(doc.id)
     # The upload finished normally instead of ending in «внутренняя ошибка».
     assert [r.status for r in results] == ["indexed"]
     lib.delete(doc.id)
