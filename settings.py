@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
+DEFAULT_CROSSLINGUAL_MODEL = "use-multilingual-v3"
 
 
 class Settings(BaseSettings):
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), alias="RAG_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, alias="RAG_EMBEDDING_MODEL")
+    # A second dense channel for questions in another language than the document ("" turns it off).
+    crosslingual_model: str = Field(default=DEFAULT_CROSSLINGUAL_MODEL, alias="RAG_CROSSLINGUAL_MODEL")
     chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")
     chunk_overlap_sentences: int = Field(default=1, ge=0, le=5, alias="RAG_CHUNK_OVERLAP")
     max_file_mb: float = Field(default=50.0, gt=0, alias="RAG_MAX_FILE_MB")
@@ -62,6 +65,9 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, le=600, alias="RAG_LLM_TIMEOUT_S")
     llm_max_retries: int = Field(default=2, ge=0, le=10, alias="RAG_LLM_MAX_RETRIES")
     llm_retry_max_wait_s: float = Field(default=20.0, ge=0, le=600, alias="RAG_LLM_RETRY_MAX_WAIT_S")
+    # Ask the chat's remote model to make a follow-up standalone and add an English/Russian
+    # query before retrieval (rag.rewrite); the offline provider never does.
+    rewrite: bool = Field(default=True, alias="RAG_REWRITE")
 
     @classmethod
     def settings_customise_sources(

@@ -103,7 +103,7 @@ else:
 # -- embeddings and consistency -------------------------------------------------------------
 st.subheader("Индекс")
 stale = library.stale_documents()
-st.write(f"Модель эмбеддингов: **{library.embedding_model}**")
+st.write(f"Модели эмбеддингов: **{literal(library.embedding_signature)}**")
 if stale:
     st.warning(
         f"{len(stale)} док. проиндексированы другой моделью эмбеддингов: "

@@ -144,7 +144,7 @@ def measure(
     Methods and parts take turns query by query (in a rotating order), so a burst of load from
     another process on the machine hits them all alike instead of one method's whole series.
     """
-    retriever = Retriever(repo, vectors, lambda: embedder)
+    retriever = Retriever(repo, vectors, lambda: [embedder])
     out: dict[str, Any] = {"chunks": repo.totals()["chunks"], "vectors": vectors.count(E5_SMALL)}
     warm, timed_queries = queries[:WARMUP], queries[WARMUP:]
     for q in warm:

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from language import stem_string
 from rag import DocumentBusy, IngestError
 from rag.chunking import chunk_pages
-from rag.embedding import Embedder, canonical_name, load_embedder
+from rag.embedding import Embedder, Vectors, canonical_name, load_embedder
 from rag.index import VectorIndex, open_chroma
 from rag.ingest import Options, extract
 from rag.retrieve import Retriever
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 EMBED_BATCH = 32
+# Joins the names of a document's embedding models (e5, then the cross-lingual one).
+MODEL_SEPARATOR = "+"
 INTERRUPTED = "Индексация была прервана (приложение остановлено). Переиндексируйте файл или удалите его."
 
 
@@ -116,28 +119,64 @@ class Library:
         self.chats = ChatRepo(engine)
         self.vectors = vectors
         self._embedder = embedder
+        self._crosslingual: Embedder | None = None
         self._embedder_lock = threading.Lock()
         # Documents this process is writing (indexing, re-embedding): the consistency check
         # and start-up recovery must not take their half-written state for a crash.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
-        self.retriever = Retriever(self.docs, self.vectors, self.embedder)
+        self.retriever = Retriever(self.docs, self.vectors, self.embedders)
 
     # -- embedder -------------------------------------------------------------------------
 
     @property
-    def embedding_model(self) -> str:
-        """Name of the configured embedding model."""
+    def embedding_models(self) -> list[str]:
+        """The configured models, in order: the main embedder, then the cross-lingual one if any."""
+        main = canonical_name(self.settings.embedding_model)
         if self._embedder is not None:
-            return self._embedder.name
-        return canonical_name(self.settings.embedding_model)
+            main = self._embedder.name
+        cross = canonical_name(self.settings.crosslingual_model)
+        return [main, cross] if cross and cross != main else [main]
+
+    @property
+    def embedding_model(self) -> str:
+        """Name of the main embedding model (the collection the «dense» method searches)."""
+        return self.embedding_models[0]
+
+    @property
+    def embedding_signature(self) -> str:
+        """What a document's vectors are recorded as made by: every configured model, joined by «+»."""
+        return MODEL_SEPARATOR.join(self.embedding_models)
 
     def embedder(self) -> Embedder:
-        """The embedder, loaded on first use."""
+        """The main embedder, loaded on first use."""
         with self._embedder_lock:
             if self._embedder is None:
                 self._embedder = load_embedder(self.settings.embedding_model)
             return self._embedder
+
+    def embedders(self) -> list[Embedder]:
+        """Every configured embedder (each has its own vectors), loaded on first use."""
+        main = self.embedder()
+        names = self.embedding_models
+        if len(names) == 1:
+            return [main]
+        with self._embedder_lock:
+            if self._crosslingual is None:
+                self._crosslingual = load_embedder(names[1])
+            return [main, self._crosslingual]
+
+    def _embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> dict[str, Vectors]:
+        """Vectors of the texts under every configured model, in batches (``progress(done)``)."""
+        embedders = self.embedders()
+        parts: dict[str, list[Vectors]] = {e.name: [] for e in embedders}
+        for i in range(0, len(texts), EMBED_BATCH):
+            batch = texts[i : i + EMBED_BATCH]
+            for emb in embedders:
+                parts[emb.name].append(emb.embed_documents(batch))
+            if progress is not None:
+                progress(min(i + EMBED_BATCH, len(texts)))
+        return {name: np.concatenate(p) if p else np.zeros((0, 0), np.float32) for name, p in parts.items()}
 
     # -- work in progress -----------------------------------------------------------------
 
@@ -232,19 +271,16 @@ class Library:
                 )
                 for i, d in enumerate(drafts)
             ]
-            emb = self.embedder()
-            vectors = []
-            for i in range(0, len(chunks), EMBED_BATCH):
-                batch = chunks[i : i + EMBED_BATCH]
-                vectors.append(emb.embed_documents([c.text for c in batch]))
-                done = min(i + EMBED_BATCH, len(chunks))
-                progress(0.6 + 0.38 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}")
-            import numpy as np
-
-            matrix = np.concatenate(vectors)
+            vectors = self._embed(
+                [c.text for c in chunks],
+                lambda done: progress(
+                    0.6 + 0.38 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}"
+                ),
+            )
             # Order matters for crash safety: rows and vectors first, READY last.
             self.docs.store_chunks(doc_id, chunks, [stem_string(c.text) for c in chunks])
-            self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc_id)
+            for model, matrix in vectors.items():
+                self.vectors.add(model, [c.id for c in chunks], matrix, doc_id)
             doc = self.docs.update(
                 doc_id,
                 status=DocumentStatus.READY,
@@ -253,7 +289,7 @@ class Library:
                 encoding=extracted.encoding,
                 pages=extracted.page_count,
                 chunk_count=len(chunks),
-                embedding_model=emb.name,
+                embedding_model=self.embedding_signature,
                 indexed_at=utcnow(),
                 warnings="; ".join(extracted.warnings) or None,
             )
@@ -332,21 +368,21 @@ class Library:
 
     def stale_documents(self) -> list[Document]:
         """Ready documents embedded with another model than the configured one."""
-        model = self.embedding_model
+        model = self.embedding_signature
         return [d for d in self.docs.with_status(DocumentStatus.READY) if d.embedding_model != model]
 
     def reembed(self, progress: Progress | None = None) -> int:
         """Re-embed every ready document made with another model; return how many."""
         progress = progress or _no_progress
         stale = self.stale_documents()
-        emb = self.embedder()
         for n, doc in enumerate(stale, start=1):
             with self._working_on(doc.id):
                 chunks = self.docs.chunks(doc.id)
-                matrix = emb.embed_documents([c.text for c in chunks])
+                vectors = self._embed([c.text for c in chunks])
                 self.vectors.delete_document(doc.id)
-                self.vectors.add(emb.name, [c.id for c in chunks], matrix, doc.id)
-                self.docs.update(doc.id, embedding_model=emb.name)
+                for model, matrix in vectors.items():
+                    self.vectors.add(model, [c.id for c in chunks], matrix, doc.id)
+                self.docs.update(doc.id, embedding_model=self.embedding_signature)
             progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
         return len(stale)
 
@@ -374,8 +410,8 @@ class Library:
         missing_docs = []
         for d in ready:
             ids = set(by_doc.get(d.id, []))
-            have = model_ids.get(d.embedding_model or "", set())
-            if ids and not ids <= have:
+            models = (d.embedding_model or "").split(MODEL_SEPARATOR)
+            if ids and not all(ids <= model_ids.get(m, set()) for m in models):
                 missing_docs.append(d)
         report.missing_vectors = [d.filename for d in missing_docs]
         if repair:

@@ -1,8 +1,12 @@
-"""Hybrid retrieval: Snowball-stemmed FTS5 keyword search fused with dense vectors (RRF)."""
+"""Hybrid retrieval: Snowball-stemmed FTS5 keyword search fused with dense vectors.
+
+Three lists are fused by their scores (``zfuse``): keywords, multilingual-e5 (the main
+embedder) and the cross-lingual channel (USE multilingual), when configured.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from language import fts_query, has_cyrillic
@@ -13,53 +17,68 @@ from storage import DocumentRepo, Source
 Method = Literal["keyword", "dense", "hybrid"]
 METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
 
-# Reciprocal-rank-fusion constant from Cormack et al. (2009); robust without tuning.
-RRF_K = 60
+# Candidates each retriever gives the hybrid fusion.
+FUSION_POOL = 40
 
 
-def rrf(rankings: list[list[str]]) -> dict[str, float]:
-    """Reciprocal-rank fusion of ranked id lists, scaled so rank 1 everywhere scores 1.0."""
+def zfuse(lists: Sequence[Sequence[tuple[str, float]]]) -> dict[str, float]:
+    """Score fusion: each list's scores as standard scores (their positive part), summed, 0..1.
+
+    A retriever whose best matches do not stand out from the rest of its list (keywords that
+    match nothing specific, or the wrong-language passages a dense model ranks first) adds
+    little, while a clear winner of any list counts fully: rank fusion gave both equal weight,
+    so one retriever's noise cancelled another's signal (bench/README.md, development set).
+    """
     fused: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, cid in enumerate(ranking, start=1):
-            fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
-    top = len(rankings) / (RRF_K + 1) if rankings else 1.0
-    return {cid: s / top for cid, s in fused.items()}
+    for scored in lists:
+        if not scored:
+            continue
+        values = [score for _, score in scored]
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        for cid, score in scored:
+            z = (score - mean) / spread if spread > 0 else 1.0
+            fused[cid] = fused.get(cid, 0.0) + max(0.0, z)
+    top = max(fused.values(), default=0.0)
+    return {cid: s / top for cid, s in fused.items()} if top > 0 else fused
 
 
 class Retriever:
     """Searches the ready documents of a library."""
 
-    def __init__(self, repo: DocumentRepo, vectors: VectorIndex, embedder: Callable[[], Embedder]) -> None:
+    def __init__(
+        self, repo: DocumentRepo, vectors: VectorIndex, embedders: Callable[[], Sequence[Embedder]]
+    ) -> None:
         self.repo = repo
         self.vectors = vectors
-        self._embedder = embedder
+        self._embedders = embedders
 
     def keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
         """Chunk ids by stemmed BM25."""
         return self.repo.keyword_search(fts_query(query), limit)
 
     def dense(self, query: str, limit: int) -> list[tuple[str, float]]:
-        """Chunk ids by cosine similarity with the current embedding model."""
-        emb = self._embedder()
+        """Chunk ids by cosine similarity with the main embedding model."""
+        return self._dense(self._embedders()[0], query, limit)
+
+    def _dense(self, emb: Embedder, query: str, limit: int) -> list[tuple[str, float]]:
         return self.vectors.query(emb.name, emb.embed_query(query), limit)
 
     def search(self, query: str, k: int = 5, method: Method = "hybrid") -> list[Source]:
         """Top-k chunks of ready documents for a query, numbered 1..k for citation."""
         if not query.strip():
             return []
-        pool = max(k * 4, 20)
+        # Deep enough for the score statistics of the fusion to mean something.
+        pool = max(k * 4, FUSION_POOL)
         if method == "keyword":
             scored = self._normalise(self.keyword(query, pool))
         elif method == "dense":
             scored = dict(self.dense(query, pool))
-        elif has_cyrillic(query) and not self._embedder().reads_cyrillic:
-            # An English-only embedder would only drag good keyword ranks down on Russian.
-            scored = self._normalise(self.keyword(query, pool))
         else:
-            kw = [cid for cid, _ in self.keyword(query, pool)]
-            dn = [cid for cid, _ in self.dense(query, pool)]
-            scored = rrf([kw, dn])
+            # An English-only embedder would only drag good keyword ranks down on Russian.
+            usable = [e for e in self._embedders() if e.reads_cyrillic or not has_cyrillic(query)]
+            lists = [self.keyword(query, pool), *(self._dense(e, query, pool) for e in usable)]
+            scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
         rows = self.repo.chunks_by_ids([cid for cid, _ in ranked])
         hits: list[Source] = []

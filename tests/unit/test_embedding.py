@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import E5_SMALL, MINILM, E5SmallEmbedder, canonical_name, load_embedder
+from rag.embedding import E5_SMALL, MINILM, USE_M3, E5SmallEmbedder, canonical_name, load_embedder
 from rag.library import open_library
 from settings import Settings
 
@@ -65,7 +65,7 @@ def test_library_with_minilm_records_the_model(tmp_path: Path, minilm) -> None: 
     try:
         res = lib.ingest("lease.md", b"# Lease\n\nThe lease term is eleven months from signing.")
         assert res.status == "indexed" and res.document is not None
-        assert res.document.embedding_model == MINILM
+        assert res.document.embedding_model == f"{MINILM}+{USE_M3}"
         hits = lib.retriever.search("How long is the rental?", k=1, method="dense")
         assert hits and hits[0].filename == "lease.md"
     finally:
@@ -73,7 +73,10 @@ def test_library_with_minilm_records_the_model(tmp_path: Path, minilm) -> None: 
 
 
 def test_english_only_embedder_does_not_drag_russian_hybrid_down(tmp_path: Path, minilm) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings().model_copy(update={"data_dir": tmp_path, "embedding_model": MINILM})
+    # Without the cross-lingual channel, so that only keywords and MiniLM could be fused.
+    settings = Settings().model_copy(
+        update={"data_dir": tmp_path, "embedding_model": MINILM, "crosslingual_model": ""}
+    )
     lib = open_library(settings, embedder=minilm)
     try:
         for i, text in enumerate(

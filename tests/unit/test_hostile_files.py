@@ -396,7 +396,8 @@ def assert_indexed(lib: Library, res: IngestResult, case: Hostile, data: bytes) 
         assert junk not in joined
     assert not any(CONTROL.search(c.text) for c in chunks)
     assert keyword_rows(lib, doc.id) == len(chunks)
-    assert {c.id for c in chunks} <= lib.vectors.ids(doc.embedding_model or "")
+    for model in lib.embedding_models:  # every vector channel has every chunk
+        assert {c.id for c in chunks} <= lib.vectors.ids(model)
     assert doc.stored_path is not None
     stored = Path(doc.stored_path)
     assert stored.parent == lib.settings.files_dir

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from language import stems
 from rag import DocumentBusy
-from rag.embedding import E5_SMALL, Vectors
+from rag.embedding import E5_SMALL, USE_M3, Vectors
 from rag.library import INTERRUPTED, IngestResult, Library
 from storage import Document, DocumentStatus, NotFoundError
 
@@ -87,14 +87,15 @@ def test_cp1251_file_is_indexed(library: Library) -> None:
     assert doc.status == DocumentStatus.READY
     assert doc.encoding == "cp1251"
     assert doc.mime_type == "text/plain"
-    assert doc.embedding_model == E5_SMALL
+    # Recorded with both models that made its vectors: e5, then the cross-lingual channel.
+    assert doc.embedding_model == f"{E5_SMALL}+{USE_M3}"
     assert doc.size == len(data)
     assert doc.sha256 == hashlib.sha256(data).hexdigest()
     chunks = library.docs.chunks(doc.id)
     assert doc.chunk_count == len(chunks) > 0
     assert "Срок аренды составляет 11 месяцев" in " ".join(c.text for c in chunks)
     assert keyword_rows(library, doc.id) == len(chunks)
-    assert library.vectors.count(E5_SMALL) == len(chunks)
+    assert library.vectors.count(E5_SMALL) == library.vectors.count(USE_M3) == len(chunks)
     assert Path(doc.stored_path or "").read_bytes() == data
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -421,7 +422,7 @@ def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) 
     for name, body in (("dogovor.txt", LEASE), ("borsch.txt", RECIPE), ("orbit.txt", ORBIT)):
         res = old.ingest(name, body.encode())
         assert res.status == "indexed" and res.document is not None
-        assert res.document.embedding_model == "hash-old"
+        assert res.document.embedding_model == f"hash-old+{USE_M3}"
         ids[name] = res.document.id
     total_chunks = old.docs.totals()["chunks"]
     assert old.vectors.count("hash-old") == total_chunks
@@ -437,7 +438,7 @@ def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) 
     assert lib.reembed(lambda f, t: progress.append((f, t))) == 3
     assert len(progress) == 3
     assert [f for f, _ in progress] == sorted(f for f, _ in progress) and progress[-1][0] == 1.0
-    assert all(lib.docs.get(i).embedding_model == E5_SMALL for i in ids.values())
+    assert all(lib.docs.get(i).embedding_model == f"{E5_SMALL}+{USE_M3}" for i in ids.values())
     assert lib.stale_documents() == []
     assert lib.vectors.count(E5_SMALL) == total_chunks
     assert lib.vectors.count("hash-old") == 0

@@ -1,14 +1,15 @@
-"""Keyword, dense and hybrid retrieval over a small Russian library, and rank fusion."""
+"""Keyword, dense and hybrid retrieval over a small Russian library, and score fusion."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from rag.embedding import E5SmallEmbedder
 from rag.library import Library, open_library
-from rag.retrieve import METHODS, RRF_K, Method, rrf
+from rag.retrieve import METHODS, Method, zfuse
 from settings import Settings
 from storage import DocumentStatus
 
@@ -149,33 +150,56 @@ def test_failed_indexing_and_deleted_documents_are_never_returned(library: Libra
         assert not {h.document_id for h in hits} & set(hidden.values()), method
 
 
-def test_rrf_first_everywhere_scores_one() -> None:
-    fused = rrf([["a", "b", "c"], ["a", "c", "b"]])
+def test_zfuse_scales_the_best_to_one_and_rewards_agreement() -> None:
+    fused = zfuse([[("a", 9.0), ("b", 5.0), ("c", 1.0)], [("a", 0.9), ("c", 0.5), ("b", 0.1)]])
     assert fused["a"] == pytest.approx(1.0)
-    assert all(s < 1.0 for cid, s in fused.items() if cid != "a")
-    assert rrf([["x"], ["x"], ["x"]])["x"] == pytest.approx(1.0)
+    assert max(fused.values()) == fused["a"]
+    # Below-average scores add nothing: a list's tail is not evidence.
+    assert zfuse([[("x", 3.0), ("y", 1.0)]]) == {"x": 1.0, "y": 0.0}
+    assert zfuse([]) == {} and zfuse([[]]) == {}
 
 
-def test_rrf_order_follows_ranks() -> None:
-    fused = rrf([["a", "b", "c", "d"], ["b", "a", "d", "c"]])
-    # a and b tie (1st and 2nd each), and both beat c and d.
-    assert fused["a"] == pytest.approx(fused["b"])
-    assert min(fused["a"], fused["b"]) > max(fused["c"], fused["d"])
-    single = rrf([["a", "b", "c"]])
-    assert single["a"] > single["b"] > single["c"]
-    assert single["b"] == pytest.approx((RRF_K + 1) / (RRF_K + 2))
+def test_zfuse_lets_a_clear_winner_beat_a_flat_noisy_list() -> None:
+    # Keywords that match nothing specific (flat scores) must not outvote a dense list whose
+    # best match stands far above its others; rank fusion would call this a tie.
+    noise = [("n1", 1.00), ("n2", 0.99), ("n3", 0.98), ("n4", 0.97), ("hit", 0.96)]
+    clear = [("hit", 0.95), ("m1", 0.40), ("m2", 0.39), ("m3", 0.38), ("n1", 0.37)]
+    fused = zfuse([noise, clear])
+    assert max(fused, key=lambda c: fused[c]) == "hit"
 
 
-def test_rrf_rewards_agreement_between_lists() -> None:
-    # Found by both retrievers (3rd and 3rd) beats found by one only (1st).
-    fused = rrf([["only-keyword", "x", "both"], ["only-dense", "y", "both"]])
-    assert fused["both"] > fused["only-keyword"]
-    assert fused["only-keyword"] == pytest.approx(fused["only-dense"]) == pytest.approx(0.5)
+BILINGUAL = {
+    "otpusk.txt": CORPUS["otpusk.txt"],
+    "dogovor.txt": CORPUS["dogovor.txt"],
+    "report_en.txt": (
+        "Annual report 2023. The company employed 1,120 people at the end of the year and opened "
+        "a new warehouse terminal. Revenue grew by twelve percent; the board thanks all employees."
+    ),
+    "memo_en.txt": (
+        "Memo to partners. The pilot service starts in June and runs for twelve weeks. Please confirm "
+        "the terms by the end of May; our staff will contact you about the schedule."
+    ),
+}
 
 
-def test_rrf_of_nothing_is_empty() -> None:
-    assert rrf([]) == {}
-    assert rrf([[], []]) == {}
+def test_a_question_in_one_language_finds_the_document_in_the_other(
+    tmp_path: Path, embedder: E5SmallEmbedder, settings_factory: Callable[..., Settings]
+) -> None:
+    # e5 ranks by the question's language first: English questions pull the English documents,
+    # whatever they ask. The cross-lingual channel in the fusion brings the answer back.
+    lib = open_library(settings_factory(tmp_path), embedder=embedder)
+    try:
+        for name, body in BILINGUAL.items():
+            assert lib.ingest(name, body.encode()).status == "indexed"
+        for question, expected in (
+            ("How many calendar days of paid annual leave do employees get?", "otpusk.txt"),
+            ("What is the monthly rent for the premises?", "dogovor.txt"),
+            ("Когда начинается пилотный сервис для партнёров?", "memo_en.txt"),
+        ):
+            hits = lib.retriever.search(question, k=2)
+            assert hits and hits[0].filename == expected, (question, [h.filename for h in hits])
+    finally:
+        lib.engine.dispose()
 
 
 def test_corpus_is_one_ready_chunk_per_document(corpus: Library) -> None:
