@@ -29,6 +29,7 @@ from providers import ChatMessage, GenerationParams, Provider, ProviderError
 from providers.base import Completion
 from rag.pipeline import answer
 from rag.retrieve import Retriever
+from rag.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class Turn:
                 top_k=service.top_k,
                 use_documents=self.choice.use_documents,
                 extra_system=self.choice.system_prompt,
+                rewriter=service.rewriter,
             )
         except ProviderError as exc:
             self._end(exc.user_message)
@@ -238,7 +240,7 @@ class Turn:
 
 
 class ChatService:
-    """Chat turns over a chat store, a retriever and the providers."""
+    """Chat turns over a chat store, a retriever and the providers (and a question rewriter)."""
 
     def __init__(
         self,
@@ -249,6 +251,7 @@ class ChatService:
         top_k: int = 5,
         history_turns: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        rewriter: QueryRewriter | None = None,
     ) -> None:
         self.chats = chats
         self.retriever = retriever
@@ -256,6 +259,7 @@ class ChatService:
         self.top_k = top_k
         self.history_turns = history_turns
         self.clock = clock
+        self.rewriter = rewriter  # None: questions are searched as asked
 
     def provider(self, name: str) -> Provider:
         """A provider by name, or a Russian error naming the known ones."""

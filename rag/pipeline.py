@@ -1,9 +1,9 @@
-"""Answer a question: retrieve, build the prompt, start the provider's stream."""
+"""Answer a question: (rewrite it,) retrieve, build the prompt, start the provider's stream."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from language import is_follow_up
 from providers.base import (
@@ -17,6 +17,7 @@ from providers.base import (
 )
 from rag.prompts import build_messages
 from rag.retrieve import Retriever
+from rag.rewrite import QueryRewriter
 from storage import Source
 
 
@@ -27,6 +28,7 @@ class PreparedAnswer:
     messages: list[ChatMessage]
     sources: list[Source]
     completion: Completion
+    queries: list[str] = field(default_factory=list)  # what retrieval searched with
 
 
 def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
@@ -35,6 +37,57 @@ def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
     if previous and is_follow_up(question):
         return f"{previous[-1]} {question}"
     return question
+
+
+def search_queries(
+    question: str,
+    history: Sequence[ChatMessage],
+    provider: Provider,
+    model: str,
+    rewriter: QueryRewriter | None = None,
+) -> list[str]:
+    """What retrieval searches with: the model's rewrites and the question, or the question alone.
+
+    A question that stands alone stays among the queries after its rewrites, so a rewrite that
+    drops a rare term or a name cannot lose what the question itself finds. A follow-up widened
+    with the previous question does not: that widening is what the rewrite replaces, and the
+    previous question's words would pull the search back to the previous topic.
+    """
+    raw = retrieval_query(question, history)
+    rewrites = rewriter.rewrite(provider, model, question, history) if rewriter is not None else []
+    candidates = [*rewrites, raw] if not rewrites or raw == question else rewrites
+    queries: list[str] = []
+    for q in candidates:
+        if q.strip() and q.casefold() not in {seen.casefold() for seen in queries}:
+            queries.append(q)
+    return queries
+
+
+def fused_search(retriever: Retriever, queries: Sequence[str], k: int) -> list[Source]:
+    """Top-k chunks for several queries: each searched alone, the scores summed, renumbered.
+
+    Scores, not ranks, are fused (each query's scaled to its best): a query that barely tells
+    two chunks apart (an English query over Russian text) then barely moves them, where rank
+    fusion would count its near-tie as a full rank's difference.
+    """
+    if len(queries) == 1:
+        return retriever.search(queries[0], k=k)
+    # Each ranking deeper than k, so that a chunk second-best for every query still surfaces.
+    pool = max(k * 4, 20)
+    found: dict[str, Source] = {}
+    fused: dict[str, float] = {}
+    for q in queries:
+        hits = retriever.search(q, k=pool)
+        top = max((h.score for h in hits), default=0.0)
+        for h in hits:
+            found.setdefault(h.chunk_id, h)
+            fused[h.chunk_id] = fused.get(h.chunk_id, 0.0) + (h.score / top if top > 0 else 0.0)
+    # sorted() is stable: ties keep the order of the first query (the Russian rewrite).
+    best = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:k]
+    return [
+        found[cid].model_copy(update={"n": n, "score": score / len(queries)})
+        for n, (cid, score) in enumerate(best, 1)
+    ]
 
 
 def to_fragments(sources: Sequence[Source]) -> list[Fragment]:
@@ -52,13 +105,17 @@ def answer(
     top_k: int = 5,
     use_documents: bool = True,
     extra_system: str = "",
+    rewriter: QueryRewriter | None = None,
 ) -> PreparedAnswer:
     """Retrieve fragments and start streaming the provider's answer.
 
+    With a ``rewriter``, the provider's model first rewrites the question into standalone
+    search queries (``rag.rewrite``), and retrieval fuses what each finds (``search_queries``).
     If the model refuses the prompt as too long before answering, the history is dropped and
     the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
     """
-    hits = retriever.search(retrieval_query(question, history), k=top_k) if use_documents else []
+    queries = search_queries(question, history, provider, model, rewriter) if use_documents else []
+    hits = fused_search(retriever, queries, top_k) if queries else []
     context = next((m.context_tokens for m in provider.models() if m.id == model), 8192)
 
     def build(
@@ -75,7 +132,7 @@ def answer(
         )
 
     messages, kept = build(to_fragments(hits), history)
-    prepared = PreparedAnswer(messages, hits[: len(kept)], Completion(()))
+    prepared = PreparedAnswer(messages, hits[: len(kept)], Completion(()), queries)
 
     def deltas() -> Iterator[str | Usage]:
         first = provider.stream(prepared.messages, model, params, kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from language import estimate_tokens
@@ -9,12 +10,30 @@ from providers.base import ChatMessage, Fragment
 
 SYSTEM_PROMPT = (
     "Ты — ассистент, который отвечает на вопросы по документам пользователя. "
-    "Отвечай только на основе приведённых ниже фрагментов. После каждого утверждения "
-    "ставь ссылку на фрагмент в квадратных скобках, например [1] или [2]. "
-    "Если во фрагментах нет ответа, прямо скажи, что в документах этого нет, и не выдумывай. "
-    "Отвечай на языке вопроса."
+    "Отвечай только на основе фрагментов документов, приведённых ниже: у каждого фрагмента есть "
+    "номер и имя файла (и страница, если она известна). "
+    "После каждого утверждения ставь ссылку на номер фрагмента в квадратных скобках, "
+    "например [1] или [2]. "
+    "Если во фрагментах нет ответа, прямо скажи, что в документах этого нет, и не выдумывай; "
+    "если ответ есть лишь частично, ответь на то, что есть, и скажи, чего не хватает. "
+    "Предыдущие сообщения диалога нужны только для того, чтобы понять вопрос: факты бери "
+    "только из фрагментов ниже. "
+    "Отвечай на языке вопроса, даже если фрагменты написаны на другом языке."
 )
 NO_DOCUMENTS_PROMPT = "Ты — полезный ассистент. Отвечай на языке вопроса."
+
+
+# Citation markers of an earlier answer ("[1]", "[2, 3]", "[1][2]"): they point at that turn's
+# fragments, and the same numbers now name other ones.
+_CITATION = re.compile(r"[ \t]*\[\d+(?:\s*[,;–-]\s*\d+)*\]")
+
+
+def past_message(m: ChatMessage) -> ChatMessage:
+    """An earlier message as the model sees it again: an answer without its old citation numbers."""
+    if m.role != "assistant":
+        return m
+    # An answer that was nothing but citations keeps them rather than become empty.
+    return ChatMessage(role="assistant", content=_CITATION.sub("", m.content).strip() or m.content)
 
 
 def format_fragment(f: Fragment) -> str:
@@ -34,6 +53,9 @@ def build_messages(
 ) -> tuple[list[ChatMessage], list[Fragment]]:
     """System prompt with fragments, recent history, the question; trimmed to the window.
 
+    The system prompt is built anew for every question, with this question's fragments: the
+    history brings only earlier questions and answers (no system prompt, no old citation
+    numbers), so a follow-up is grounded exactly as a first question is.
     Returns the messages and the fragments that fit (their numbers stay as cited).
     """
     base = SYSTEM_PROMPT if use_documents else NO_DOCUMENTS_PROMPT
@@ -49,7 +71,8 @@ def build_messages(
         kept.append(f)
         budget -= cost
     recent: list[ChatMessage] = []
-    for m in reversed(history):
+    past = [past_message(m) for m in history if m.role != "system"]
+    for m in reversed(past):
         cost = estimate_tokens(m.content)
         if cost > budget:
             break

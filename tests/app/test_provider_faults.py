@@ -77,6 +77,9 @@ def _provider_app(
             "RAG_PROVIDER": name,
             "RAG_LLM_MAX_RETRIES": "0",
             "RAG_LLM_RETRY_MAX_WAIT_S": "0",
+            # The faults are aimed at the answer; the rewrite request has its own fault tests
+            # (tests/contract/test_rewrite.py) and would otherwise take the first one.
+            "RAG_REWRITE": "false",
         }
         if timeout_s is not None:
             env["RAG_LLM_TIMEOUT_S"] = str(timeout_s)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.app.conftest import ROOT, make_app, upload
 from tests.app.test_chat_page import CONTRACT
-from tests.contract.harness import DEFAULT_DELTAS
+from tests.contract.harness import DEFAULT_DELTAS, is_rewrite
 
 REMOTE = ("gigachat", "yandexgpt", "openai")
 
@@ -40,6 +40,9 @@ def test_chat_through_provider_then_401(name: str, data_dir: Path, monkeypatch: 
         # The fragment really went to the model.
         prompt = "\n".join(text for _, text in case.fake.requests[-1].messages)
         assert "одиннадцать месяцев" in prompt
+        # Before it, the same model rewrote the question for search (RAG_REWRITE is on by default).
+        assert is_rewrite(case.fake.requests[-2].messages)
+        assert not is_rewrite(case.fake.requests[-1].messages)
 
         case.fake.fail_next(401, times=5)
         at.chat_input[0].set_value("А какая арендная плата?").run()

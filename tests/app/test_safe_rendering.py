@@ -124,7 +124,8 @@ def test_model_answer_and_server_error_markup_through_fake_server(
 ) -> None:
     fake_openai = importlib.import_module("tests.contract.fake_openai")
     with fake_openai.make_case(data_dir.parent) as case:
-        for key, value in {**case.env, "RAG_PROVIDER": "openai"}.items():
+        # Without the rewrite request, so the error below is the answer's (rewrites: test_rewrite.py).
+        for key, value in {**case.env, "RAG_PROVIDER": "openai", "RAG_REWRITE": "false"}.items():
             monkeypatch.setenv(key, value)
         # Deltas cut through the markup: the page re-renders the whole text at each one.
         case.fake.deltas = [

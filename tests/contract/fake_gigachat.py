@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from providers.gigachat import GigaChatProvider
 from settings import Settings
-from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest
+from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest, rewrite_deltas
 
 AUTH_PATH = "/api/v2/oauth"
 API_PREFIX = "/api/v1"
@@ -83,6 +83,7 @@ class FakeGigaChat:
         self.deltas: list[str] = list(DEFAULT_DELTAS)
         self.models: list[str] = list(LISTED_MODELS)
         self.token_requests = 0
+        self.rewrite: str | None = None
         # GigaChat-only records and knobs
         self.secrets: list[str] = [credentials]  # the key, then every token issued (live)
         self.scopes: list[str] = []  # the scope field of each OAuth request
@@ -336,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
         if any(role == "system" for role, _ in messages[1:]):
             self._error(422, "Invalid params: system message must be the first message")
             return
-        deltas = list(fake.deltas)
+        rewrite = rewrite_deltas(messages, fake.rewrite)
+        deltas = list(fake.deltas) if rewrite is None else rewrite
         usage = {
             "prompt_tokens": sum(len(text) for _, text in messages) // 4 + 1,
             "completion_tokens": len(deltas),

@@ -21,7 +21,7 @@ from typing import Any
 
 from providers.openai_compat import OpenAICompatProvider
 from settings import Settings
-from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest
+from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest, rewrite_deltas
 
 FAKE_KEY = "sk-fake-0penai-Kx93TqW7zPmL2vRb"
 MODELS = ["fake-gpt", "fake-gpt-mini"]
@@ -100,6 +100,7 @@ class FakeOpenAI:
         self.deltas: list[str] = list(DEFAULT_DELTAS)
         self.models: list[str] = list(MODELS)
         self.token_requests = 0
+        self.rewrite: str | None = None
         # Extra knobs for the provider-specific tests.
         self.model_list_requests = 0  # GET /models received
         self.models_status: int | None = None  # answer GET /models with this error status
@@ -266,15 +267,18 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             fake.bodies.append(body)
             model = str(body.get("model", ""))
             max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+            messages = [(m["role"], m["content"]) for m in body.get("messages", [])]
             fake.requests.append(
                 RecordedRequest(
                     model=model,
                     temperature=body.get("temperature"),
                     max_tokens=max_tokens,
-                    messages=[(m["role"], m["content"]) for m in body.get("messages", [])],
+                    messages=messages,
                     headers={k.lower(): v for k, v in self.headers.items()},
                 )
             )
+            rewrite = rewrite_deltas(messages, fake.rewrite)
+            deltas = list(fake.deltas) if rewrite is None else rewrite
             stall = fake.take_stall()
             if stall:
                 fake.wait(stall)
@@ -300,12 +304,12 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
             usage = {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(fake.deltas),
-                "total_tokens": prompt_tokens + len(fake.deltas),
+                "completion_tokens": len(deltas),
+                "total_tokens": prompt_tokens + len(deltas),
             }
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                self._stream(model, usage if include_usage and fake.usage_in_stream else None)
+                self._stream(model, deltas, usage if include_usage and fake.usage_in_stream else None)
             else:
                 self._json(
                     200,
@@ -317,7 +321,7 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": "".join(fake.deltas)},
+                                "message": {"role": "assistant", "content": "".join(deltas)},
                                 "finish_reason": "stop",
                             }
                         ],
@@ -325,7 +329,7 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     },
                 )
 
-        def _stream(self, model: str, usage: dict[str, int] | None) -> None:
+        def _stream(self, model: str, deltas: list[str], usage: dict[str, int] | None) -> None:
             cut = fake.take_cut()
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -344,7 +348,7 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
 
             self._event(chunk({"role": "assistant", "content": ""}))
-            for delta in fake.deltas:
+            for delta in deltas:
                 self._event(chunk({"content": delta}))
                 if cut:
                     # The connection breaks mid-body: no terminating chunk, no [DONE].

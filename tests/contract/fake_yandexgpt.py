@@ -26,7 +26,7 @@ from yandex.cloud.iam.v1 import iam_token_service_pb2_grpc as iam_grpc
 
 from providers.yandexgpt import YandexGPTProvider
 from settings import Settings
-from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest
+from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, RecordedRequest, rewrite_deltas
 
 FOLDER_ID = "b1gfakefolder"
 API_KEY = "AQVNfake-yandex-api-key-7f3c9e21d4b8"
@@ -81,6 +81,7 @@ class FakeYandexGPT:
     deltas: list[str] = field(default_factory=lambda: list(DEFAULT_DELTAS))
     models: list[str] = field(default_factory=lambda: list(SERVED))
     token_requests: int = 0
+    rewrite: str | None = None  # the answer to question-rewrite requests; None echoes the question
     chunk_delay: float = 0.0  # seconds between streamed messages
     abandoned: int = 0  # streams the client cancelled before their FINAL message
     port: int = 0
@@ -137,15 +138,18 @@ class FakeYandexGPT:
     def completion(self, request: tg.CompletionRequest, context: grpc.ServicerContext) -> Iterator[Any]:
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
         options = request.completion_options
+        messages = [(m.role, m.text) for m in request.messages]
         self.requests.append(
             RecordedRequest(
                 model=request.model_uri,
                 temperature=options.temperature.value if options.HasField("temperature") else None,
                 max_tokens=options.max_tokens.value if options.HasField("max_tokens") else None,
-                messages=[(m.role, m.text) for m in request.messages],
+                messages=messages,
                 headers=metadata,
             )
         )
+        rewrite = rewrite_deltas(messages, self.rewrite)
+        deltas = list(self.deltas) if rewrite is None else rewrite
         failure, cut, stall = self._take()
         if stall:
             deadline = time.monotonic() + stall
@@ -174,7 +178,7 @@ class FakeYandexGPT:
         finished = threading.Event()
         context.add_callback(lambda: self._ended(finished))
         text = ""
-        for n, delta in enumerate(self.deltas):
+        for n, delta in enumerate(deltas):
             text += delta
             if n:
                 time.sleep(self.chunk_delay)

@@ -5,6 +5,11 @@ it starts a local server that speaks the provider's real wire protocol, builds o
 (``providers.<module>``) from ``Settings`` pointed at that server, with a ``sleep`` that records
 the waits between retries instead of waiting, and stops the server on exit. The offline
 provider needs no server: its ``Case`` joins the tests that every provider passes.
+
+Every fake also recognises the question-rewrite request of ``rag.rewrite`` (by the marker that
+opens its system prompt) and answers it with ``fake.rewrite``, a canned rewrite a test sets;
+by default it echoes the question as its own rewrite. The rewrite request is recorded and
+subject to ``fail_next``, ``stall_next`` and ``cut_next`` like any other.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from providers import Provider
+from rag.rewrite import MARKER as REWRITE_MARKER
+from rag.rewrite import QUESTION_LABEL
 
 # The answer every fake streams unless told otherwise: several deltas, Cyrillic, a citation.
 DEFAULT_DELTAS = ["Срок аренды ", "составляет ", "одиннадцать месяцев ", "[1]."]
@@ -29,6 +36,25 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def is_rewrite(messages: list[tuple[str, str]]) -> bool:
+    """Whether a request is ``rag.rewrite``'s question rewrite (its system prompt opens with the marker)."""
+    return bool(messages) and messages[0][0] == "system" and messages[0][1].startswith(REWRITE_MARKER)
+
+
+def rewrite_deltas(messages: list[tuple[str, str]], canned: str | None) -> list[str] | None:
+    """What a fake streams for a rewrite request, line by line; None for any other request.
+
+    ``canned`` is the answer a test set; None echoes the question as its Russian and English
+    rewrite (searching with it is then the same as searching with the question).
+    """
+    if not is_rewrite(messages):
+        return None
+    if canned is None:
+        question = messages[-1][1].rpartition(QUESTION_LABEL)[2].strip()
+        canned = f"RU: {question}\nEN: {question}"
+    return canned.splitlines(keepends=True) or [canned]
+
+
 class FakeControl(Protocol):
     """Knobs and records of a running fake server (thread-safe enough for tests)."""
 
@@ -36,6 +62,7 @@ class FakeControl(Protocol):
     deltas: list[str]  # the text deltas the next successful answers stream
     models: list[str]  # model ids the server lists
     token_requests: int  # OAuth token requests received (GigaChat); 0 where there is none
+    rewrite: str | None  # the answer to question-rewrite requests; None echoes the question
 
     def fail_next(self, status: int, retry_after: int | None = None, times: int = 1) -> None:
         """Answer the next ``times`` generation requests with this HTTP status (gRPC: mapped code).

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
 from providers import (
     ChatMessage,
-    Completion,
-    Fragment,
-    GenerationParams,
-    ModelInfo,
-    ProviderStatus,
     StreamInterruptedError,
     Usage,
 )
 from providers.offline import MODEL_ID, OfflineProvider
 from rag.chat import CRASHED, INTERNAL, STOPPED, ChatService, TurnChoice, pending_question
 from rag.library import Library
+from tests.stand_in import StandInModel
 
 LEASE = (
     "Договор аренды нежилого помещения. Срок аренды составляет 11 месяцев с момента подписания. "
@@ -28,46 +23,24 @@ LEASE = (
 OFFLINE = TurnChoice(provider="offline", model=MODEL_ID)
 
 
-class ScriptedModel:
-    """A stand-in for a remote LLM: streams given deltas, may break, may wait between deltas."""
+class ScriptedModel(StandInModel):
+    """A stand-in for a remote LLM: streams given deltas, may break after some of them."""
 
     name = "scripted"
-    label = "Scripted"
 
     def __init__(self, deltas: list[str], break_after: int | None = None) -> None:
-        self.deltas = deltas
+        super().__init__()
+        self.script = deltas
         self.break_after = break_after
-        self.gate: threading.Event | None = None
-        self.prompts: list[list[ChatMessage]] = []
 
-    def status(self) -> ProviderStatus:
-        return ProviderStatus(True)
-
-    def models(self) -> list[ModelInfo]:
-        return [ModelInfo("s-1", "S")]
-
-    def resolve_model(self, model: str) -> tuple[str, str]:
-        return model, ""
-
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str,
-        params: GenerationParams,
-        fragments: Sequence[Fragment] = (),
-    ) -> Completion:
-        self.prompts.append(list(messages))
-
-        def run() -> Iterator[str | Usage]:
-            text = ""
-            for i, delta in enumerate(self.deltas):
-                if self.break_after is not None and i == self.break_after:
-                    raise StreamInterruptedError("Ответ оборвался.", provider=self.name, partial=text)
-                text += delta
-                yield delta
-            yield Usage(prompt_tokens=10, completion_tokens=len(self.deltas))
-
-        return Completion(run())
+    def deltas(self, messages: list[ChatMessage]) -> Iterator[str | Usage]:
+        text = ""
+        for i, delta in enumerate(self.script):
+            if self.break_after is not None and i == self.break_after:
+                raise StreamInterruptedError("Ответ оборвался.", provider=self.name, partial=text)
+            text += delta
+            yield delta
+        yield Usage(prompt_tokens=10, completion_tokens=len(self.script))
 
 
 class Clock:
