@@ -10,12 +10,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from providers import PROVIDER_NAMES, ProviderError, build_providers
+from providers.offline import embedder_similarity
 from rag.chat import ChatService, TurnChoice
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
 from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.library import Library, open_library, too_large_message
 from rag.pipeline import answer
 from rag.retrieve import METHODS
+from rag.rewrite import rewriter_from
 from settings import Settings
 from storage import NotFoundError
 
@@ -69,7 +71,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question from the index; with ``--chat`` the exchange is stored in that chat."""
     settings = _settings(args)
     lib = open_library(settings)
-    providers = build_providers(settings)
+    providers = build_providers(settings, similarity=embedder_similarity(lib.embedder))
     provider = providers[args.provider]
     status = provider.status()
     if not status.available:
@@ -82,9 +84,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
     )
     chat_id: str | None = None
+    rewriter = rewriter_from(settings)
     if args.chat:
         service = ChatService(
-            lib.chats, lib.retriever, providers, top_k=args.top_k, history_turns=settings.history_turns
+            lib.chats,
+            lib.retriever,
+            providers,
+            top_k=args.top_k,
+            history_turns=settings.history_turns,
+            rewriter=rewriter,
         )
         if args.chat != "new":
             try:
@@ -99,7 +107,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
         sources = turn.sources
     else:
         prepared = answer(
-            lib.retriever, provider, args.question, choice.model, choice.params(), top_k=args.top_k
+            lib.retriever,
+            provider,
+            args.question,
+            choice.model,
+            choice.params(),
+            top_k=args.top_k,
+            rewriter=rewriter,
         )
         sources = prepared.sources
         try:
@@ -194,7 +208,7 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     """Re-embed documents made with another embedding model."""
     lib = open_library(_settings(args))
     n = lib.reembed(lambda f, t: print(t, file=sys.stderr))
-    print(f"re-embedded {n} documents with {lib.embedding_model}")
+    print(f"re-embedded {n} documents with {lib.embedding_signature}")
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from providers.base import GenerationParams
 from providers.offline import MODEL_ID as OFFLINE_MODEL
-from providers.offline import NO_FRAGMENTS, NOTHING_FOUND, OfflineProvider
+from providers.offline import NO_FRAGMENTS, NOTHING_FOUND, OfflineProvider, embedder_similarity
 from rag.embedding import Embedder
 from rag.library import Library, open_library
 from rag.pipeline import answer
@@ -299,7 +299,7 @@ def _ask_all(
     top_k: int,
     say: Callable[[str], None],
 ) -> list[_Outcome]:
-    provider = OfflineProvider()
+    provider = OfflineProvider(embedder_similarity(lib.embedder))
     params = GenerationParams()
     outcomes: list[_Outcome] = []
     for i, q in enumerate(questions, start=1):

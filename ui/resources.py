@@ -17,9 +17,11 @@ import streamlit as st
 from pydantic import SecretStr
 
 from providers import Provider, build_providers
+from providers.offline import embedder_similarity
 from rag.chat import ChatService
 from rag.jobs import IndexingQueue
 from rag.library import Library, open_library
+from rag.rewrite import rewriter_from
 from settings import Settings
 
 RUN_SETTINGS = "_run_settings"
@@ -70,8 +72,10 @@ def get_library() -> Library:
 
 
 @st.cache_resource(show_spinner=False)
-def _providers(_settings: Settings, fingerprint: str) -> dict[str, Provider]:
-    return build_providers(_settings)
+def _providers(_settings: Settings, fingerprint: str, _library: Library) -> dict[str, Provider]:
+    # The offline provider picks sentences by meaning with the library's embedder (loaded on
+    # first use); the library is process-wide too, and the fingerprint covers its settings.
+    return build_providers(_settings, similarity=embedder_similarity(_library.embedder))
 
 
 def get_providers() -> dict[str, Provider]:
@@ -85,7 +89,7 @@ def get_providers() -> dict[str, Provider]:
         k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in settings.model_dump().items()
     }
     fingerprint = hashlib.sha256(json.dumps(revealed, sort_keys=True, default=str).encode()).hexdigest()
-    return _providers(settings, fingerprint)
+    return _providers(settings, fingerprint, get_library())
 
 
 @st.cache_resource(show_spinner=False)
@@ -108,4 +112,5 @@ def get_chat_service() -> ChatService:
         get_providers(),
         top_k=library.settings.top_k,
         history_turns=library.settings.history_turns,
+        rewriter=rewriter_from(library.settings),
     )
