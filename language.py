@@ -70,7 +70,12 @@ def fts_query(text: str) -> str:
     terms = list(dict.fromkeys(stems(text, drop_stopwords=True)))
     if not terms:
         terms = list(dict.fromkeys(stems(text)))
-    # Quoting makes every stem a literal, so FTS5 operators in user text are inert.
+    return fts_any(terms)
+
+
+def fts_any(terms: list[str]) -> str:
+    """An FTS5 MATCH expression for any of the given stems."""
+    # Stems hold letters and digits only; quoting makes each a literal, never an FTS5 operator.
     return " OR ".join(f'"{t}"' for t in terms)
 
 

@@ -692,11 +692,14 @@ def _nothing_relevant(ranked: list[Candidate], question: str, fragments: Sequenc
         ):
             return True
     # The thing asked about is named nowhere in the fragments: they are about something near it
-    # («Какой пароль от Wi-Fi?» over a page on the Wi-Fi icon). Only when every fragment is in the
-    # question's language: a Russian sentence answering an English question shares no words with it.
+    # («Какой пароль от Wi-Fi?» over a page on the Wi-Fi icon). Only the fragments in the
+    # question's language count, and only when the best sentence is one of theirs: a Russian
+    # sentence answering an English question shares no words with it, while an English fragment
+    # that merely came along (cross-lingual retrieval) must not excuse a Russian one's silence.
     asked = _asked_words(question)
-    script = bool(asked) and has_cyrillic(asked[0])
-    if not asked or any((cyrillic_share(f.text) > 0.5) != script for f in fragments):
+    if not asked or best.cross_language:
         return False
+    script = has_cyrillic(asked[0])
+    fragments = [f for f in fragments if (cyrillic_share(f.text) > 0.5) == script]
     present = {s for f in fragments for w in words(f.text) if has_cyrillic(w) == script for s in stems(w)}
     return not any(_mentioned(s, present) for w in asked for s in stems(w))

@@ -27,6 +27,7 @@ from rag.embedding import Embedder, Vectors, canonical_name, load_embedder
 from rag.index import VectorIndex, open_chroma
 from rag.ingest import Options, extract
 from rag.retrieve import Retriever
+from rag.terms import TermIndex
 from settings import Settings
 from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, make_engine, utcnow
 
@@ -125,7 +126,9 @@ class Library:
         # and start-up recovery must not take their half-written state for a crash.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
-        self.retriever = Retriever(self.docs, self.vectors, self.embedders)
+        names = self.embedding_models
+        self.terms = TermIndex(vectors.client, names[1]) if len(names) > 1 else None
+        self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms)
 
     # -- embedder -------------------------------------------------------------------------
 
@@ -177,6 +180,11 @@ class Library:
             if progress is not None:
                 progress(min(i + EMBED_BATCH, len(texts)))
         return {name: np.concatenate(p) if p else np.zeros((0, 0), np.float32) for name, p in parts.items()}
+
+    def _add_terms(self, texts: list[str]) -> None:
+        """Add the texts' new stems to the cross-lingual vocabulary (when one is configured)."""
+        if self.terms is not None:
+            self.terms.add(texts, self.embedders()[1])
 
     # -- work in progress -----------------------------------------------------------------
 
@@ -281,6 +289,7 @@ class Library:
             self.docs.store_chunks(doc_id, chunks, [stem_string(c.text) for c in chunks])
             for model, matrix in vectors.items():
                 self.vectors.add(model, [c.id for c in chunks], matrix, doc_id)
+            self._add_terms([c.text for c in chunks])
             doc = self.docs.update(
                 doc_id,
                 status=DocumentStatus.READY,
@@ -369,20 +378,26 @@ class Library:
     def stale_documents(self) -> list[Document]:
         """Ready documents embedded with another model than the configured one."""
         model = self.embedding_signature
-        return [d for d in self.docs.with_status(DocumentStatus.READY) if d.embedding_model != model]
+        ready = self.docs.with_status(DocumentStatus.READY)
+        if ready and self.terms is not None and self.terms.count() == 0:
+            # Indexed before the cross-lingual vocabulary existed: every document needs its words.
+            return ready
+        return [d for d in ready if d.embedding_model != model]
 
     def reembed(self, progress: Progress | None = None) -> int:
-        """Re-embed every ready document made with another model; return how many."""
+        """Re-embed every ready document made with another model (or missing from the vocabulary)."""
         progress = progress or _no_progress
         stale = self.stale_documents()
         for n, doc in enumerate(stale, start=1):
             with self._working_on(doc.id):
                 chunks = self.docs.chunks(doc.id)
-                vectors = self._embed([c.text for c in chunks])
-                self.vectors.delete_document(doc.id)
-                for model, matrix in vectors.items():
-                    self.vectors.add(model, [c.id for c in chunks], matrix, doc.id)
-                self.docs.update(doc.id, embedding_model=self.embedding_signature)
+                if doc.embedding_model != self.embedding_signature:
+                    vectors = self._embed([c.text for c in chunks])
+                    self.vectors.delete_document(doc.id)
+                    for model, matrix in vectors.items():
+                        self.vectors.add(model, [c.id for c in chunks], matrix, doc.id)
+                    self.docs.update(doc.id, embedding_model=self.embedding_signature)
+                self._add_terms([c.text for c in chunks])
             progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
         return len(stale)
 
@@ -435,6 +450,8 @@ class Library:
         """Remove every document (tests and the admin page's full reset)."""
         for doc in self.docs.list_all():
             self.delete(doc.id)
+        if self.terms is not None:
+            self.terms.clear()
         shutil.rmtree(self.settings.files_dir, ignore_errors=True)
 
 

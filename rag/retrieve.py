@@ -1,7 +1,8 @@
 """Hybrid retrieval: Snowball-stemmed FTS5 keyword search fused with dense vectors.
 
-Three lists are fused by their scores (``zfuse``): keywords, multilingual-e5 (the main
-embedder) and the cross-lingual channel (USE multilingual), when configured.
+Up to four lists are fused by their scores (``zfuse``): keywords, multilingual-e5 (the main
+embedder) and, when a cross-lingual model is configured, its vectors (USE multilingual) and the
+question's words translated into the library's vocabulary of the other script (``rag.terms``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from language import fts_query, has_cyrillic
+from language import fts_any, fts_query, has_cyrillic
 from rag.embedding import Embedder
 from rag.index import VectorIndex
+from rag.terms import TermIndex
 from storage import DocumentRepo, Source
 
 Method = Literal["keyword", "dense", "hybrid"]
@@ -47,15 +49,29 @@ class Retriever:
     """Searches the ready documents of a library."""
 
     def __init__(
-        self, repo: DocumentRepo, vectors: VectorIndex, embedders: Callable[[], Sequence[Embedder]]
+        self,
+        repo: DocumentRepo,
+        vectors: VectorIndex,
+        embedders: Callable[[], Sequence[Embedder]],
+        terms: TermIndex | None = None,
     ) -> None:
         self.repo = repo
         self.vectors = vectors
         self._embedders = embedders
+        # The vocabulary of the cross-lingual embedder (the second one), when there is one.
+        self.terms = terms
 
     def keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
         """Chunk ids by stemmed BM25."""
         return self.repo.keyword_search(fts_query(query), limit)
+
+    def translated_keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """Chunk ids by BM25 over the question's words translated into the other script's stems."""
+        embedders = self._embedders()
+        if self.terms is None or len(embedders) < 2:
+            return []
+        stems = self.terms.translate(query, embedders[1])
+        return self.repo.keyword_search(fts_any(stems), limit) if stems else []
 
     def dense(self, query: str, limit: int) -> list[tuple[str, float]]:
         """Chunk ids by cosine similarity with the main embedding model."""
@@ -77,7 +93,11 @@ class Retriever:
         else:
             # An English-only embedder would only drag good keyword ranks down on Russian.
             usable = [e for e in self._embedders() if e.reads_cyrillic or not has_cyrillic(query)]
-            lists = [self.keyword(query, pool), *(self._dense(e, query, pool) for e in usable)]
+            lists = [
+                self.keyword(query, pool),
+                self.translated_keyword(query, pool),
+                *(self._dense(e, query, pool) for e in usable),
+            ]
             scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
         rows = self.repo.chunks_by_ids([cid for cid, _ in ranked])

@@ -201,6 +201,22 @@ def test_a_question_for_a_figure_the_documents_do_not_give(offline: OfflineProvi
     assert "Наставник получает премию за каждого подопечного. [1]" in told
 
 
+def test_an_english_fragment_that_came_along_does_not_excuse_a_missing_thing(
+    offline: OfflineProvider,
+) -> None:
+    # Cross-lingual retrieval can bring an English fragment to a Russian question; the Russian
+    # fragments still never name the brand asked about, so nothing is found.
+    frags = [
+        Fragment(1, "protokol.docx", None, "На складе «Восточный» работают 12 погрузчиков.", 1.0),
+        Fragment(2, "report.txt", None, "The Vostochny warehouse runs twelve forklifts.", 0.4),
+    ]
+    question = "Какой марки погрузчики работают на складе «Восточный»?"
+    assert offline.answer([ChatMessage(role="user", content=question)], frags) == NOTHING_FOUND
+    how_many = "Сколько погрузчиков на складе «Восточный»?"
+    told = offline.answer([ChatMessage(role="user", content=how_many)], frags)
+    assert "12 погрузчиков" in told
+
+
 def test_without_fragments_the_answer_asks_for_documents(corpus: Library, offline: OfflineProvider) -> None:
     prepared, text = ask(corpus, offline, "Какой срок аренды?", use_documents=False)
     assert text == NO_FRAGMENTS
