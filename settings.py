@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1, le=50, alias="RAG_TOP_K")
     history_turns: int = Field(default=3, ge=0, le=20, alias="RAG_HISTORY_TURNS")
     default_provider: str = Field(default="offline", alias="RAG_PROVIDER")
+    # Who is acting: "none" is the single local admin of a one-person install.
+    auth: Literal["none", "password", "oidc"] = Field(default="none", alias="RAG_AUTH")
 
     # Remote providers: names follow the vendors' SDKs so one secrets file serves both.
     # Keys are SecretStr: they never show up in a repr, a log line or an error message.

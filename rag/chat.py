@@ -27,10 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from providers import ChatMessage, GenerationParams, Provider, ProviderError
 from providers.base import Completion
+from rag.access import EVERYTHING, Scope
 from rag.pipeline import answer
 from rag.retrieve import Retriever
 from rag.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
+from storage.models import User
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,10 @@ class Turn:
         question: Message,
         history: list[ChatMessage],
         choice: TurnChoice,
+        scope: Scope = EVERYTHING,
     ) -> None:
         self.chat = chat
+        self.scope = scope
         self.question = question
         self.choice = choice
         self.sources: list[Source] = []
@@ -153,6 +157,7 @@ class Turn:
                 use_documents=self.choice.use_documents,
                 extra_system=self.choice.system_prompt,
                 rewriter=service.rewriter,
+                scope=self.scope,
             )
         except ProviderError as exc:
             self._end(exc.user_message)
@@ -252,8 +257,14 @@ class ChatService:
         history_turns: int = 3,
         clock: Callable[[], float] = time.monotonic,
         rewriter: QueryRewriter | None = None,
+        actor: Callable[[User | None], User] | None = None,
+        scope: Callable[[User, list[str] | None], Scope] | None = None,
     ) -> None:
         self.chats = chats
+        # Who acts and what they may read (``Library.actor``, ``Library.scope``); without them
+        # the service is single-user: every chat, every document.
+        self._actor = actor
+        self._scope = scope
         self.retriever = retriever
         self.providers = providers
         self.top_k = top_k
@@ -269,31 +280,52 @@ class ChatService:
             known = ", ".join(self.providers)
             raise ProviderError(f"Провайдер «{name}» не найден: выберите один из {known}.") from None
 
-    def start_chat(self, choice: TurnChoice) -> Chat:
-        """A new, empty chat with these settings."""
-        return self.chats.create(**choice.model_dump())
+    def start_chat(self, choice: TurnChoice, user: User | None = None) -> Chat:
+        """A new, empty chat with these settings, owned by the user."""
+        owner = self._who(user)
+        return self.chats.create(**choice.model_dump(), owner_id=owner.id if owner else None)
 
-    def ask(self, chat_id: str | None, question: str, choice: TurnChoice) -> Turn:
+    def chats_of(self, user: User | None = None) -> list[Chat]:
+        """The user's chats, most recently active first."""
+        owner = self._who(user)
+        return self.chats.list_all(owner_id=owner.id if owner else None)
+
+    def chat(self, chat_id: str, user: User | None = None) -> Chat:
+        """One of the user's chats; NotFoundError for anyone else's."""
+        chat = self.chats.get(chat_id)
+        owner = self._who(user)
+        if owner is not None and chat.owner_id != owner.id:
+            raise NotFoundError(chat_id)
+        return chat
+
+    def ask(self, chat_id: str | None, question: str, choice: TurnChoice, user: User | None = None) -> Turn:
         """Store a new question (in a new chat when ``chat_id`` is None) and return its turn."""
-        chat = self._chat_with(chat_id, choice)
+        chat = self._chat_with(chat_id, choice, user)
         previous = self.chats.messages(chat.id)
         stored = self.chats.add_message(chat.id, "user", question)
         if not previous and chat.title in ("", NEW_TITLE):
             chat = self.chats.update(chat.id, title=title_from(question))
-        return Turn(self, chat, stored, history_for_prompt(previous, self.history_turns), choice)
+        history = history_for_prompt(previous, self.history_turns)
+        return Turn(self, chat, stored, history, choice, self._scope_of(chat, user))
 
-    def resume(self, chat_id: str, question_id: str, choice: TurnChoice) -> Turn | None:
+    def resume(
+        self, chat_id: str, question_id: str, choice: TurnChoice, user: User | None = None
+    ) -> Turn | None:
         """The turn of a stored question that has no answer yet, or None if it has one now."""
-        chat = self._chat_with(chat_id, choice)
+        chat = self._chat_with(chat_id, choice, user)
         messages = self.chats.messages(chat.id)
         pending = pending_question(messages)
         if pending is None or pending.id != question_id:
             return None
         history = history_for_prompt(messages[:-1], self.history_turns)
-        return Turn(self, chat, pending, history, choice)
+        return Turn(self, chat, pending, history, choice, self._scope_of(chat, user))
 
-    def discard_failed(self, chat_id: str, answer_id: str) -> Message | None:
+    def discard_failed(self, chat_id: str, answer_id: str, user: User | None = None) -> Message | None:
         """Remove a failed last answer so its question can be asked again; that question."""
+        try:
+            self.chat(chat_id, user)
+        except NotFoundError:
+            return None
         messages = self.chats.messages(chat_id)
         failed = failed_answer(messages)
         if failed is None or failed.id != answer_id:
@@ -301,11 +333,21 @@ class ChatService:
         self.chats.delete_message(failed.id)
         return pending_question(messages[:-1])
 
-    def _chat_with(self, chat_id: str | None, choice: TurnChoice) -> Chat:
+    def _who(self, user: User | None) -> User | None:
+        return self._actor(user) if self._actor is not None else user
+
+    def _scope_of(self, chat: Chat, user: User | None) -> Scope:
+        owner = self._who(user)
+        if self._scope is None or owner is None:
+            return EVERYTHING
+        return self._scope(owner, chat.collection_ids)
+
+    def _chat_with(self, chat_id: str | None, choice: TurnChoice, user: User | None) -> Chat:
         """The chat with this turn's settings saved on it (so a reload shows what answered)."""
         if chat_id is not None:
             try:
+                self.chat(chat_id, user)
                 return self.chats.update(chat_id, **choice.model_dump())
-            except NotFoundError:  # deleted from another session meanwhile: start a new one
+            except NotFoundError:  # deleted meanwhile, or someone else's: start a new one
                 pass
-        return self.start_chat(choice)
+        return self.start_chat(choice, user)

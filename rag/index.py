@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,21 @@ class VectorIndex:
                 metadatas=[{"document_id": document_id}] * len(ids[i : i + batch]),
             )
 
-    def query(self, model: str, vector: Vectors, k: int) -> list[tuple[str, float]]:
-        """Nearest chunk ids with cosine similarity, best first."""
+    def query(
+        self, model: str, vector: Vectors, k: int, documents: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, best first (only of ``documents`` if given)."""
+        if documents is not None and not documents:
+            return []
+        # Filtered inside the index: filtering the global top k afterwards would leave a member
+        # with a small collection in a large library with nothing.
+        where = None if documents is None else {"document_id": {"$in": sorted(documents)}}
         # No count() first: Chroma 1.5 clamps n_results and answers an empty collection with no
         # ids, and count() costs 4x the search itself at 100k vectors (bench/README.md).
         res = self._collection(model).query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=k,
+            where=where,
             include=["distances"],
         )
         ids = res["ids"][0]

@@ -20,6 +20,7 @@ from typing import Literal
 
 from rag import IngestCancelled, RagError
 from rag.library import IngestResult, Library
+from storage.models import User
 
 log = logging.getLogger(__name__)
 KEEP_DONE_S = 3600.0
@@ -66,9 +67,14 @@ class IndexingQueue:
 
     # -- submitting -------------------------------------------------------------------------
 
-    def submit(self, filename: str, data: bytes) -> Job:
-        """Queue an uploaded file for indexing; returns at once."""
-        return self._queue(Job("ingest", filename), lambda job, progress: self._ingested(job, data, progress))
+    def submit(
+        self, filename: str, data: bytes, user: User | None = None, collection_id: str | None = None
+    ) -> Job:
+        """Queue an uploaded file for indexing into a collection (the user's own by default)."""
+        return self._queue(
+            Job("ingest", filename),
+            lambda job, progress: self._ingested(job, data, progress, user, collection_id),
+        )
 
     def reindex(self, document_id: str) -> Job:
         """Queue indexing a stored document again from its original."""
@@ -169,8 +175,15 @@ class IndexingQueue:
             job.message = job.message or job.result.message
         job.fraction, job.finished_at, job.state = 1.0, time.monotonic(), "done"
 
-    def _ingested(self, job: Job, data: bytes, progress: Callable[[float, str], None]) -> None:
-        job.result = self.library.ingest(job.filename, data, progress)
+    def _ingested(
+        self,
+        job: Job,
+        data: bytes,
+        progress: Callable[[float, str], None],
+        user: User | None,
+        collection_id: str | None,
+    ) -> None:
+        job.result = self.library.ingest(job.filename, data, progress, user=user, collection_id=collection_id)
         if job.result.document is not None:
             job.document_id = job.result.document.id
 

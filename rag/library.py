@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from language import stem_string
 from rag import DocumentBusy, IngestError
+from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, Vectors, canonical_name, load_embedder
 from rag.index import VectorIndex, open_chroma
@@ -29,7 +30,18 @@ from rag.ingest import Options, extract
 from rag.retrieve import Retriever
 from rag.terms import TermIndex
 from settings import Settings
-from storage import ChatRepo, Chunk, Document, DocumentRepo, DocumentStatus, make_engine, utcnow
+from storage import (
+    ChatRepo,
+    Chunk,
+    Document,
+    DocumentRepo,
+    DocumentStatus,
+    NotFoundError,
+    make_engine,
+    utcnow,
+)
+from storage.models import CollectionDocument, User
+from storage.teams import CollectionRepo, UserRepo
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,15 @@ def too_large_message(name: str, size: int, settings: Settings) -> str:
 
 def _no_progress(_fraction: float, _text: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class DocumentEntry:
+    """A document as one user sees it: under their name for it, with the collections it is in."""
+
+    document: Document
+    name: str
+    collections: list[str]
 
 
 @dataclass
@@ -118,6 +139,9 @@ class Library:
         self.engine = engine
         self.docs = DocumentRepo(engine)
         self.chats = ChatRepo(engine)
+        self.users = UserRepo(engine)
+        self.collections = CollectionRepo(engine)
+        self.access = AccessControl(self.users, self.collections)
         self.vectors = vectors
         self._embedder = embedder
         self._crosslingual: Embedder | None = None
@@ -205,30 +229,68 @@ class Library:
 
     # -- ingestion ------------------------------------------------------------------------
 
-    def ingest(self, filename: str, data: bytes, progress: Progress | None = None) -> IngestResult:
-        """Index one file; never raises for a bad file (the result says why it failed)."""
+    def actor(self, user: User | None) -> User:
+        """The acting user: the given one, or the local admin when sign-in is off."""
+        if user is not None:
+            return user
+        if self.settings.auth != "none":
+            raise Forbidden("Не указан пользователь: при включённом входе действует только вошедший.")
+        return self.access.local_user()
+
+    def scope(self, user: User | None, collection_ids: list[str] | None = None) -> Scope:
+        """What the user's searches over these collections (all readable when None) may see."""
+        return self.access.scope(self.actor(user), collection_ids)
+
+    def ingest(
+        self,
+        filename: str,
+        data: bytes,
+        progress: Progress | None = None,
+        user: User | None = None,
+        collection_id: str | None = None,
+    ) -> IngestResult:
+        """Index one file into a collection (the user's own by default); never raises for a bad file."""
         progress = progress or _no_progress
+        actor = self.actor(user)
+        target = (
+            self.access.writable_collection(actor, collection_id)
+            if collection_id
+            else self.access.personal_collection(actor)
+        )
         name = PurePath(filename.replace("\\", "/")).name.strip() or "без имени"
         if len(data) > self.settings.max_file_bytes:
             return IngestResult(name, "failed", message=too_large_message(name, len(data), self.settings))
         sha = hashlib.sha256(data).hexdigest()
         existing = self.docs.by_sha256(sha)
-        if existing is not None and existing.status == DocumentStatus.READY:
-            return IngestResult(
-                name, "duplicate", existing, f"«{name}»: уже загружен как «{existing.filename}»."
-            )
-        if existing is not None and existing.status == DocumentStatus.INDEXING:
-            return IngestResult(name, "duplicate", existing, f"«{name}»: уже индексируется.")
+        if existing is not None and existing.status in (DocumentStatus.READY, DocumentStatus.INDEXING):
+            # The same bytes are indexed once and appear in every collection they were put in.
+            # Whose they were first is not this user's business: no other name is ever shown.
+            known = self.access.scope(actor)
+            was_known = known.allows(existing.id)
+            shown = known.name(existing.id, existing.filename) if was_known else name
+            added = self.collections.link(target.id, existing.id, name, actor.id)
+            if existing.status == DocumentStatus.INDEXING:
+                return IngestResult(name, "duplicate", existing, f"«{name}»: уже индексируется.")
+            if was_known and not added:
+                return IngestResult(name, "duplicate", existing, f"«{name}»: уже загружен как «{shown}».")
+            return IngestResult(name, "indexed", existing, f"«{name}»: добавлен в коллекцию «{target.name}».")
         if existing is None:
             try:
                 doc = self.docs.add(
-                    Document(filename=name, sha256=sha, size=len(data), status=DocumentStatus.INDEXING)
+                    Document(
+                        filename=name,
+                        owner_id=actor.id,
+                        sha256=sha,
+                        size=len(data),
+                        status=DocumentStatus.INDEXING,
+                    )
                 )
             except IntegrityError:  # another session inserted the same bytes a moment ago
                 return IngestResult(name, "duplicate", None, f"«{name}»: уже индексируется.")
         else:  # a failed attempt: start over with the same row
             self._purge_index(existing.id)
             doc = self.docs.update(existing.id, filename=name, status=DocumentStatus.INDEXING, error=None)
+        self.collections.link(target.id, doc.id, name, actor.id)
         with self._working_on(doc.id):
             stored = self._store_original(sha, name, data)
             self.docs.update(doc.id, stored_path=str(stored))
@@ -351,6 +413,68 @@ class Library:
             Path(doc.stored_path).unlink(missing_ok=True)
 
     # -- maintenance ----------------------------------------------------------------------
+
+    def documents(self, user: User | None = None, collection_id: str | None = None) -> list[DocumentEntry]:
+        """The documents the user may read (in one collection, or all), under the user's names."""
+        actor = self.actor(user)
+        ids = [collection_id] if collection_id else None
+        if self.access.is_admin(actor) and ids is None:
+            by_doc: dict[str, list[CollectionDocument]] = {}
+            for link in self.collections.links():
+                by_doc.setdefault(link.document_id, []).append(link)
+            return [
+                DocumentEntry(d, d.filename, [x.collection_id for x in by_doc.get(d.id, [])])
+                for d in self.docs.list_all()
+            ]
+        links = self.access.readable_links(actor, ids)
+        grouped: dict[str, list[CollectionDocument]] = {}
+        for link in links:
+            grouped.setdefault(link.document_id, []).append(link)
+        docs = {d.id: d for d in self.docs.by_ids(list(grouped))}
+        return [
+            DocumentEntry(docs[i], ls[0].filename, [x.collection_id for x in ls])
+            for i, ls in grouped.items()
+            if i in docs
+        ]
+
+    def document(self, document_id: str, user: User | None = None) -> DocumentEntry:
+        """One readable document; NotFoundError for an id the user may not read."""
+        for entry in self.documents(user):
+            if entry.document.id == document_id:
+                return entry
+        raise NotFoundError(document_id)
+
+    def move(self, document_id: str, source_id: str, target_id: str, user: User | None = None) -> None:
+        """Move a document between two collections the user may write to."""
+        actor = self.actor(user)
+        entry = self.document(document_id, actor)
+        source = self.access.writable_collection(actor, source_id)
+        target = self.access.writable_collection(actor, target_id)
+        if source.id not in entry.collections:
+            raise NotFoundError(document_id)
+        self.collections.link(target.id, document_id, entry.name, actor.id)
+        if source.id != target.id:
+            self.collections.unlink(source.id, document_id)
+
+    def remove(self, document_id: str, user: User | None = None) -> bool:
+        """Take a document out of the user's collections (an admin deletes it); True if it is gone."""
+        actor = self.actor(user)
+        entry = self.document(document_id, actor)
+        if self.access.is_admin(actor):
+            self.delete(document_id)
+            return True
+        writable = {c.id for c in self.access.writable(actor)}
+        mine = [c for c in entry.collections if c in writable]
+        if not mine:
+            raise Forbidden(f"«{entry.name}» лежит в коллекции, из которой вы не можете удалять.")
+        if self.is_busy(document_id):
+            raise DocumentBusy(f"«{entry.name}» сейчас индексируется: удалите его после окончания.")
+        for cid in mine:
+            self.collections.unlink(cid, document_id)
+        if self.collections.links_of_document(document_id):
+            return False
+        self.delete(document_id)  # in no collection any more: nobody can reach it
+        return True
 
     def delete(self, document_id: str) -> None:
         """Delete a document from SQL, the keyword index, Chroma and the file store."""

@@ -15,6 +15,7 @@ from providers.base import (
     Provider,
     Usage,
 )
+from rag.access import EVERYTHING, Scope
 from rag.prompts import build_messages
 from rag.retrieve import Retriever
 from rag.rewrite import QueryRewriter
@@ -63,7 +64,9 @@ def search_queries(
     return queries
 
 
-def fused_search(retriever: Retriever, queries: Sequence[str], k: int) -> list[Source]:
+def fused_search(
+    retriever: Retriever, queries: Sequence[str], k: int, scope: Scope = EVERYTHING
+) -> list[Source]:
     """Top-k chunks for several queries: each searched alone, the scores summed, renumbered.
 
     Scores, not ranks, are fused (each query's scaled to its best): a query that barely tells
@@ -71,13 +74,13 @@ def fused_search(retriever: Retriever, queries: Sequence[str], k: int) -> list[S
     fusion would count its near-tie as a full rank's difference.
     """
     if len(queries) == 1:
-        return retriever.search(queries[0], k=k)
+        return retriever.search(queries[0], k=k, scope=scope)
     # Each ranking deeper than k, so that a chunk second-best for every query still surfaces.
     pool = max(k * 4, 20)
     found: dict[str, Source] = {}
     fused: dict[str, float] = {}
     for q in queries:
-        hits = retriever.search(q, k=pool)
+        hits = retriever.search(q, k=pool, scope=scope)
         top = max((h.score for h in hits), default=0.0)
         for h in hits:
             found.setdefault(h.chunk_id, h)
@@ -106,6 +109,7 @@ def answer(
     use_documents: bool = True,
     extra_system: str = "",
     rewriter: QueryRewriter | None = None,
+    scope: Scope = EVERYTHING,
 ) -> PreparedAnswer:
     """Retrieve fragments and start streaming the provider's answer.
 
@@ -113,9 +117,10 @@ def answer(
     search queries (``rag.rewrite``), and retrieval fuses what each finds (``search_queries``).
     If the model refuses the prompt as too long before answering, the history is dropped and
     the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
+    Only the documents ``scope`` allows are searched (what the asking user may read).
     """
     queries = search_queries(question, history, provider, model, rewriter) if use_documents else []
-    hits = fused_search(retriever, queries, top_k) if queries else []
+    hits = fused_search(retriever, queries, top_k, scope) if queries else []
     context = next((m.context_tokens for m in provider.models() if m.id == model), 8192)
 
     def build(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from language import fts_any, fts_query, has_cyrillic
+from rag.access import EVERYTHING, Scope
 from rag.embedding import Embedder
 from rag.index import VectorIndex
 from rag.terms import TermIndex
@@ -61,42 +62,46 @@ class Retriever:
         # The vocabulary of the cross-lingual embedder (the second one), when there is one.
         self.terms = terms
 
-    def keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
+    def keyword(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by stemmed BM25."""
-        return self.repo.keyword_search(fts_query(query), limit)
+        return self.repo.keyword_search(fts_query(query), limit, documents=scope.names)
 
-    def translated_keyword(self, query: str, limit: int) -> list[tuple[str, float]]:
+    def translated_keyword(
+        self, query: str, limit: int, scope: Scope = EVERYTHING
+    ) -> list[tuple[str, float]]:
         """Chunk ids by BM25 over the question's words translated into the other script's stems."""
         embedders = self._embedders()
         if self.terms is None or len(embedders) < 2:
             return []
         stems = self.terms.translate(query, embedders[1])
-        return self.repo.keyword_search(fts_any(stems), limit) if stems else []
+        return self.repo.keyword_search(fts_any(stems), limit, documents=scope.names) if stems else []
 
-    def dense(self, query: str, limit: int) -> list[tuple[str, float]]:
+    def dense(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by cosine similarity with the main embedding model."""
-        return self._dense(self._embedders()[0], query, limit)
+        return self._dense(self._embedders()[0], query, limit, scope)
 
-    def _dense(self, emb: Embedder, query: str, limit: int) -> list[tuple[str, float]]:
-        return self.vectors.query(emb.name, emb.embed_query(query), limit)
+    def _dense(self, emb: Embedder, query: str, limit: int, scope: Scope) -> list[tuple[str, float]]:
+        return self.vectors.query(emb.name, emb.embed_query(query), limit, documents=scope.names)
 
-    def search(self, query: str, k: int = 5, method: Method = "hybrid") -> list[Source]:
-        """Top-k chunks of ready documents for a query, numbered 1..k for citation."""
-        if not query.strip():
+    def search(
+        self, query: str, k: int = 5, method: Method = "hybrid", scope: Scope = EVERYTHING
+    ) -> list[Source]:
+        """Top-k chunks of the ready documents a scope allows, numbered 1..k for citation."""
+        if not query.strip() or scope.names == {}:
             return []
         # Deep enough for the score statistics of the fusion to mean something.
         pool = max(k * 4, FUSION_POOL)
         if method == "keyword":
-            scored = self._normalise(self.keyword(query, pool))
+            scored = self._normalise(self.keyword(query, pool, scope))
         elif method == "dense":
-            scored = dict(self.dense(query, pool))
+            scored = dict(self.dense(query, pool, scope))
         else:
             # An English-only embedder would only drag good keyword ranks down on Russian.
             usable = [e for e in self._embedders() if e.reads_cyrillic or not has_cyrillic(query)]
             lists = [
-                self.keyword(query, pool),
-                self.translated_keyword(query, pool),
-                *(self._dense(e, query, pool) for e in usable),
+                self.keyword(query, pool, scope),
+                self.translated_keyword(query, pool, scope),
+                *(self._dense(e, query, pool, scope) for e in usable),
             ]
             scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
@@ -106,12 +111,14 @@ class Retriever:
             if cid not in rows:  # vector of a deleted or not-ready document
                 continue
             chunk, doc = rows[cid]
+            if not scope.allows(doc.id):  # never shown, whichever list let it through
+                continue
             hits.append(
                 Source(
                     n=len(hits) + 1,
                     chunk_id=cid,
                     document_id=doc.id,
-                    filename=doc.filename,
+                    filename=scope.name(doc.id, doc.filename),
                     page=chunk.page,
                     ordinal=chunk.ordinal,
                     text=chunk.text,

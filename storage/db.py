@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
+
+from storage.migrate import upgrade
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine and the tables; SQLite gets WAL and a busy timeout."""
+    """Create the engine and migrate the schema to head; SQLite gets WAL and a busy timeout."""
     connect_args: dict[str, Any] = {}
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
@@ -23,7 +25,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args=connect_args)
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
-    SQLModel.metadata.create_all(engine)
+    upgrade(engine)
     return engine
 
 

@@ -1,4 +1,4 @@
-"""SQLModel tables: chats, messages, documents and their chunks."""
+"""SQLModel tables: users, collections, chats, messages, documents and their chunks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -32,6 +32,65 @@ class DocumentStatus(StrEnum):
     INDEXING = "indexing"
     READY = "ready"
     FAILED = "failed"
+
+
+class Role(StrEnum):
+    """What a user may do: an admin manages users and sees every document."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class Access(StrEnum):
+    """A right on a collection."""
+
+    NONE = "none"
+    READ = "read"
+    WRITE = "write"
+
+
+class User(SQLModel, table=True):
+    """A person who signs in (or the single local user when sign-in is off)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    # The sign-in name, stored lowercased; under OIDC the e-mail.
+    name: str = Field(unique=True, index=True)
+    email: str | None = Field(default=None, index=True)
+    role: Role = Role.MEMBER
+    password_hash: str | None = None
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Collection(SQLModel, table=True):
+    """A knowledge base: personal (its owner only) or shared with everyone or named users."""
+
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True)
+    # What every active user may do here, besides the owner and the named grants.
+    everyone: Access = Access.NONE
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CollectionGrant(SQLModel, table=True):
+    """A named user's right on a collection."""
+
+    collection_id: str = Field(foreign_key="collection.id", primary_key=True, ondelete="CASCADE")
+    user_id: str = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    access: Access = Access.READ
+
+
+class CollectionDocument(SQLModel, table=True):
+    """A document's place in a collection, under the name it was uploaded with there."""
+
+    collection_id: str = Field(foreign_key="collection.id", primary_key=True, ondelete="CASCADE")
+    document_id: str = Field(foreign_key="document.id", primary_key=True, ondelete="CASCADE", index=True)
+    filename: str
+    added_by: str | None = Field(default=None, foreign_key="user.id")
+    added_at: datetime = Field(default_factory=utcnow)
 
 
 class Source(BaseModel):
@@ -76,6 +135,9 @@ class Chat(SQLModel, table=True):
     """A conversation with its own generation settings."""
 
     id: str = Field(default_factory=new_id, primary_key=True)
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True)
+    # The collections the chat searches; None: every collection its owner may read.
+    collection_ids: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     title: str = "Новый чат"
     provider: str = "offline"
     model: str = ""
@@ -111,6 +173,8 @@ class Document(SQLModel, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True)
     filename: str
+    # Who uploaded the bytes first; what others see is their own CollectionDocument's name.
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True)
     mime_type: str = ""
     sha256: str = Field(unique=True, index=True)
     size: int = 0

@@ -6,11 +6,11 @@ Streamlit's per-session threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import bindparam, delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -50,10 +50,13 @@ class ChatRepo:
             raise NotFoundError(chat_id)
         return chat
 
-    def list_all(self) -> list[Chat]:
-        """All chats, most recently active first."""
+    def list_all(self, owner_id: str | None = None) -> list[Chat]:
+        """All chats (one owner's when given), most recently active first."""
         with Session(self.engine, expire_on_commit=False) as s:
-            return list(s.exec(select(Chat).order_by(col(Chat.updated_at).desc())))
+            stmt = select(Chat).order_by(col(Chat.updated_at).desc())
+            if owner_id is not None:
+                stmt = stmt.where(col(Chat.owner_id) == owner_id)
+            return list(s.exec(stmt))
 
     def update(self, chat_id: str, **fields: Any) -> Chat:
         """Change a chat's fields (title, provider, settings)."""
@@ -172,6 +175,12 @@ class DocumentRepo:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.exec(select(Document).order_by(col(Document.created_at).desc())))
 
+    def by_ids(self, ids: Sequence[str]) -> list[Document]:
+        """The documents with these ids, newest first."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(Document).where(col(Document.id).in_(list(ids)))
+            return list(s.exec(stmt.order_by(col(Document.created_at).desc())))
+
     def add(self, doc: Document) -> Document:
         """Insert a new document row."""
         with Session(self.engine, expire_on_commit=False) as s:
@@ -253,19 +262,26 @@ class DocumentRepo:
                 stmt = stmt.where(col(Document.status) == DocumentStatus.READY)
             return {c.id: (c, d) for c, d in s.exec(stmt)}
 
-    def keyword_search(self, match: str, limit: int) -> list[tuple[str, float]]:
-        """Chunk ids ranked by FTS5 bm25 for an FTS5 MATCH expression (best first)."""
-        if not match:
+    def keyword_search(
+        self, match: str, limit: int, documents: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Chunk ids ranked by FTS5 bm25 for an FTS5 MATCH expression (only of ``documents`` if given)."""
+        if not match or (documents is not None and not documents):
             return []
+        only = "AND f.document_id IN :docs " if documents is not None else ""
         sql = text(
             f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
             "JOIN document d ON d.id = f.document_id "
-            f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready "
+            f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready {only}"
             "ORDER BY score LIMIT :n"
         )
+        if documents is not None:
+            sql = sql.bindparams(bindparam("docs", expanding=True))
         with self.engine.connect() as conn:
             # SQLAlchemy stores enum members by name.
-            params = {"q": match, "n": limit, "ready": DocumentStatus.READY.name}
+            params: dict[str, Any] = {"q": match, "n": limit, "ready": DocumentStatus.READY.name}
+            if documents is not None:
+                params["docs"] = sorted(documents)
             rows = conn.execute(sql, params).all()
         # FTS5 bm25() is negative, lower is better: flip the sign for a "higher is better" score.
         return [(str(r[0]), -float(r[1])) for r in rows]

@@ -113,4 +113,6 @@ def get_chat_service() -> ChatService:
         top_k=library.settings.top_k,
         history_turns=library.settings.history_turns,
         rewriter=rewriter_from(library.settings),
+        actor=library.actor,
+        scope=library.scope,
     )
