@@ -15,7 +15,15 @@ pages = [
     st.Page("app_pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
 ]
 try:
-    begin_run()  # settings are read once per run, and a bad one is reported like any page error
+    settings = begin_run()  # settings are read once per run, and a bad one is reported like any page error
+    if settings.auth != "none":
+        # Sign-in pages are not built yet: an app configured to need them must not open to anyone.
+        st.error(
+            f"RAG_AUTH={settings.auth}: вход по паролю и через OpenID Connect ещё не поддерживается "
+            "в этой версии. Уберите RAG_AUTH (или укажите none) либо закройте приложение от посторонних.",
+            icon=":material/lock:",
+        )
+        st.stop()
     st.navigation(pages).run()
 except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
     if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception
