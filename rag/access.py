@@ -67,9 +67,11 @@ class AccessControl:
         user = self.users.by_name(LOCAL_USER)
         if user is None:
             user = self.users.create(LOCAL_USER, role=Role.ADMIN)
+            # What a release without users left (migrated chats, documents, «Общие документы»).
+            self.users.claim_unowned(user.id)
         if user.role != Role.ADMIN or not user.active:
+            # Without sign-in this is the only person there is: a lock-out would close the app.
             user = self.users.update(user.id, role=Role.ADMIN, active=True)
-        self.users.claim_unowned(user.id)
         return user
 
     @staticmethod

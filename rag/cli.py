@@ -1,4 +1,10 @@
-"""Command line: ``python -m rag ingest|ask|eval|check|reembed``, sharing the app's data directory."""
+"""Command line: ``python -m rag ingest|ask|eval|check|reembed|users|collections``, sharing the app's
+data directory.
+
+``ingest`` and ``ask`` act as a user (``--user NAME``; without it, the local admin when
+RAG_AUTH=none) and see only what that user may read or write. ``users`` and ``collections``
+are the operator's: whoever runs them has the data directory, so they manage every account.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,27 @@ from pathlib import Path
 
 from providers import PROVIDER_NAMES, ProviderError, build_providers
 from providers.offline import embedder_similarity
+from rag.access import Forbidden
 from rag.chat import ChatService, TurnChoice
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
 from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.library import Library, open_library, too_large_message
+from rag.passwords import check_password_rules, hash_password
 from rag.pipeline import answer
 from rag.retrieve import METHODS
 from rag.rewrite import rewriter_from
 from settings import Settings
 from storage import NotFoundError
+from storage.models import Access, Collection, Role, User
+from storage.teams import AlreadyExists, normalise_name
+
+# ``collections share NAME --with all``: every user, so no account may be called that.
+EVERYONE = "all"
+ACCESS_NAMES = {Access.NONE: "нет доступа", Access.READ: "чтение", Access.WRITE: "запись"}
+
+
+class CliError(Exception):
+    """A refusal, in Russian, that ends the command with exit status 2."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -27,6 +45,56 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
     return settings
+
+
+def _acting_user(lib: Library, name: str | None) -> User:
+    """The user a command acts as: ``--user NAME`` (existing and active), else the local admin."""
+    if name:
+        user = lib.users.by_name(name)
+        if user is None:
+            raise CliError(f"Пользователь «{name}» не найден.")
+        if not user.active:
+            raise CliError(f"Пользователь «{name}» отключён: от его имени действовать нельзя.")
+        return user
+    if lib.settings.auth != "none":
+        raise CliError(
+            f"При RAG_AUTH={lib.settings.auth} укажите --user ИМЯ: от чьего имени выполнить команду."
+        )
+    return lib.actor(None)
+
+
+def _user_named(lib: Library, name: str) -> User:
+    """An existing account by name (active or not), for the operator's commands."""
+    user = lib.users.by_name(name)
+    if user is None:
+        raise CliError(f"Пользователь «{name}» не найден.")
+    return user
+
+
+def _owner_names(lib: Library) -> dict[str, str]:
+    return {u.id: u.name for u in lib.users.list_all()}
+
+
+def _owner_label(owners: dict[str, str], coll: Collection) -> str:
+    return owners.get(coll.owner_id or "", "без владельца")
+
+
+def _target_collection(lib: Library, user: User, name: str, owner: str | None) -> Collection:
+    """The collection called ``name`` among those the user may read, checked for write rights."""
+    candidates = [c for c in lib.access.readable(user) if c.name == name.strip()]
+    if owner:
+        found = lib.users.by_name(owner)
+        candidates = [c for c in candidates if found is not None and c.owner_id == found.id]
+    if not candidates:
+        # The same words whether it does not exist or belongs to someone who did not share it.
+        raise CliError(f"Коллекция «{name}» не найдена.")
+    grants = lib.collections.grants_of(user.id)
+    own = [c for c in candidates if c.owner_id == user.id]
+    writable = [c for c in candidates if lib.access.access_to(user, c, grants) == Access.WRITE]
+    chosen = own or writable or candidates
+    if len(chosen) > 1:
+        raise CliError(f"Вам доступны несколько коллекций «{name}»: укажите владельца, --owner ИМЯ.")
+    return lib.access.writable_collection(user, chosen[0].id)  # Forbidden when read-only
 
 
 def _files(paths: Sequence[str]) -> Iterator[Path]:
@@ -43,6 +111,12 @@ def _files(paths: Sequence[str]) -> Iterator[Path]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Index files and folders; exit 1 if any failed."""
     lib = open_library(_settings(args))
+    user = _acting_user(lib, args.user)
+    collection_id: str | None = None
+    if args.collection:
+        collection_id = _target_collection(lib, user, args.collection, args.owner).id
+    elif args.owner:
+        raise CliError("--owner уточняет --collection: укажите и коллекцию.")
     failed = 0
     for path in _files(args.paths):
         if not path.exists():
@@ -55,7 +129,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"failed: {path}: {too_large_message(path.name, size, lib.settings)}")
             failed += 1
             continue
-        res = lib.ingest(path.name, path.read_bytes())
+        res = lib.ingest(path.name, path.read_bytes(), user=user, collection_id=collection_id)
         if res.status == "indexed" and res.document is not None:
             doc = res.document
             print(f"indexed: {path} ({doc.chunk_count} chunks, {doc.encoding or doc.mime_type})")
@@ -71,6 +145,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Answer a question from the index; with ``--chat`` the exchange is stored in that chat."""
     settings = _settings(args)
     lib = open_library(settings)
+    user = _acting_user(lib, args.user)
     providers = build_providers(settings, similarity=embedder_similarity(lib.embedder))
     provider = providers[args.provider]
     status = provider.status()
@@ -93,14 +168,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             history_turns=settings.history_turns,
             rewriter=rewriter,
+            actor=lib.actor,
+            scope=lib.scope,
         )
         if args.chat != "new":
             try:
-                lib.chats.get(args.chat)
+                service.chat(args.chat, user)  # someone else's chat is as unknown as a made-up id
             except NotFoundError:
                 print(f"Чат {args.chat} не найден: укажите id из списка чатов или new.", file=sys.stderr)
                 return 2
-        turn = service.ask(None if args.chat == "new" else args.chat, args.question, choice)
+        turn = service.ask(None if args.chat == "new" else args.chat, args.question, choice, user=user)
         chat_id = turn.chat.id
         turn.prepare()
         text, error = _print_stream(turn.deltas(), quiet=args.json), turn.error
@@ -114,6 +191,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             choice.params(),
             top_k=args.top_k,
             rewriter=rewriter,
+            scope=lib.scope(user),
         )
         sources = prepared.sources
         try:
@@ -212,6 +290,143 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Add an account; with ``--password-stdin`` its password is the first line of stdin."""
+    lib = open_library(_settings(args), recover=False)
+    name = normalise_name(args.name)
+    if not name:
+        raise CliError("Имя пользователя не может быть пустым.")
+    if name == EVERYONE:
+        raise CliError(f"Имя «{EVERYONE}» зарезервировано (collections share --with {EVERYONE}).")
+    if lib.users.by_name(name) is not None:
+        raise CliError(f"Пользователь «{name}» уже существует.")
+    password_hash: str | None = None
+    if args.password_stdin:
+        plain = sys.stdin.readline().rstrip("\r\n")
+        reason = check_password_rules(plain)
+        if reason:
+            raise CliError(reason)
+        password_hash = hash_password(plain)
+    try:
+        user = lib.users.create(name, role=Role(args.role), password_hash=password_hash)
+    except AlreadyExists:
+        raise CliError(f"Пользователь «{name}» уже существует.") from None
+    note = "пароль задан" if password_hash else "без пароля"
+    print(f"Пользователь «{user.name}» добавлен ({Role(user.role).value}, {note}).")
+    if password_hash is None and lib.settings.auth == "password":
+        print(
+            "Без пароля этот пользователь не сможет войти: добавьте его с --password-stdin.", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    """Every account: name, role, whether active and whether it has a password."""
+    lib = open_library(_settings(args), recover=False)
+    users = lib.users.list_all()
+    if not users:
+        print("Пользователей нет.")
+    for u in users:
+        active = "активен" if u.active else "отключён"
+        password = "пароль задан" if u.password_hash else "без пароля"
+        print(f"{u.name}\t{Role(u.role).value}\t{active}\t{password}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    """Disable an account: it can no longer sign in or act; its documents and chats stay."""
+    lib = open_library(_settings(args), recover=False)
+    user = _user_named(lib, args.name)
+    if not user.active:
+        print(f"Пользователь «{user.name}» уже отключён.")
+        return 0
+    lib.users.update(user.id, active=False)
+    print(f"Пользователь «{user.name}» отключён.")
+    if user.role == Role.ADMIN and not lib.users.admins():
+        print("Активных администраторов не осталось.", file=sys.stderr)
+    return 0
+
+
+def _named_collection(lib: Library, name: str, owner: str | None) -> Collection:
+    """A collection by name among all of them; several of that name need ``--owner``."""
+    matches = [c for c in lib.collections.list_all() if c.name == name.strip()]
+    if owner:
+        owner_id = _user_named(lib, owner).id
+        matches = [c for c in matches if c.owner_id == owner_id]
+    if not matches:
+        raise CliError(f"Коллекция «{name}» не найдена.")
+    if len(matches) > 1:
+        owners = _owner_names(lib)
+        listed = ", ".join(sorted(_owner_label(owners, c) for c in matches))
+        raise CliError(f"Коллекций «{name}» несколько (владельцы: {listed}): укажите --owner ВЛАДЕЛЕЦ.")
+    return matches[0]
+
+
+def cmd_collections_add(args: argparse.Namespace) -> int:
+    """Create a collection owned by a user: personal, or readable by everyone with ``--shared``."""
+    lib = open_library(_settings(args), recover=False)
+    owner = _acting_user(lib, args.user)
+    if not args.name.strip():
+        raise CliError("Название коллекции не может быть пустым.")
+    everyone = Access.READ if args.shared else Access.NONE
+    try:
+        coll = lib.collections.create(args.name, owner.id, everyone=everyone)
+    except AlreadyExists:
+        raise CliError(f"У пользователя «{owner.name}» уже есть коллекция «{args.name.strip()}».") from None
+    kind = "общая: все читают" if args.shared else "личная"
+    print(f"Коллекция «{coll.name}» создана (владелец {owner.name}, {kind}).")
+    return 0
+
+
+def cmd_collections_share(args: argparse.Namespace) -> int:
+    """Open a collection to everyone or to one user, for reading (or writing with ``--write``)."""
+    lib = open_library(_settings(args), recover=False)
+    coll = _named_collection(lib, args.name, args.owner)
+    access = Access.WRITE if args.write else Access.READ
+    if normalise_name(args.with_user) == EVERYONE:
+        lib.collections.update(coll.id, everyone=access)
+        print(f"Коллекция «{coll.name}»: всем — {ACCESS_NAMES[access]}.")
+        return 0
+    target = _user_named(lib, args.with_user)
+    if target.id == coll.owner_id:
+        raise CliError(f"«{target.name}» — владелец коллекции «{coll.name}», у него уже есть все права.")
+    lib.collections.grant(coll.id, target.id, access)
+    print(f"Коллекция «{coll.name}»: {target.name} — {ACCESS_NAMES[access]}.")
+    if not target.active:
+        print(f"Пользователь «{target.name}» отключён: право действует, когда его включат.", file=sys.stderr)
+    return 0
+
+
+def cmd_collections_list(args: argparse.Namespace) -> int:
+    """Every collection with its rights, or (``--user``) those the user may read, with the user's right."""
+    lib = open_library(_settings(args), recover=False)
+    owners = _owner_names(lib)
+    if args.user:
+        user = _acting_user(lib, args.user)
+        grants = lib.collections.grants_of(user.id)
+        readable = lib.access.readable(user)
+        if not readable:
+            print("Доступных коллекций нет.")
+        for c in readable:
+            right = ACCESS_NAMES[lib.access.access_to(user, c, grants)]
+            print(f"{c.name}\tвладелец: {_owner_label(owners, c)}\t{right}")
+        return 0
+    named: dict[str, list[str]] = {}
+    for g in lib.collections.grants():
+        named.setdefault(g.collection_id, []).append(
+            f"{owners.get(g.user_id, '?')}: {ACCESS_NAMES[g.access]}"
+        )
+    collections = lib.collections.list_all()
+    if not collections:
+        print("Коллекций нет.")
+    for c in collections:
+        line = f"{c.name}\tвладелец: {_owner_label(owners, c)}\tвсем: {ACCESS_NAMES[Access(c.everyone)]}"
+        if c.id in named:
+            line += "\t" + ", ".join(sorted(named[c.id]))
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m rag``."""
     p = argparse.ArgumentParser(prog="python -m rag", description="Multimodal RAG RU: CLI")
@@ -220,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="index files or folders")
     ing.add_argument("paths", nargs="+")
     ing.add_argument("--data-dir")
+    ing.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
+    ing.add_argument("--collection", metavar="NAME", help="a collection the user may write to")
+    ing.add_argument("--owner", metavar="OWNER", help="the collection's owner, when several have its name")
     ing.set_defaults(func=cmd_ingest)
 
     ask = sub.add_parser("ask", help="answer a question from the index")
@@ -232,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--json", action="store_true")
     ask.add_argument("--chat", metavar="ID|new", help="store the exchange in this chat (new: a new chat)")
+    ask.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser(
@@ -254,6 +473,44 @@ def build_parser() -> argparse.ArgumentParser:
     re_ = sub.add_parser("reembed", help="re-embed documents after changing RAG_EMBEDDING_MODEL")
     re_.add_argument("--data-dir")
     re_.set_defaults(func=cmd_reembed)
+
+    users = sub.add_parser("users", help="manage accounts").add_subparsers(dest="action", required=True)
+    u_add = users.add_parser("add", help="add an account")
+    u_add.add_argument("name")
+    u_add.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
+    u_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    u_add.add_argument("--data-dir")
+    u_add.set_defaults(func=cmd_users_add)
+    u_list = users.add_parser("list", help="list accounts")
+    u_list.add_argument("--data-dir")
+    u_list.set_defaults(func=cmd_users_list)
+    u_off = users.add_parser("disable", help="disable an account")
+    u_off.add_argument("name")
+    u_off.add_argument("--data-dir")
+    u_off.set_defaults(func=cmd_users_disable)
+
+    colls = sub.add_parser("collections", help="manage collections").add_subparsers(
+        dest="action", required=True
+    )
+    c_add = colls.add_parser("add", help="create a collection")
+    c_add.add_argument("name")
+    c_add.add_argument("--user", metavar="OWNER", required=True, help="its owner")
+    c_add.add_argument("--shared", action="store_true", help="everyone may read it")
+    c_add.add_argument("--data-dir")
+    c_add.set_defaults(func=cmd_collections_add)
+    c_share = colls.add_parser("share", help="give everyone or a user access to a collection")
+    c_share.add_argument("name")
+    c_share.add_argument("--with", dest="with_user", metavar=f"USER|{EVERYONE}", required=True)
+    c_share.add_argument("--write", action="store_true", help="the right to add documents, not only read")
+    c_share.add_argument(
+        "--owner", metavar="OWNER", help="the collection's owner, when several have its name"
+    )
+    c_share.add_argument("--data-dir")
+    c_share.set_defaults(func=cmd_collections_share)
+    c_list = colls.add_parser("list", help="list collections")
+    c_list.add_argument("--user", metavar="NAME", help="only those this user may read")
+    c_list.add_argument("--data-dir")
+    c_list.set_defaults(func=cmd_collections_list)
     return p
 
 
@@ -263,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except (CliError, Forbidden) as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except ValueError as exc:  # pydantic validation of CLI numbers
         print(f"Ошибка в параметрах: {exc}", file=sys.stderr)
         return 2

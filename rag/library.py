@@ -232,6 +232,8 @@ class Library:
     def actor(self, user: User | None) -> User:
         """The acting user: the given one, or the local admin when sign-in is off."""
         if user is not None:
+            if not user.active:
+                raise Forbidden(f"Учётная запись «{user.name}» отключена: обратитесь к администратору.")
             return user
         if self.settings.auth != "none":
             raise Forbidden("Не указан пользователь: при включённом входе действует только вошедший.")
@@ -269,11 +271,13 @@ class Library:
             was_known = known.allows(existing.id)
             shown = known.name(existing.id, existing.filename) if was_known else name
             added = self.collections.link(target.id, existing.id, name, actor.id)
+            # The row as this user knows it: under their name, never the first uploader's.
+            seen = existing.model_copy(update={"filename": shown})
             if existing.status == DocumentStatus.INDEXING:
-                return IngestResult(name, "duplicate", existing, f"«{name}»: уже индексируется.")
+                return IngestResult(name, "duplicate", seen, f"«{name}»: уже индексируется.")
             if was_known and not added:
-                return IngestResult(name, "duplicate", existing, f"«{name}»: уже загружен как «{shown}».")
-            return IngestResult(name, "indexed", existing, f"«{name}»: добавлен в коллекцию «{target.name}».")
+                return IngestResult(name, "duplicate", seen, f"«{name}»: уже загружен как «{shown}».")
+            return IngestResult(name, "indexed", seen, f"«{name}»: добавлен в коллекцию «{target.name}».")
         if existing is None:
             try:
                 doc = self.docs.add(

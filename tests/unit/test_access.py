@@ -100,9 +100,14 @@ def test_sharing_gives_read_then_write(team: tuple[Library, User, User, User]) -
     lib.collections.update(shared.id, everyone=Access.READ)
     assert lib.retriever.search(SECRET_QUESTION, scope=lib.scope(carol))
     assert shared.id not in {c.id for c in lib.access.writable(carol)}
-    # A deactivated member reads nothing, shared or not.
+    # A deactivated member can do nothing at all, even with a user object from before.
     lib.users.update(bob.id, active=False)
-    assert lib.retriever.search(SECRET_QUESTION, scope=lib.scope(lib.users.get(bob.id))) == []
+    disabled = lib.users.get(bob.id)
+    assert lib.access.scope(disabled).names == {}
+    with pytest.raises(Forbidden):
+        lib.scope(disabled)
+    with pytest.raises(Forbidden):
+        lib.ingest("other.txt", b"new bytes here", user=disabled)
 
 
 def test_the_same_bytes_are_indexed_once_and_each_uploader_keeps_their_own_name(
@@ -114,7 +119,9 @@ def test_the_same_bytes_are_indexed_once_and_each_uploader_keeps_their_own_name(
     assert first.document is not None and second.document is not None
     assert second.document.id == first.document.id  # stored and embedded once
     assert second.status == "indexed"
-    assert "sokrashchenie" not in second.message  # alice's file name is not bob's business
+    # Alice's file name is not bob's business, in the message or in the row he gets back.
+    assert "sokrashchenie" not in second.message
+    assert second.document.filename == "moya-kopiya.txt"
     assert len(lib.docs.list_all()) == 1
     assert [e.name for e in lib.documents(bob)] == ["moya-kopiya.txt"]
     assert [e.name for e in lib.documents(alice)] == ["sokrashchenie.txt"]
