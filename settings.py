@@ -43,7 +43,17 @@ class Settings(BaseSettings):
     history_turns: int = Field(default=3, ge=0, le=20, alias="RAG_HISTORY_TURNS")
     default_provider: str = Field(default="offline", alias="RAG_PROVIDER")
     # Who is acting: "none" is the single local admin of a one-person install.
-    auth: Literal["none", "password", "oidc"] = Field(default="none", alias="RAG_AUTH")
+    # Not named "auth": the secrets file's [auth] table is Streamlit's OIDC section, and fields are
+    # also matched by name there.
+    auth_mode: Literal["none", "password", "oidc"] = Field(default="none", alias="RAG_AUTH")
+    # Signs session cookies; unset: a random one kept in the data directory (rag.auth).
+    secret_key: SecretStr | None = Field(default=None, alias="RAG_SECRET_KEY")
+    # An admin created at start (RAG_AUTH=password) when both are set; an existing one keeps
+    # the password they have, so changing it in the UI survives a restart.
+    admin_user: str | None = Field(default=None, alias="RAG_ADMIN_USER")
+    admin_password: SecretStr | None = Field(default=None, alias="RAG_ADMIN_PASSWORD")
+    # Comma-separated e-mails that sign in as admins under RAG_AUTH=oidc.
+    admin_emails: str = Field(default="", alias="RAG_ADMIN_EMAILS")
 
     # Remote providers: names follow the vendors' SDKs so one secrets file serves both.
     # Keys are SecretStr: they never show up in a repr, a log line or an error message.

@@ -56,9 +56,9 @@ def _acting_user(lib: Library, name: str | None) -> User:
         if not user.active:
             raise CliError(f"Пользователь «{name}» отключён: от его имени действовать нельзя.")
         return user
-    if lib.settings.auth != "none":
+    if lib.settings.auth_mode != "none":
         raise CliError(
-            f"При RAG_AUTH={lib.settings.auth} укажите --user ИМЯ: от чьего имени выполнить команду."
+            f"При RAG_AUTH={lib.settings.auth_mode} укажите --user ИМЯ: от чьего имени выполнить команду."
         )
     return lib.actor(None)
 
@@ -313,7 +313,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         raise CliError(f"Пользователь «{name}» уже существует.") from None
     note = "пароль задан" if password_hash else "без пароля"
     print(f"Пользователь «{user.name}» добавлен ({Role(user.role).value}, {note}).")
-    if password_hash is None and lib.settings.auth == "password":
+    if password_hash is None and lib.settings.auth_mode == "password":
         print(
             "Без пароля этот пользователь не сможет войти: добавьте его с --password-stdin.", file=sys.stderr
         )

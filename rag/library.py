@@ -235,7 +235,7 @@ class Library:
             if not user.active:
                 raise Forbidden(f"Учётная запись «{user.name}» отключена: обратитесь к администратору.")
             return user
-        if self.settings.auth != "none":
+        if self.settings.auth_mode != "none":
             raise Forbidden("Не указан пользователь: при включённом входе действует только вошедший.")
         return self.access.local_user()
 

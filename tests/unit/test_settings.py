@@ -29,6 +29,20 @@ def test_secrets_toml_beats_environment_which_beats_dotenv(
     assert s.history_turns == 3  # the default
 
 
+def test_streamlits_auth_table_in_the_secrets_file_is_not_a_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One secrets file serves Streamlit ([auth] for st.login) and us (RAG_AUTH): they must not clash.
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        'RAG_AUTH = "oidc"\n[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\n'
+        'client_id = "rag"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("RAG_SECRETS_FILE", str(secrets))
+    assert Settings(_env_file=None).auth_mode == "oidc"  # type: ignore[call-arg]
+
+
 def test_keys_are_hidden_in_repr_and_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YC_API_KEY", "AQVN-very-secret")
     s = Settings(_env_file=None)  # type: ignore[call-arg]

@@ -1,0 +1,369 @@
+"""Sign-in and accounts: the first admin, passwords, sessions, user management and OIDC users.
+
+The pages and the CLI call this module; the rules on what a signed-in user may read and write
+stay in ``rag.access``. Every refusal a user should read is a ``SignInRefused`` (or
+``Forbidden``) whose message is Russian and shown as is.
+
+- RAG_AUTH=password: the first visitor of a fresh install creates the admin
+  (``create_first_admin``), or the operator sets RAG_ADMIN_USER/RAG_ADMIN_PASSWORD
+  (``bootstrap``); then everyone signs in by name and password (``sign_in``).
+- RAG_AUTH=oidc: the identity provider vouches for the e-mail (``oidc_user``).
+- Either way the session is a signed token (``issue_token``/``user_from_token``) that dies
+  with a password change, a reset or the account being disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import math
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from rag import RagError
+from rag.access import AccessControl, Forbidden
+from rag.passwords import check_password_rules, hash_password, verify_password
+from settings import Settings
+from storage import NotFoundError
+from storage.models import Role, User
+from storage.teams import AlreadyExists, UserRepo, normalise_name
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "secret_key"
+TOKEN_SALT = "rag-session"
+TOKEN_MAX_AGE_S = 14 * 24 * 3600
+# Failed sign-ins of one name that cost no wait; each later failure doubles the wait.
+FREE_FAILURES = 3
+MAX_WAIT_S = 300.0
+# Above this many remembered names, those whose wait is long over are forgotten, so a flood
+# of made-up names cannot grow the table without bound.
+THROTTLE_PRUNE_AT = 10_000
+
+BAD_CREDENTIALS = "Неверное имя пользователя или пароль."
+WRONG_CURRENT_PASSWORD = "Текущий пароль неверен."
+ACCOUNT_DISABLED = "Учётная запись отключена: обратитесь к администратору."
+
+
+class SignInRefused(RagError):
+    """A sign-in or an account change was refused; the message is shown to the user as is."""
+
+
+def session_secret(settings: Settings) -> str:
+    """The key that signs sessions: RAG_SECRET_KEY, else one made once and kept in the data directory."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value()
+    path = settings.data_dir / SECRET_FILE
+    if not path.exists():
+        _create_secret_file(path)
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise RagError(f"Файл ключа сессий {path} пуст: удалите его или задайте RAG_SECRET_KEY.")
+    return secret
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a fresh secret to ``path`` unless another process or thread got there first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written in full to a private temporary file, then hard-linked into place: the link
+    # fails when the file exists, so concurrent first calls keep one secret, and nobody ever
+    # reads a half-written file (as they could with O_EXCL followed by a write).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_FILE}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # mkstemp's mode already, but the key must never be readable by others
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash no password matches, verified for unknown names so their timing equals a real check."""
+    # Same hasher and parameters as real hashes: the verification costs the same time.
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def _fingerprint(password_hash: str | None) -> str:
+    """A short digest of the stored hash: a token carrying it dies when the password changes."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Attempts:
+    """Failed sign-ins of one name: how many in a row, and until when new attempts are refused."""
+
+    failures: int = 0
+    until: float = 0.0
+    # Attempts on one name run one after another, so parallel guesses cannot slip past the wait.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AuthService:
+    """Accounts and sessions over the users table."""
+
+    def __init__(
+        self,
+        users: UserRepo,
+        access: AccessControl,
+        secret: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.users = users
+        self.access = access
+        self._serializer = URLSafeTimedSerializer(secret, salt=TOKEN_SALT)
+        self._clock = clock
+        # Throttling state lives in this process's memory: several app processes each keep
+        # their own, and a restart forgets it. Enough against guessing through one UI.
+        self._attempts: dict[str, _Attempts] = {}
+        self._attempts_lock = threading.Lock()
+        # Checks such as «is this the last admin» and the change they guard must not interleave
+        # within a process (two admins demoting each other at once would leave none).
+        self._admin_lock = threading.RLock()
+
+    # -- the first admin ----------------------------------------------------------------------
+
+    def needs_first_admin(self) -> bool:
+        """Whether no active admin with a password exists (a fresh RAG_AUTH=password install)."""
+        return not any(u.password_hash for u in self.users.admins())
+
+    def create_first_admin(self, name: str, password: str) -> User:
+        """Create the first admin of a fresh install; they receive every row from before teams."""
+        with self._admin_lock:
+            if not self.needs_first_admin():
+                raise Forbidden("Администратор уже создан: войдите под своей учётной записью.")
+            admin = self._create(name, Role.ADMIN, password)
+            # Chats, documents and collections of a release without users become the admin's.
+            self.users.claim_unowned(admin.id)
+        log.info("first admin %r created", admin.name)
+        return admin
+
+    def bootstrap(self, settings: Settings) -> User | None:
+        """Ensure the admin of RAG_ADMIN_USER/RAG_ADMIN_PASSWORD exists; None when they are not set."""
+        if not settings.admin_user or settings.admin_password is None:
+            return None
+        password = settings.admin_password.get_secret_value()
+        if not normalise_name(settings.admin_user) or not password:
+            return None
+        with self._admin_lock:
+            admin = self.users.by_name(settings.admin_user)
+            if admin is None:
+                try:
+                    admin = self._create(settings.admin_user, Role.ADMIN, password)
+                except SignInRefused as exc:
+                    raise SignInRefused(f"RAG_ADMIN_PASSWORD: {exc}") from exc
+                log.info("admin %r created from RAG_ADMIN_USER", admin.name)
+            else:
+                # The operator's configuration says this person is an admin; the password they
+                # may have changed since is theirs, so a restart leaves it alone.
+                changes: dict[str, object] = {}
+                if admin.role != Role.ADMIN or not admin.active:
+                    changes.update(role=Role.ADMIN, active=True)
+                if not admin.password_hash:  # e.g. the no-sign-in «local» user: give them a way in
+                    changes["password_hash"] = hash_password(password)
+                if changes:
+                    admin = self.users.update(admin.id, **changes)
+            self.users.claim_unowned(admin.id)
+        return admin
+
+    # -- signing in ---------------------------------------------------------------------------
+
+    def sign_in(self, name: str, password: str) -> User:
+        """The user with this name and password; SignInRefused, saying nothing of which was wrong."""
+        key = normalise_name(name)
+        attempts = self._attempts_of(key)
+        with attempts.lock:
+            now = self._clock()
+            if now < attempts.until:
+                wait = max(1, math.ceil(attempts.until - now))
+                raise SignInRefused(f"Слишком много неудачных попыток. Повторите через {wait} с.")
+            user = self.users.by_name(key) if key else None
+            stored = user.password_hash if user is not None else None
+            # An unknown name (or one without a password) is checked against a dummy hash, so
+            # the time taken does not tell which names exist.
+            matched = verify_password(stored or _dummy_hash(), password) and stored is not None
+            if user is not None and matched and user.active:
+                attempts.failures = 0
+                attempts.until = 0.0
+                return user
+            # A disabled user with the right password counts as a failure too: anything else
+            # would tell a guesser the password was right.
+            attempts.failures += 1
+            if attempts.failures >= FREE_FAILURES:
+                attempts.until = self._clock() + min(MAX_WAIT_S, 2.0 ** (attempts.failures - FREE_FAILURES))
+                log.warning("sign-in of %r failed %d times in a row", key, attempts.failures)
+        raise SignInRefused(BAD_CREDENTIALS)
+
+    def _attempts_of(self, key: str) -> _Attempts:
+        """The throttling record of a normalised name, made on first use."""
+        with self._attempts_lock:
+            if len(self._attempts) >= THROTTLE_PRUNE_AT:
+                now = self._clock()
+                # Forgetting a name whose wait has been over for a while only lets it start
+                # again from its free attempts; names still waiting are kept.
+                stale = [k for k, a in self._attempts.items() if a.until + MAX_WAIT_S < now]
+                for k in stale:
+                    del self._attempts[k]
+            return self._attempts.setdefault(key, _Attempts())
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def issue_token(self, user: User) -> str:
+        """A signed session token for the user (for a cookie)."""
+        return self._serializer.dumps({"uid": user.id, "pw": _fingerprint(user.password_hash)})
+
+    def user_from_token(self, token: str, max_age_s: int = TOKEN_MAX_AGE_S) -> User | None:
+        """The active user a token was issued to; None when it is forged, expired or outdated."""
+        try:
+            payload = self._serializer.loads(token, max_age=max_age_s)
+        except BadSignature:  # SignatureExpired included
+            return None
+        if not isinstance(payload, dict):
+            return None
+        user_id, fingerprint = payload.get("uid"), payload.get("pw")
+        if not isinstance(user_id, str) or not isinstance(fingerprint, str):
+            return None
+        try:
+            user = self.users.get(user_id)
+        except NotFoundError:
+            return None
+        if not user.active:
+            return None
+        # A changed or reset password ends every session made with the old one.
+        if not hmac.compare_digest(fingerprint, _fingerprint(user.password_hash)):
+            return None
+        return user
+
+    # -- one's own account --------------------------------------------------------------------
+
+    def change_password(self, user: User, old: str, new: str) -> User:
+        """Change one's own password (the current one is asked for); old sessions end, issue a new token."""
+        current = self.users.get(user.id)
+        if not current.active:
+            raise Forbidden(ACCOUNT_DISABLED)
+        if not verify_password(current.password_hash, old):
+            raise SignInRefused(WRONG_CURRENT_PASSWORD)
+        return self.users.update(current.id, password_hash=self._new_hash(new))
+
+    # -- management by an admin ---------------------------------------------------------------
+
+    def add_user(self, actor: User, name: str, role: Role, password: str) -> User:
+        """Create a user with a password (admins only)."""
+        self.access.require_admin(actor)
+        user = self._create(name, role, password)
+        log.info("user %r (%s) added by %r", user.name, user.role, actor.name)
+        return user
+
+    def reset_password(self, actor: User, user_id: str, new: str) -> User:
+        """Set a user's password (admins only); their sessions end."""
+        self.access.require_admin(actor)
+        target = self.users.get(user_id)
+        return self.users.update(target.id, password_hash=self._new_hash(new))
+
+    def set_active(self, actor: User, user_id: str, active: bool) -> User:
+        """Enable or disable a user (admins only); the last active admin cannot be disabled."""
+        self.access.require_admin(actor)
+        with self._admin_lock:
+            target = self.users.get(user_id)
+            if not active and self._is_last_admin(target):
+                raise Forbidden("Нельзя отключить последнего администратора: сначала назначьте другого.")
+            if target.active == active:
+                return target
+            return self.users.update(target.id, active=active)
+
+    def set_role(self, actor: User, user_id: str, role: Role) -> User:
+        """Change a user's role (admins only); the last active admin cannot be demoted."""
+        self.access.require_admin(actor)
+        role = Role(role)
+        with self._admin_lock:
+            target = self.users.get(user_id)
+            if role != Role.ADMIN and self._is_last_admin(target):
+                raise Forbidden("Нельзя лишить прав последнего администратора: сначала назначьте другого.")
+            if target.role == role:
+                return target
+            return self.users.update(target.id, role=role)
+
+    def _is_last_admin(self, user: User) -> bool:
+        """Whether the user is the only active admin (only they could act, so it is the actor)."""
+        admins = self.users.admins()
+        return len(admins) == 1 and admins[0].id == user.id
+
+    # -- OIDC ---------------------------------------------------------------------------------
+
+    def oidc_user(self, email: str, name: str, admin_emails: Collection[str]) -> User:
+        """The user of an e-mail the identity provider vouched for, made a member on first sign-in.
+
+        ``name`` is the provider's display name; it is not stored (a user's name is their e-mail).
+        An e-mail in ``admin_emails`` signs in as an admin; a member is promoted once listed.
+        """
+        address = email.strip()
+        key = address.lower()
+        if not key:
+            raise SignInRefused("Провайдер входа не сообщил адрес электронной почты.")
+        wanted = Role.ADMIN if key in {e.strip().lower() for e in admin_emails if e.strip()} else None
+        with self._admin_lock:
+            user = self._by_email(key)
+            became_admin = False
+            if user is None:
+                try:
+                    user = self.users.create(key, role=wanted or Role.MEMBER, email=address)
+                except AlreadyExists:  # a concurrent first sign-in made it a moment ago
+                    user = self.users.by_name(key)
+                    if user is None:
+                        raise
+                else:
+                    became_admin = user.role == Role.ADMIN
+                    log.info("user %r created at first OIDC sign-in", user.name)
+            if not user.active:
+                raise Forbidden(ACCOUNT_DISABLED)
+            if wanted == Role.ADMIN and user.role != Role.ADMIN:
+                user = self.users.update(user.id, role=Role.ADMIN)
+                became_admin = True
+            if became_admin and self.users.admins()[0].id == user.id:
+                # The first admin of the install receives the rows from before teams.
+                self.users.claim_unowned(user.id)
+        return user
+
+    def _by_email(self, key: str) -> User | None:
+        """The user with this e-mail (any case), or named by it."""
+        # A linear scan: the repo has no e-mail lookup, and a team's users are few.
+        for user in self.users.list_all():
+            if (user.email or "").strip().lower() == key:
+                return user
+        return self.users.by_name(key)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _create(self, name: str, role: Role, password: str) -> User:
+        """A new user with a checked password; SignInRefused for an empty or taken name."""
+        key = normalise_name(name)
+        if not key:
+            raise SignInRefused("Укажите имя пользователя.")
+        password_hash = self._new_hash(password)
+        try:
+            return self.users.create(key, role=Role(role), password_hash=password_hash)
+        except AlreadyExists:
+            raise SignInRefused(f"Имя «{key}» уже занято.") from None
+
+    @staticmethod
+    def _new_hash(password: str) -> str:
+        """The hash of an acceptable password; SignInRefused with the reason otherwise."""
+        reason = check_password_rules(password)
+        if reason is not None:
+            raise SignInRefused(reason)
+        return hash_password(password)

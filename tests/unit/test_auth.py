@@ -1,0 +1,395 @@
+"""Sign-in and accounts (rag.auth) on a real library with real argon2 hashes."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import rag.auth
+from rag.access import Forbidden
+from rag.auth import AuthService, SignInRefused, session_secret
+from rag.library import Library
+from rag.passwords import MIN_PASSWORD_LENGTH
+from settings import Settings
+from storage.models import Role, User
+
+BAD = "Неверное имя пользователя или пароль."
+PASSWORD = "correct horse battery"
+OTHER = "another good password"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def auth(library: Library, clock: FakeClock) -> AuthService:
+    return AuthService(library.users, library.access, "test-secret", clock=clock)
+
+
+@pytest.fixture
+def admin(auth: AuthService) -> User:
+    return auth.create_first_admin("Boss", PASSWORD)
+
+
+@pytest.fixture
+def alice(auth: AuthService, admin: User) -> User:
+    return auth.add_user(admin, "Alice", Role.MEMBER, PASSWORD)
+
+
+def _refused(auth: AuthService, name: str, password: str) -> str:
+    with pytest.raises(SignInRefused) as exc:
+        auth.sign_in(name, password)
+    return str(exc.value)
+
+
+def _wait_message(seconds: int) -> str:
+    return f"Слишком много неудачных попыток. Повторите через {seconds} с."
+
+
+# -- the first admin ----------------------------------------------------------------------------
+
+
+def test_first_admin_claims_old_rows_and_is_created_once(library: Library, auth: AuthService) -> None:
+    assert auth.needs_first_admin()
+    # The passwordless admin of the no-sign-in mode cannot sign in, so it does not count.
+    library.access.local_user()
+    assert auth.needs_first_admin()
+
+    with pytest.raises(SignInRefused, match=str(MIN_PASSWORD_LENGTH)):
+        auth.create_first_admin("boss", "short")
+    assert library.users.by_name("boss") is None
+
+    admin = auth.create_first_admin("  Boss ", PASSWORD)
+    assert (admin.name, admin.role, admin.active) == ("boss", Role.ADMIN, True)
+    assert admin.password_hash and PASSWORD not in admin.password_hash
+    assert not auth.needs_first_admin()
+    with pytest.raises(Forbidden):
+        auth.create_first_admin("intruder", PASSWORD)
+    assert library.users.by_name("intruder") is None
+    assert auth.sign_in("BOSS", PASSWORD).id == admin.id
+
+
+def test_first_admin_receives_a_chat_without_owner(library: Library, auth: AuthService) -> None:
+    old_chat = library.chats.create(title="Чат из прошлой версии")
+    admin = auth.create_first_admin("boss", PASSWORD)
+    assert library.chats.get(old_chat.id).owner_id == admin.id
+
+
+def test_bootstrap_is_idempotent_and_keeps_a_changed_password(
+    library: Library, auth: AuthService, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    assert auth.bootstrap(settings_factory(tmp_path)) is None
+    assert auth.bootstrap(settings_factory(tmp_path, RAG_ADMIN_USER="root")) is None
+
+    old_chat = library.chats.create(title="старый")
+    configured = settings_factory(tmp_path, RAG_ADMIN_USER="Root", RAG_ADMIN_PASSWORD=PASSWORD)
+    first = auth.bootstrap(configured)
+    assert first is not None and (first.name, first.role) == ("root", Role.ADMIN)
+    assert library.chats.get(old_chat.id).owner_id == first.id
+    assert not auth.needs_first_admin()
+
+    auth.change_password(first, PASSWORD, OTHER)
+    again = auth.bootstrap(configured)
+    assert again is not None and again.id == first.id
+    assert [u.name for u in library.users.list_all()] == ["root"]
+    # A restart does not undo the password the admin chose since.
+    assert auth.sign_in("root", OTHER).id == first.id
+    assert _refused(auth, "root", PASSWORD) == BAD
+
+
+def test_bootstrap_refuses_a_weak_configured_password(
+    auth: AuthService, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with pytest.raises(SignInRefused, match="RAG_ADMIN_PASSWORD"):
+        auth.bootstrap(settings_factory(tmp_path, RAG_ADMIN_USER="root", RAG_ADMIN_PASSWORD="short"))
+
+
+# -- signing in ---------------------------------------------------------------------------------
+
+
+def test_sign_in_ignores_case_and_spaces_of_the_name(auth: AuthService, alice: User) -> None:
+    user = auth.sign_in("  ALICE ", PASSWORD)
+    assert user.id == alice.id and user.name == "alice"
+
+
+def test_sign_in_says_the_same_for_unknown_name_wrong_password_and_disabled_user(
+    auth: AuthService, admin: User, alice: User
+) -> None:
+    assert _refused(auth, "nobody", PASSWORD) == BAD
+    assert _refused(auth, "alice", "wrong password") == BAD
+    auth.set_active(admin, alice.id, False)
+    assert _refused(auth, "alice", PASSWORD) == BAD
+    assert _refused(auth, "", PASSWORD) == BAD
+
+
+def test_an_unknown_name_still_costs_one_argon2_verification(
+    auth: AuthService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+    real = rag.auth.verify_password
+
+    def spy(hash: str | None, plain: str) -> bool:
+        seen.append(hash)
+        return real(hash, plain)
+
+    monkeypatch.setattr(rag.auth, "verify_password", spy)
+    assert _refused(auth, "nobody", PASSWORD) == BAD
+    assert len(seen) == 1 and seen[0] is not None and seen[0].startswith("$argon2id$")
+
+
+def test_a_user_without_password_cannot_sign_in(library: Library, auth: AuthService) -> None:
+    library.users.create("ssouser", email="sso@example.com")
+    assert _refused(auth, "ssouser", "") == BAD
+    assert _refused(auth, "ssouser", PASSWORD) == BAD
+
+
+def _fail_until_capped(auth: AuthService, clock: FakeClock, name: str) -> None:
+    """Three free failures, then waits of 1, 2, 4 … seconds, capped at 300."""
+    for _ in range(3):
+        assert _refused(auth, name, "wrong password") == BAD
+    expected = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    for wait in expected:
+        # Refused during the wait, even with the right password, and refusals do not add to it.
+        assert _refused(auth, name, PASSWORD) == _wait_message(wait)
+        clock.advance(wait - 0.5)
+        assert _refused(auth, name, PASSWORD) == _wait_message(1)
+        clock.advance(0.5)
+        assert _refused(auth, name, "wrong password") == BAD
+
+
+def test_throttling_doubles_the_wait_up_to_the_cap_and_resets_on_success(
+    auth: AuthService, clock: FakeClock, alice: User
+) -> None:
+    _fail_until_capped(auth, clock, "alice")
+    # Another name is not held up by alice's failures.
+    assert auth.sign_in("boss", PASSWORD).role == Role.ADMIN
+    # The throttle is kept per normalised name.
+    assert _refused(auth, " ALICE", PASSWORD) == _wait_message(300)
+
+    clock.advance(300)
+    assert auth.sign_in("alice", PASSWORD).id == alice.id
+    # After a success the free attempts are back.
+    for _ in range(3):
+        assert _refused(auth, "alice", "wrong password") == BAD
+    assert _refused(auth, "alice", PASSWORD) == _wait_message(1)
+    clock.advance(1)
+    assert auth.sign_in("alice", PASSWORD).id == alice.id
+
+
+def test_throttling_is_the_same_for_an_unknown_name(auth: AuthService, clock: FakeClock) -> None:
+    _fail_until_capped(auth, clock, "ghost")
+    assert _refused(auth, "Ghost", "anything") == _wait_message(300)
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def test_token_round_trip_and_forgeries(library: Library, auth: AuthService, alice: User) -> None:
+    token = auth.issue_token(alice)
+    user = auth.user_from_token(token)
+    assert user is not None and user.id == alice.id
+
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert auth.user_from_token(tampered) is None
+    assert auth.user_from_token("not-a-token") is None
+    assert auth.user_from_token("") is None
+    other_key = AuthService(library.users, library.access, "another-secret")
+    assert other_key.user_from_token(token) is None
+    assert auth.user_from_token(auth.issue_token(User(name="ghost"))) is None
+
+
+def test_a_password_change_or_reset_ends_old_sessions(auth: AuthService, admin: User, alice: User) -> None:
+    before = auth.issue_token(alice)
+    with pytest.raises(SignInRefused, match="Текущий пароль неверен"):
+        auth.change_password(alice, "wrong password", OTHER)
+    with pytest.raises(SignInRefused, match=str(MIN_PASSWORD_LENGTH)):
+        auth.change_password(alice, PASSWORD, "short")
+    assert auth.user_from_token(before) is not None
+
+    changed = auth.change_password(alice, PASSWORD, OTHER)
+    assert auth.user_from_token(before) is None
+    after_change = auth.issue_token(changed)
+    assert auth.user_from_token(after_change) is not None
+    assert auth.sign_in("alice", OTHER).id == alice.id
+    assert _refused(auth, "alice", PASSWORD) == BAD
+
+    auth.reset_password(admin, alice.id, PASSWORD)
+    assert auth.user_from_token(after_change) is None
+    assert auth.sign_in("alice", PASSWORD).id == alice.id
+
+
+def test_a_disabled_user_loses_the_session(auth: AuthService, admin: User, alice: User) -> None:
+    token = auth.issue_token(alice)
+    auth.set_active(admin, alice.id, False)
+    assert auth.user_from_token(token) is None
+    auth.set_active(admin, alice.id, True)
+    assert auth.user_from_token(token) is not None
+
+
+def test_an_expired_token_is_refused(auth: AuthService, alice: User) -> None:
+    token = auth.issue_token(alice)
+    assert auth.user_from_token(token, max_age_s=60) is not None
+    time.sleep(1.1)
+    assert auth.user_from_token(token, max_age_s=0) is None
+
+
+# -- management ---------------------------------------------------------------------------------
+
+
+def test_management_is_for_admins_only(auth: AuthService, admin: User, alice: User) -> None:
+    for call in (
+        lambda: auth.add_user(alice, "mallory", Role.ADMIN, PASSWORD),
+        lambda: auth.reset_password(alice, admin.id, OTHER),
+        lambda: auth.set_active(alice, admin.id, False),
+        lambda: auth.set_role(alice, alice.id, Role.ADMIN),
+    ):
+        with pytest.raises(Forbidden, match="только администратору"):
+            call()
+    assert auth.sign_in("boss", PASSWORD).role == Role.ADMIN
+    assert auth.users.get(alice.id).role == Role.MEMBER
+    assert auth.users.by_name("mallory") is None
+
+
+def test_add_user_checks_the_name_and_password(auth: AuthService, admin: User, alice: User) -> None:
+    with pytest.raises(SignInRefused, match="занято"):
+        auth.add_user(admin, "ALICE", Role.MEMBER, PASSWORD)
+    with pytest.raises(SignInRefused, match=str(MIN_PASSWORD_LENGTH)):
+        auth.add_user(admin, "bob", Role.MEMBER, "short")
+    with pytest.raises(SignInRefused):
+        auth.add_user(admin, "   ", Role.MEMBER, PASSWORD)
+    with pytest.raises(SignInRefused, match=str(MIN_PASSWORD_LENGTH)):
+        auth.reset_password(admin, alice.id, "short")
+
+
+def test_the_last_admin_cannot_be_disabled_or_demoted(auth: AuthService, admin: User, alice: User) -> None:
+    with pytest.raises(Forbidden, match="последнего администратора"):
+        auth.set_active(admin, admin.id, False)
+    with pytest.raises(Forbidden, match="последнего администратора"):
+        auth.set_role(admin, admin.id, Role.MEMBER)
+    assert auth.users.get(admin.id).role == Role.ADMIN and auth.users.get(admin.id).active
+
+    # With a second admin either step is allowed.
+    promoted = auth.set_role(admin, alice.id, Role.ADMIN)
+    assert promoted.role == Role.ADMIN
+    demoted = auth.set_role(admin, admin.id, Role.MEMBER)
+    assert demoted.role == Role.MEMBER
+    with pytest.raises(Forbidden, match="последнего администратора"):
+        auth.set_active(promoted, alice.id, False)
+
+
+# -- OIDC ---------------------------------------------------------------------------------------
+
+
+def test_oidc_creates_a_member_and_finds_them_again(library: Library, auth: AuthService) -> None:
+    old_chat = library.chats.create(title="старый")
+    user = auth.oidc_user("Ivan.Petrov@Example.com", "Иван Петров", admin_emails=[])
+    assert (user.name, user.role, user.active) == ("ivan.petrov@example.com", Role.MEMBER, True)
+    assert user.password_hash is None
+    # A member receives nothing of the old rows.
+    assert library.chats.get(old_chat.id).owner_id is None
+    again = auth.oidc_user("ivan.petrov@example.COM", "Иван", admin_emails=[])
+    assert again.id == user.id
+    assert len(library.users.list_all()) == 1
+
+
+def test_oidc_listed_admin_is_created_admin_and_claims_old_rows(library: Library, auth: AuthService) -> None:
+    old_chat = library.chats.create(title="старый")
+    boss = auth.oidc_user("boss@example.com", "Boss", admin_emails=[" BOSS@example.com ", ""])
+    assert boss.role == Role.ADMIN
+    assert library.chats.get(old_chat.id).owner_id == boss.id
+
+
+def test_oidc_promotes_a_member_added_to_the_list(auth: AuthService) -> None:
+    member = auth.oidc_user("ann@example.com", "Ann", admin_emails=["boss@example.com"])
+    assert member.role == Role.MEMBER
+    promoted = auth.oidc_user("ann@example.com", "Ann", admin_emails=["ann@example.com"])
+    assert promoted.id == member.id and promoted.role == Role.ADMIN
+    # Leaving the list later does not demote: the admin may have been made one on the page.
+    assert auth.oidc_user("ann@example.com", "Ann", admin_emails=[]).role == Role.ADMIN
+
+
+def test_oidc_refuses_a_disabled_user(auth: AuthService) -> None:
+    boss = auth.oidc_user("boss@example.com", "Boss", admin_emails=["boss@example.com"])
+    ann = auth.oidc_user("ann@example.com", "Ann", admin_emails=[])
+    auth.set_active(boss, ann.id, False)
+    with pytest.raises(Forbidden, match="Учётная запись отключена"):
+        auth.oidc_user("Ann@example.com", "Ann", admin_emails=["ann@example.com"])
+    assert auth.users.get(ann.id).role == Role.MEMBER
+    with pytest.raises(SignInRefused):
+        auth.oidc_user("  ", "Nobody", admin_emails=[])
+
+
+# -- the session secret -------------------------------------------------------------------------
+
+
+def test_session_secret_is_made_once_and_private(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_factory(tmp_path / "data")
+    secret = session_secret(settings)
+    path = tmp_path / "data" / "secret_key"
+    assert len(secret) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert session_secret(settings) == secret
+    assert session_secret(settings_factory(tmp_path / "data")) == secret
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secret_key"]
+
+
+def test_session_secret_prefers_the_configured_key(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_factory(tmp_path / "data", RAG_SECRET_KEY="from-the-environment")
+    assert session_secret(settings) == "from-the-environment"
+    assert not (tmp_path / "data" / "secret_key").exists()
+
+
+def test_concurrent_first_calls_end_with_one_secret(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_factory(tmp_path / "data")
+    results: list[str] = []
+    start = threading.Barrier(8)
+
+    def call() -> None:
+        start.wait()
+        results.append(session_secret(settings))
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert (tmp_path / "data" / "secret_key").read_text(encoding="utf-8").strip() == results[0]
+
+
+def test_new_secrets_are_hidden_by_without_secrets(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_factory(
+        tmp_path, RAG_SECRET_KEY="k" * 40, RAG_ADMIN_USER="root", RAG_ADMIN_PASSWORD=PASSWORD
+    )
+    assert "k" * 40 not in repr(settings) and PASSWORD not in repr(settings)
+    bare = settings.without_secrets()
+    assert bare.secret_key is None and bare.admin_password is None
+    assert bare.admin_user == "root"
