@@ -5,25 +5,31 @@ import os
 
 import streamlit as st
 
-from ui.resources import begin_run
+from ui.auth import account_panel, signed_in_user
+from ui.resources import begin_run, get_library
 
 st.set_page_config(page_title="Мультимодальный RAG", page_icon=":material/library_books:", layout="wide")
 
-pages = [
-    st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True),
-    st.Page("app_pages/documents.py", title="Документы", icon=":material/description:"),
-    st.Page("app_pages/admin.py", title="Администрирование", icon=":material/admin_panel_settings:"),
-]
+CHAT = st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True)
+DOCUMENTS = st.Page("app_pages/documents.py", title="Документы", icon=":material/description:")
+ADMIN_PAGE = "app_pages/admin.py"
+ADMIN_TITLE = "Администрирование"
 try:
-    settings = begin_run()  # settings are read once per run, and a bad one is reported like any page error
-    if settings.auth != "none":
-        # Sign-in pages are not built yet: an app configured to need them must not open to anyone.
-        st.error(
-            f"RAG_AUTH={settings.auth}: вход по паролю и через OpenID Connect ещё не поддерживается "
-            "в этой версии. Уберите RAG_AUTH (или укажите none) либо закройте приложение от посторонних.",
-            icon=":material/lock:",
-        )
+    begin_run()  # settings are read once per run, and a bad one is reported like any page error
+    user = signed_in_user()
+    if user is None:  # a sign-in or first-run screen was drawn instead
         st.stop()
+    account_panel(user)
+    # A member's menu has no admin page; a bookmarked /admin still reaches it, hidden, and the
+    # page itself says it is for administrators (the services check the role again all the same).
+    admin = get_library().access.is_admin(user)
+    ADMIN = st.Page(
+        ADMIN_PAGE,
+        title=ADMIN_TITLE,
+        icon=":material/admin_panel_settings:",
+        visibility="visible" if admin else "hidden",
+    )
+    pages = [CHAT, DOCUMENTS, ADMIN]
     st.navigation(pages).run()
 except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
     if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception

@@ -11,13 +11,20 @@ import contextlib
 import streamlit as st
 
 from storage import DocumentStatus, NotFoundError
+from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
 from ui.markup import literal
 from ui.resources import get_indexing_queue, get_library
 from ui.tables import STATUS_RU, documents_frame
+from ui.users import users_section
 
 JOBS = "admin"
 library = get_library()
+me = current_user()
+if not library.access.is_admin(me):
+    # Members never get this page in the navigation; this answers a page run any other way.
+    st.error("Эта страница доступна только администраторам.", icon=":material/lock:")
+    st.stop()
 queue = get_indexing_queue()
 st.title("Администрирование")
 job_panel(JOBS)
@@ -124,3 +131,6 @@ if findings := st.session_state.get("check_report"):
         track_job(JOBS, queue.repair())
         st.session_state.pop("check_report", None)
         st.rerun()
+
+# -- users ----------------------------------------------------------------------------------
+users_section(me)

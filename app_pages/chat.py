@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.chat import TurnChoice, failed_answer
-from ui.components import render_message, upload_panel
+from storage import DocumentStatus
+from ui.auth import current_user
+from ui.components import collection_labels, render_message, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
 from ui.markup import literal
 from ui.resources import get_chat_service, get_library, get_providers
@@ -15,6 +17,7 @@ library = get_library()
 providers = get_providers()
 service = get_chat_service()
 chats = library.chats
+user = current_user()
 wait_for_previous_answer()
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
@@ -27,7 +30,7 @@ if "provider_default_applied" not in st.session_state:
 # -- sidebar: chats -------------------------------------------------------------------------
 sb = st.sidebar
 sb.header("Чаты")
-all_chats = chats.list_all()
+all_chats = service.chats_of(user)
 chat = current_chat(library, all_chats)
 if sb.button("Новый чат", icon=":material/add:", width="stretch"):
     select_chat(None)
@@ -44,7 +47,7 @@ if all_chats:
     )
     if picked and (chat is None or picked != chat.id):
         select_chat(picked)
-        load_chat_settings(chats.get(picked))
+        load_chat_settings(service.chat(picked, user))
         st.rerun()
 if chat is not None:
     with sb.expander("Переименовать или удалить чат"):
@@ -62,9 +65,29 @@ if chat is not None:
 sb.header("Документы")
 upload_panel(sb, key="chat_uploads")
 use_documents = sb.toggle("Использовать документы в ответах", key="use_documents")
-totals = library.docs.totals()
+readable = library.access.readable(user)
+labels = collection_labels(readable, user)
+if chat is not None and len(readable) > 1:
+    in_search = [c for c in (chat.collection_ids or list(labels)) if c in labels]
+    picked_collections = sb.multiselect(
+        "Искать в коллекциях",
+        list(labels),
+        default=in_search,
+        format_func=lambda i: literal(labels[i]),
+        key=f"collections_{chat.id}",
+        help="По умолчанию — во всех коллекциях, доступных вам.",
+    )
+    wanted = None if set(picked_collections) == set(labels) or not picked_collections else picked_collections
+    if wanted != chat.collection_ids:
+        chat = chats.update(chat.id, collection_ids=wanted)
+searched = [
+    e
+    for e in library.documents(user)
+    if e.document.status == DocumentStatus.READY
+    and (chat is None or chat.collection_ids is None or set(e.collections) & set(chat.collection_ids))
+]
 # Only what search can use: failed and unfinished files are listed on the documents page.
-sb.caption(f"В базе: {totals['documents']} док., {totals['chunks']} фрагм.")
+sb.caption(f"В поиске: {len(searched)} док., {sum(e.document.chunk_count for e in searched)} фрагм.")
 
 # -- sidebar: model and generation ----------------------------------------------------------
 sb.header("Модель")
@@ -138,7 +161,7 @@ if chat is not None:
             st.rerun()
     retrying = st.session_state.pop("retry_answer", None)
     if retrying:
-        question = service.discard_failed(chat.id, retrying)
+        question = service.discard_failed(chat.id, retrying, user=user)
         if question is not None:
             messages = chats.messages(chat.id)
             answer_again(question)

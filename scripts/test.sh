@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/system-packages.sh --dev
 ./scripts/setup.sh
+./scripts/test-servers.sh   # the OIDC provider of the sign-in browser tests (npm)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

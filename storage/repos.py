@@ -84,12 +84,18 @@ class ChatRepo:
             s.exec(delete(Message).where(col(Message.chat_id) == chat_id))
             s.commit()
 
-    def delete_all(self) -> int:
-        """Delete every chat and message; return how many chats there were."""
+    def delete_all(self, owner_id: str | None = None) -> int:
+        """Delete every chat (one owner's when given) with its messages; return how many chats."""
         with Session(self.engine) as s:
-            n = s.exec(select(func.count()).select_from(Chat)).one()
-            s.exec(delete(Message))
-            s.exec(delete(Chat))
+            if owner_id is None:
+                n = s.exec(select(func.count()).select_from(Chat)).one()
+                s.exec(delete(Message))
+                s.exec(delete(Chat))
+            else:
+                ids = list(s.exec(select(Chat.id).where(col(Chat.owner_id) == owner_id)))
+                n = len(ids)
+                s.exec(delete(Message).where(col(Message.chat_id).in_(ids)))
+                s.exec(delete(Chat).where(col(Chat.id).in_(ids)))
             s.commit()
         return int(n)
 

@@ -10,6 +10,7 @@ import streamlit as st
 from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.jobs import Job
 from storage import Message, Source
+from storage.models import Access, Collection, User
 from ui.markup import answer_markdown, literal
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,41 @@ def _meta(msg: Message) -> str:
     return " · ".join(parts)
 
 
+def collection_labels(collections: list[Collection], user: User) -> dict[str, str]:
+    """Display names of collections: someone else's carries its owner's name («Мои документы» of whom)."""
+    from ui.resources import get_library
+
+    users = {u.id: u.name for u in get_library().users.list_all()}
+    out = {}
+    for c in collections:
+        shared = " · общая" if c.everyone != Access.NONE else ""
+        owner = "" if c.owner_id in (None, user.id) else f" ({users.get(c.owner_id or '', '?')})"
+        out[c.id] = f"{c.name}{owner}{shared}"
+    return out
+
+
 def upload_panel(container: Any, key: str = "uploads") -> None:
     """File uploader that queues files for background indexing and shows their progress."""
+    from ui.auth import current_user
+    from ui.resources import get_library
+
+    library = get_library()
+    user = current_user()
+    personal = library.access.personal_collection(user)
+    writable = library.access.writable(user)
+    if len(writable) > 1:
+        labels = collection_labels(writable, user)
+        ids = list(labels)
+        if st.session_state.get(f"{key}_collection") not in ids:
+            st.session_state[f"{key}_collection"] = personal.id
+        container.selectbox(
+            "Коллекция для загрузки",
+            ids,
+            format_func=lambda i: literal(labels[i]),
+            key=f"{key}_collection",
+        )
+    else:
+        st.session_state[f"{key}_collection"] = personal.id
     counter_key = f"{key}_counter"
     st.session_state.setdefault(counter_key, 0)
     widget_key = f"{key}_{st.session_state[counter_key]}"
@@ -131,9 +165,13 @@ def _queue_uploads(widget_key: str, counter_key: str, key: str) -> None:
     files = st.session_state.get(widget_key) or []
     if not files:
         return
+    from ui.auth import current_user
+
     queue = get_indexing_queue()
+    user = current_user()
+    target = st.session_state.get(f"{key}_collection")  # None: the user's own collection
     for f in files:
-        track_job(key, queue.submit(f.name, f.getvalue()))
+        track_job(key, queue.submit(f.name, f.getvalue(), user=user, collection_id=target))
     # A new uploader key empties the widget, so the same files are not queued again.
     st.session_state[counter_key] += 1
 

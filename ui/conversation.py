@@ -14,6 +14,7 @@ import streamlit as st
 
 from rag.chat import ChatService, Turn, TurnChoice
 from storage import Chat, Message
+from ui.auth import current_user
 from ui.components import VERBATIM_PROVIDER, render_sources
 from ui.markup import answer_markdown, literal
 
@@ -74,7 +75,7 @@ def take_turn(
         if chat is not None and wanted:
             # The service reads the chat again under this lock: the page's copy may predate a
             # run that stored the question and died.
-            turn = service.resume(chat.id, wanted, choice)
+            turn = service.resume(chat.id, wanted, choice, user=current_user())
             if turn is not None:
                 _render(turn)
                 return True
@@ -82,7 +83,7 @@ def take_turn(
         queue: list[str] = st.session_state.get(QUEUE, [])
         if not queue:
             return False
-        turn = service.ask(chat.id if chat is not None else None, queue[0], choice)
+        turn = service.ask(chat.id if chat is not None else None, queue[0], choice, user=current_user())
         queue.pop(0)
         if chat is None or turn.chat.id != chat.id:
             on_new_chat(turn.chat)

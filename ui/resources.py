@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
+from rag.auth import AuthService, session_secret
 from rag.chat import ChatService
 from rag.jobs import IndexingQueue
 from rag.library import Library, open_library
@@ -101,6 +102,21 @@ def get_indexing_queue() -> IndexingQueue:
     """The process-wide background indexing queue of the shared library."""
     settings_json = _library_json(get_settings())
     return _indexing_queue(_library(settings_json), settings_json)
+
+
+@st.cache_resource(show_spinner=False)
+def _auth_service(_library: Library, settings_json: str, _settings: Settings) -> AuthService:
+    # The full settings (with RAG_SECRET_KEY, RAG_ADMIN_PASSWORD): the library's copy has no secrets.
+    service = AuthService(_library.users, _library.access, session_secret(_settings))
+    service.bootstrap(_settings)  # RAG_ADMIN_USER / RAG_ADMIN_PASSWORD, for unattended deploys
+    return service
+
+
+def get_auth_service() -> AuthService:
+    """Sign-in, sessions and user management over the shared library (one per process)."""
+    settings = get_settings()
+    settings_json = _library_json(settings)
+    return _auth_service(_library(settings_json), settings_json, settings)
 
 
 def get_chat_service() -> ChatService:

@@ -100,7 +100,7 @@ def test_bad_file_reports_reason_and_batch_continues(data_dir: Path) -> None:
     assert any("good.md" in s.value for s in at.sidebar.success)
     assert "Traceback" not in str(at)
     # Only the searchable file is counted; the two failed ones are not «в базе».
-    assert any(c.value.startswith("В базе: 1 док., 1 фрагм.") for c in at.sidebar.caption), [
+    assert any(c.value.startswith("В поиске: 1 док., 1 фрагм.") for c in at.sidebar.caption), [
         c.value for c in at.sidebar.caption
     ]
 

@@ -146,7 +146,7 @@ def test_user_path(app: AppServer, chromium: Any) -> None:
     sidebar.get_by_text("Проиндексирован: dogovor.txt").wait_for(timeout=180_000)
     sidebar.get_by_text("Проиндексирован: otchet.pdf").wait_for(timeout=60_000)
     expect(page.get_by_test_id("stProgress")).to_have_count(0)
-    expect(sidebar.get_by_text("В базе: 2 док.")).to_be_visible()
+    expect(sidebar.get_by_text("В поиске: 2 док.")).to_be_visible()
     shot(page, "04-indexed")
 
     # Both files on the admin page.

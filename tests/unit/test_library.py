@@ -160,7 +160,7 @@ def test_failure_after_rows_are_written_leaves_nothing(make_library: Callable[..
     assert res.document is not None
     assert lib.docs.get(res.document.id).status == DocumentStatus.FAILED
     assert_no_index_left(lib, res.document.id)
-    # The failed file is not counted as searchable (the sidebar's «В базе: N док.»).
+    # The failed file is not counted as searchable (the sidebar's «В поиске: N док.»).
     assert lib.docs.totals() == {
         "documents": 1,
         "chunks": ok.document.chunk_count,  # type: ignore[union-attr]

@@ -1,0 +1,239 @@
+"""Who is using this browser session: sign-in screens and the session cookie.
+
+Three modes (``RAG_AUTH``): ``none`` (the local admin, no screen), ``password`` (our own
+accounts: a first-run screen, sign-in, a signed cookie that survives a reload) and ``oidc``
+(Streamlit's ``st.login`` with the ``[auth]`` secrets). The rules of what a user may do are not
+here: the services enforce them (``rag.access``); this module only establishes who asks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+
+import streamlit as st
+
+from rag import RagError
+from rag.auth import SignInRefused
+from storage import NotFoundError
+from storage.models import User
+from ui.markup import literal
+from ui.resources import get_auth_service, get_library, get_settings
+
+SESSION_USER = "rag_user_id"
+COOKIE = "rag_session"
+COOKIE_DAYS = 14
+_PENDING_COOKIE = "rag_cookie_pending"  # a token to hand to the browser in this run
+_DROP_COOKIE = "rag_cookie_drop"
+_SIGNED_OUT = "rag_signed_out"
+
+
+def signed_in_user() -> User | None:
+    """The acting user; None when a sign-in screen was rendered instead (the page must stop)."""
+    settings = get_settings()
+    library = get_library()
+    if settings.auth_mode == "none":
+        return library.actor(None)
+    user = _session_user()
+    if user is None:
+        user = _oidc_user() if settings.auth_mode == "oidc" else _password_user()
+    if user is not None:
+        _sync_cookie()
+    return user
+
+
+def current_user() -> User:
+    """The user this run acts for (pages call it after ``signed_in_user`` let them run)."""
+    user = _session_user() if get_settings().auth_mode != "none" else None
+    return user if user is not None else get_library().actor(None)
+
+
+def _session_user() -> User | None:
+    user_id = st.session_state.get(SESSION_USER)
+    if not user_id:
+        return None
+    try:
+        user = get_library().users.get(user_id)
+    except NotFoundError:
+        user = None
+    if user is None or not user.active:
+        # Deactivated while signed in: the next click ends the session.
+        st.session_state.pop(SESSION_USER, None)
+        return None
+    return user
+
+
+def _begin_session(user: User, remember: bool) -> None:
+    st.session_state[SESSION_USER] = user.id
+    st.session_state.pop(_SIGNED_OUT, None)
+    if remember:
+        st.session_state[_PENDING_COOKIE] = get_auth_service().issue_token(user)
+
+
+def sign_out() -> None:
+    """End this session and forget the browser's cookie (a button callback)."""
+    st.session_state.pop(SESSION_USER, None)
+    st.session_state[_DROP_COOKIE] = True
+    # The request that opened this session carried the cookie, and st.context keeps showing it:
+    # it must not sign the user back in on the next rerun.
+    st.session_state[_SIGNED_OUT] = True
+    if get_settings().auth_mode == "oidc":
+        st.logout()
+
+
+def _cookie_manager() -> object:
+    import extra_streamlit_components as stx
+
+    return stx.CookieManager(key="rag_cookies")
+
+
+def _sync_cookie() -> None:
+    """Hand a pending cookie change to the browser; the component runs when this run renders."""
+    token = st.session_state.pop(_PENDING_COOKIE, None)
+    if token:
+        manager = _cookie_manager()
+        manager.set(  # type: ignore[attr-defined]
+            COOKIE,
+            token,
+            expires_at=datetime.now(UTC) + timedelta(days=COOKIE_DAYS),
+            same_site="lax",
+            key="rag_cookie_set",
+        )
+
+
+def _password_user() -> User | None:
+    auth = get_auth_service()
+    if st.session_state.pop(_DROP_COOKIE, False):
+        # Signing out: the browser's cookie is deleted before anything reads it again.
+        _cookie_manager().delete(COOKIE, key="rag_cookie_delete")  # type: ignore[attr-defined]
+    else:
+        token = None if st.session_state.get(_SIGNED_OUT) else st.context.cookies.get(COOKIE)
+        if token and not st.session_state.get("rag_cookie_rejected"):
+            user = auth.user_from_token(token)
+            if user is not None:
+                st.session_state[SESSION_USER] = user.id
+                return user
+            st.session_state["rag_cookie_rejected"] = True  # expired, or its password changed
+    if auth.needs_first_admin():
+        _first_run_form()
+    else:
+        _sign_in_form()
+    return None
+
+
+def _first_run_form() -> None:
+    st.title("Первый запуск")
+    st.write("Создайте учётную запись администратора. Он управляет пользователями и видит все документы.")
+    with st.form("first_admin"):
+        name = st.text_input("Имя пользователя", max_chars=64)
+        password = st.text_input("Пароль", type="password", max_chars=256)
+        again = st.text_input("Пароль ещё раз", type="password", max_chars=256)
+        submitted = st.form_submit_button("Создать администратора", type="primary")
+    if submitted:
+        if not name.strip():
+            st.error("Укажите имя пользователя.")
+        elif password != again:
+            st.error("Пароли не совпадают.")
+        else:
+            try:
+                user = get_auth_service().create_first_admin(name, password)
+            except RagError as exc:
+                st.error(str(exc))
+            else:
+                _begin_session(user, remember=True)
+                st.rerun()
+
+
+def _sign_in_form() -> None:
+    st.title("Вход")
+    with st.form("sign_in"):
+        name = st.text_input("Имя пользователя", max_chars=64)
+        password = st.text_input("Пароль", type="password", max_chars=256)
+        remember = st.checkbox("Запомнить на этом устройстве", value=True)
+        submitted = st.form_submit_button("Войти", type="primary")
+    if submitted:
+        try:
+            user = get_auth_service().sign_in(name, password)
+        except SignInRefused as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("rag_cookie_rejected", None)
+            _begin_session(user, remember)
+            st.rerun()
+
+
+def _oidc_user() -> User | None:
+    if "auth" not in st.secrets:
+        st.error(
+            "RAG_AUTH=oidc: в .streamlit/secrets.toml нет раздела [auth] (redirect_uri, cookie_secret, "
+            "client_id, client_secret, server_metadata_url). Добавьте его и перезапустите приложение.",
+            icon=":material/lock:",
+        )
+        return None
+    if not st.user.get("is_logged_in", False):
+        st.title("Вход")
+        st.write("Войдите через учётную запись вашей организации.")
+        if st.button("Войти", type="primary"):
+            st.login()
+        return None
+    email = str(st.user.get("email") or "")
+    if not email:
+        st.error("Провайдер входа не передал адрес электронной почты: обратитесь к администратору.")
+        return None
+    settings = get_settings()
+    admins = {e.strip().lower() for e in settings.admin_emails.split(",") if e.strip()}
+    try:
+        user = get_auth_service().oidc_user(email, str(st.user.get("name") or email), admins)
+    except RagError as exc:
+        st.error(str(exc))
+        if st.button("Выйти"):
+            st.logout()
+        return None
+    st.session_state[SESSION_USER] = user.id
+    return user
+
+
+def account_panel(user: User) -> None:
+    """The sidebar's account block: who is signed in, sign-out and password change."""
+    settings = get_settings()
+    sb = st.sidebar
+    if settings.auth_mode == "none":
+        if not _bound_to_loopback():
+            sb.warning(
+                "Вход выключен (RAG_AUTH=none), а приложение доступно с других компьютеров: любой, "
+                "у кого есть ссылка, видит все документы и чаты. Включите RAG_AUTH=password или oidc.",
+                icon=":material/warning:",
+            )
+        return
+    role = "администратор" if user.role.value == "admin" else "участник"
+    sb.caption(f"Вы вошли как **{literal(user.email or user.name)}** ({role})")
+    sb.button("Выйти", on_click=sign_out, icon=":material/logout:")
+    if settings.auth_mode == "password":
+        with sb.expander("Сменить пароль"), st.form("change_password", clear_on_submit=True):
+            old = st.text_input("Текущий пароль", type="password")
+            new = st.text_input("Новый пароль", type="password")
+            again = st.text_input("Новый пароль ещё раз", type="password")
+            if st.form_submit_button("Сменить"):
+                if new != again:
+                    st.error("Новые пароли не совпадают.")
+                else:
+                    try:
+                        changed = get_auth_service().change_password(user, old, new)
+                    except RagError as exc:
+                        st.error(str(exc))
+                    else:
+                        # Other devices' cookies stop working; this one gets a fresh one.
+                        _begin_session(changed, remember=True)
+                        st.success("Пароль изменён.")
+
+
+def _bound_to_loopback() -> bool:
+    address = str(st.get_option("server.address") or "")
+    if not address:
+        return False  # Streamlit's default listens on every interface
+    if address == "localhost":
+        return True
+    try:
+        return ip_address(address).is_loopback
+    except ValueError:
+        return False
