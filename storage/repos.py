@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.models import Chat, Chunk, Document, DocumentStatus, Message, utcnow
 
@@ -27,6 +27,38 @@ class NotFoundError(StorageError):
 
 FTS_TABLE = "chunk_fts"
 
+Row = TypeVar("Row", bound=SQLModel)
+
+
+def get_row(engine: Engine, model: type[Row], key: Any) -> Row:
+    """A row by primary key, or NotFoundError."""
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(model, key)
+    if row is None:
+        raise NotFoundError(str(key))
+    return row
+
+
+def add_row(engine: Engine, row: Row) -> Row:
+    """Insert a row and return it (readable after its session closed)."""
+    with Session(engine, expire_on_commit=False) as s:
+        s.add(row)
+        s.commit()
+    return row
+
+
+def update_row(engine: Engine, model: type[Row], key: Any, fields: dict[str, Any]) -> Row:
+    """Set fields of a row by primary key and return it, or NotFoundError."""
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(model, key)
+        if row is None:
+            raise NotFoundError(str(key))
+        for name, value in fields.items():
+            setattr(row, name, value)
+        s.add(row)
+        s.commit()
+        return row
+
 
 class ChatRepo:
     """Chats and their messages."""
@@ -36,19 +68,11 @@ class ChatRepo:
 
     def create(self, **fields: Any) -> Chat:
         """Create a chat with the given fields."""
-        chat = Chat(**fields)
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(chat)
-            s.commit()
-        return chat
+        return add_row(self.engine, Chat(**fields))
 
     def get(self, chat_id: str) -> Chat:
         """Return a chat or raise NotFoundError."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            chat = s.get(Chat, chat_id)
-        if chat is None:
-            raise NotFoundError(chat_id)
-        return chat
+        return get_row(self.engine, Chat, chat_id)
 
     def list_all(self, owner_id: str | None = None) -> list[Chat]:
         """All chats (one owner's when given), most recently active first."""
@@ -60,16 +84,7 @@ class ChatRepo:
 
     def update(self, chat_id: str, **fields: Any) -> Chat:
         """Change a chat's fields (title, provider, settings)."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            chat = s.get(Chat, chat_id)
-            if chat is None:
-                raise NotFoundError(chat_id)
-            for key, value in fields.items():
-                setattr(chat, key, value)
-            chat.updated_at = utcnow()
-            s.add(chat)
-            s.commit()
-            return chat
+        return update_row(self.engine, Chat, chat_id, {**fields, "updated_at": utcnow()})
 
     def delete(self, chat_id: str) -> None:
         """Delete a chat and its messages."""
@@ -165,11 +180,7 @@ class DocumentRepo:
 
     def get(self, document_id: str) -> Document:
         """Return a document or raise NotFoundError."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            doc = s.get(Document, document_id)
-        if doc is None:
-            raise NotFoundError(document_id)
-        return doc
+        return get_row(self.engine, Document, document_id)
 
     def by_sha256(self, sha256: str) -> Document | None:
         """The document with these bytes, if any."""
@@ -189,22 +200,11 @@ class DocumentRepo:
 
     def add(self, doc: Document) -> Document:
         """Insert a new document row."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(doc)
-            s.commit()
-        return doc
+        return add_row(self.engine, doc)
 
     def update(self, document_id: str, **fields: Any) -> Document:
         """Change a document's fields."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            doc = s.get(Document, document_id)
-            if doc is None:
-                raise NotFoundError(document_id)
-            for key, value in fields.items():
-                setattr(doc, key, value)
-            s.add(doc)
-            s.commit()
-            return doc
+        return update_row(self.engine, Document, document_id, fields)
 
     def with_status(self, *statuses: DocumentStatus) -> list[Document]:
         """Documents in any of the given states."""

@@ -23,7 +23,7 @@ from storage.models import (
     User,
     utcnow,
 )
-from storage.repos import NotFoundError, StorageError
+from storage.repos import StorageError, get_row, update_row
 
 
 class AlreadyExists(StorageError):
@@ -54,11 +54,7 @@ class UserRepo:
 
     def get(self, user_id: str) -> User:
         """Return a user or raise NotFoundError."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            user = s.get(User, user_id)
-        if user is None:
-            raise NotFoundError(user_id)
-        return user
+        return get_row(self.engine, User, user_id)
 
     def by_name(self, name: str) -> User | None:
         """The user with this name (any case), if any."""
@@ -72,15 +68,7 @@ class UserRepo:
 
     def update(self, user_id: str, **fields: Any) -> User:
         """Change a user's fields."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            user = s.get(User, user_id)
-            if user is None:
-                raise NotFoundError(user_id)
-            for key, value in fields.items():
-                setattr(user, key, value)
-            s.add(user)
-            s.commit()
-            return user
+        return update_row(self.engine, User, user_id, fields)
 
     def admins(self) -> list[User]:
         """Active admins, oldest first."""
@@ -122,11 +110,7 @@ class CollectionRepo:
 
     def get(self, collection_id: str) -> Collection:
         """Return a collection or raise NotFoundError."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            coll = s.get(Collection, collection_id)
-        if coll is None:
-            raise NotFoundError(collection_id)
-        return coll
+        return get_row(self.engine, Collection, collection_id)
 
     def by_name(self, name: str, owner_id: str | None) -> Collection | None:
         """A user's collection of this name."""
@@ -143,15 +127,7 @@ class CollectionRepo:
 
     def update(self, collection_id: str, **fields: Any) -> Collection:
         """Change a collection's fields (name, everyone)."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            coll = s.get(Collection, collection_id)
-            if coll is None:
-                raise NotFoundError(collection_id)
-            for key, value in fields.items():
-                setattr(coll, key, value)
-            s.add(coll)
-            s.commit()
-            return coll
+        return update_row(self.engine, Collection, collection_id, fields)
 
     def delete(self, collection_id: str) -> None:
         """Remove a collection with its grants and links (documents stay)."""
