@@ -81,7 +81,7 @@ else:
     )
     c1, c2 = st.columns(2)
     if c1.button("Переиндексировать", disabled=busy):
-        track_job(JOBS, queue.reindex(doc.id))
+        track_job(JOBS, queue.reindex(doc.id, me))
         st.rerun()
     if c2.button("Удалить файл", type="primary", disabled=busy):
         st.session_state["confirm_delete"] = doc.id
@@ -92,7 +92,7 @@ else:
         d1, d2 = st.columns(2)
         if d1.button("Да, удалить файл", type="primary"):
             with contextlib.suppress(NotFoundError):  # already deleted in another session
-                track_job(JOBS, queue.delete(doc.id))
+                track_job(JOBS, queue.delete(doc.id, me))
             st.session_state.pop("confirm_delete", None)
             st.rerun()
         if d2.button("Отмена", key="cancel_delete"):
@@ -117,7 +117,7 @@ if stale:
         "для них работает только поиск по словам, пока векторы не пересчитаны."
     )
     if st.button("Пересчитать векторы", disabled=queue.pending("reembed") is not None):
-        track_job(JOBS, queue.reembed())
+        track_job(JOBS, queue.reembed(me))
         st.rerun()
 if st.button("Проверить целостность"):
     report = library.check()
@@ -128,7 +128,7 @@ if st.button("Проверить целостность"):
 if findings := st.session_state.get("check_report"):
     st.warning("\n".join(["Найдены расхождения:", *(f"- {literal(line)}" for line in findings)]))
     if st.button("Исправить", disabled=queue.pending("repair") is not None):
-        track_job(JOBS, queue.repair())
+        track_job(JOBS, queue.repair(me))
         st.session_state.pop("check_report", None)
         st.rerun()
 

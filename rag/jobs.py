@@ -76,13 +76,19 @@ class IndexingQueue:
             lambda job, progress: self._ingested(job, data, progress, user, collection_id),
         )
 
-    def reindex(self, document_id: str) -> Job:
-        """Queue indexing a stored document again from its original."""
+    def _admin(self, user: User | None) -> None:
+        # Whole-library work (any document, every vector) is an admin's, whichever page asks.
+        self.library.access.require_admin(self.library.actor(user))
+
+    def reindex(self, document_id: str, user: User | None = None) -> Job:
+        """Queue indexing a stored document again from its original (admins)."""
+        self._admin(user)
         doc = self.library.docs.get(document_id)
         return self._queue_once(Job("reindex", doc.filename, doc.id), self._reindexed)
 
-    def delete(self, document_id: str) -> Job:
-        """Queue deleting a document (after any work on it that is queued before)."""
+    def delete(self, document_id: str, user: User | None = None) -> Job:
+        """Queue deleting a document (admins; after any work on it that is queued before)."""
+        self._admin(user)
         doc = self.library.docs.get(document_id)
 
         def run(job: Job, _progress: Callable[[float, str], None]) -> None:
@@ -91,8 +97,9 @@ class IndexingQueue:
 
         return self._queue_once(Job("delete", doc.filename, doc.id), run)
 
-    def reembed(self) -> Job:
-        """Queue re-embedding every document made with another embedding model."""
+    def reembed(self, user: User | None = None) -> Job:
+        """Queue re-embedding every document made with another embedding model (admins)."""
+        self._admin(user)
 
         def run(job: Job, progress: Callable[[float, str], None]) -> None:
             n = self.library.reembed(progress)
@@ -100,8 +107,9 @@ class IndexingQueue:
 
         return self._queue_once(Job("reembed", "Пересчёт векторов"), run)
 
-    def repair(self) -> Job:
-        """Queue the consistency check with repair."""
+    def repair(self, user: User | None = None) -> Job:
+        """Queue the consistency check with repair (admins)."""
+        self._admin(user)
 
         def run(job: Job, _progress: Callable[[float, str], None]) -> None:
             report = self.library.check(repair=True)
