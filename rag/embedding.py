@@ -126,7 +126,14 @@ class SentenceTransformerEmbedder:
     """Any sentence-transformers model; all-MiniLM-L6-v2 loads from its PyPI package."""
 
     def __init__(self, name: str) -> None:
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise RagError(
+                f"Модель «{name}» работает через sentence-transformers и torch, а они не установлены: "
+                'выполните pip install -e ".[minilm]" (scripts/setup.sh ставит их сам) или выберите '
+                f"RAG_EMBEDDING_MODEL={E5_SMALL}."
+            ) from exc
 
         path: str = name
         if name == MINILM:

@@ -12,11 +12,15 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import chromadb
-import numpy as np
-from chromadb.config import Settings as ChromaSettings
+from sqlite_compat import ensure_modern_sqlite
 
-from rag.embedding import Vectors
+ensure_modern_sqlite()  # Chroma refuses SQLite < 3.35 at import
+
+import chromadb  # noqa: E402
+import numpy as np  # noqa: E402
+from chromadb.config import Settings as ChromaSettings  # noqa: E402
+
+from rag.embedding import Vectors  # noqa: E402
 
 
 def open_chroma(path: Path) -> Any:

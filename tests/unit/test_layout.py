@@ -19,7 +19,7 @@ def _module_name(path: Path) -> str:
 
 
 def _sources() -> dict[str, Path]:
-    files = [ROOT / "streamlit_app.py", ROOT / "settings.py", ROOT / "language.py"]
+    files = [ROOT / "streamlit_app.py", ROOT / "settings.py", ROOT / "language.py", ROOT / "sqlite_compat.py"]
     for package in PACKAGES:
         files += sorted((ROOT / package).rglob("*.py"))
     return {_module_name(p): p for p in files}
@@ -65,9 +65,10 @@ def test_imports_flow_one_way() -> None:
     allowed = {
         "language": set(),
         "settings": set(),
-        "storage": {"settings"},
+        "sqlite_compat": set(),
+        "storage": {"settings", "sqlite_compat"},
         "providers": {"settings", "language"},
-        "rag": {"providers", "storage", "settings", "language"},
+        "rag": {"providers", "storage", "settings", "language", "sqlite_compat"},
         "ui": {"rag", "providers", "storage", "settings", "language"},
         "app_pages": {"ui", "rag", "providers", "storage", "settings", "language"},
         "streamlit_app": {"ui"},
