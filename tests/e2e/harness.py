@@ -61,6 +61,7 @@ class AppServer:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    workdir: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
@@ -76,17 +77,20 @@ class AppServer:
         return self.process.pid
 
     def start(self, timeout: float = 60.0) -> AppServer:
-        """Start the app and wait until its health endpoint answers."""
-        self.port = free_port()
+        """Start the app and wait until its health endpoint answers.
+
+        With ``workdir`` the app runs as a deployment runs it: from its own folder, reading that
+        folder's ``.streamlit/secrets.toml``; otherwise from the repository, with no secrets.
+        A preset ``port`` is kept (it may be part of a redirect URI).
+        """
+        self.port = self.port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(_APP_ENV_DROP)}
-        env.update(
-            {
-                "RAG_DATA_DIR": str(self.data_dir),
-                "RAG_SECRETS_FILE": str(REPO_ROOT / "tests" / "no-secrets.toml"),
-                "PYTHONUNBUFFERED": "1",
-                **self.env,
-            }
-        )
+        env.update({"RAG_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"})
+        if self.workdir is None:
+            env["RAG_SECRETS_FILE"] = str(REPO_ROOT / "tests" / "no-secrets.toml")
+        else:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(self.env)
         log = self.log_path.open("ab")
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(
@@ -95,7 +99,7 @@ class AppServer:
                 "-m",
                 "streamlit",
                 "run",
-                "streamlit_app.py",
+                str(REPO_ROOT / "streamlit_app.py"),
                 "--server.headless",
                 "true",
                 "--server.address",
@@ -105,7 +109,7 @@ class AppServer:
                 "--browser.gatherUsageStats",
                 "false",
             ],
-            cwd=REPO_ROOT,
+            cwd=self.workdir or REPO_ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -116,7 +120,7 @@ class AppServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:

@@ -17,13 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import secrets
 import shutil
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -35,7 +31,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.harness import _APP_ENV_DROP, REPO_ROOT, AppServer, browser, free_port, wait_for_app
+from tests.e2e.harness import REPO_ROOT, AppServer, browser, free_port, wait_for_app
 from tests.e2e.oidc_provider import ALICE, BOB, Provider, run_provider
 
 SHOTS = REPO_ROOT / "artifacts" / "e2e"
@@ -165,56 +161,10 @@ def test_provider_signs_in_and_puts_email_into_the_id_token() -> None:
 class OidcApp(AppServer):
     """The app run the way a deployment runs it: its own working directory with ``.streamlit/``."""
 
-    workdir: Path = Path()
-    script: Path = REPO_ROOT / "streamlit_app.py"
-
     @property
     def url(self) -> str:
         """The app's address on the host of the redirect URI."""
         return f"http://localhost:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> OidcApp:
-        """Start ``streamlit run <repo>/streamlit_app.py`` from ``workdir`` on the preset port."""
-        assert self.port, "the port is part of redirect_uri: set it before starting"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_APP_ENV_DROP)}
-        python_path = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        env.update({"RAG_DATA_DIR": str(self.data_dir), "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"})
-        env.update(self.env)
-        log = self.log_path.open("ab")
-        self.started_at = time.perf_counter()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(self.script),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(self.port),
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=self.workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"the app did not become healthy:\n{self.log()}")
 
 
 def toml_str(value: str) -> str:
