@@ -65,18 +65,10 @@ def stem_string(text: str) -> str:
     return " ".join(stems(text))
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression: any of the question's content stems."""
+def query_terms(text: str) -> list[str]:
+    """The stems a keyword search looks for: the question's content stems (all stems if none)."""
     terms = list(dict.fromkeys(stems(text, drop_stopwords=True)))
-    if not terms:
-        terms = list(dict.fromkeys(stems(text)))
-    return fts_any(terms)
-
-
-def fts_any(terms: list[str]) -> str:
-    """An FTS5 MATCH expression for any of the given stems."""
-    # Stems hold letters and digits only; quoting makes each a literal, never an FTS5 operator.
-    return " OR ".join(f'"{t}"' for t in terms)
+    return terms or list(dict.fromkeys(stems(text)))
 
 
 def word_count(text: str) -> int:

@@ -31,7 +31,23 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path("data"), alias="RAG_DATA_DIR")
+    # Scale-out (DESIGN.md, section 8): PostgreSQL for rows, keyword search and the shared queue,
+    # e.g. postgresql://user:password@host:5432/rag; unset: SQLite in the data directory.
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    # A Chroma server (`chroma run`) for the vectors instead of the embedded folder: replicas
+    # and workers must share one, as two processes on one embedded folder miss each other's writes.
+    chroma_host: str | None = Field(default=None, alias="CHROMA_HOST")
+    chroma_port: int = Field(default=8000, ge=1, le=65535, alias="CHROMA_PORT")
+    chroma_ssl: bool = Field(default=False, alias="CHROMA_SSL")
+    chroma_database: str = Field(default="default_database", alias="CHROMA_DATABASE")
+    # Where indexing runs: "local", threads inside the app process; "postgres", jobs in the
+    # database that `python -m rag worker` processes take (needs DATABASE_URL on PostgreSQL).
+    queue: Literal["local", "postgres"] = Field(default="local", alias="RAG_QUEUE")
+    # Where uploaded originals are kept for re-indexing: "auto" is the database on PostgreSQL
+    # (every replica and worker reaches it) and the data directory on SQLite; "files" with
+    # RAG_FILES_DIR can name a volume every process mounts.
+    originals: Literal["auto", "files", "database"] = Field(default="auto", alias="RAG_ORIGINALS")
+    files_path: Path | None = Field(default=None, alias="RAG_FILES_DIR")
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, alias="RAG_EMBEDDING_MODEL")
     # A second dense channel for questions in another language than the document ("" turns it off).
     crosslingual_model: str = Field(default=DEFAULT_CROSSLINGUAL_MODEL, alias="RAG_CROSSLINGUAL_MODEL")
@@ -112,8 +128,25 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        """DATABASE_URL, or the SQLite file inside the data directory."""
-        return self.database_url or f"sqlite:///{self.sqlite_path}"
+        """DATABASE_URL (PostgreSQL through psycopg 3), or the SQLite file inside the data directory."""
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{self.sqlite_path}"
+        # The forms hosting services hand out name no driver; ours is psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
+
+    @property
+    def on_postgres(self) -> bool:
+        """Whether rows live in PostgreSQL."""
+        return self.resolved_database_url.startswith("postgresql")
+
+    @property
+    def originals_in_database(self) -> bool:
+        """Whether uploaded originals are kept in the database rather than in files."""
+        return self.originals == "database" or (self.originals == "auto" and self.on_postgres)
 
     @property
     def chroma_dir(self) -> Path:
@@ -122,8 +155,8 @@ class Settings(BaseSettings):
 
     @property
     def files_dir(self) -> Path:
-        """Folder of uploaded originals, named by content hash."""
-        return self.data_dir / "files"
+        """Folder of uploaded originals, named by content hash (RAG_FILES_DIR, or in the data directory)."""
+        return self.files_path or self.data_dir / "files"
 
     @property
     def max_file_bytes(self) -> int:

@@ -46,7 +46,7 @@ from bench.common import (
     sample_questions,
     summary_ms,
 )
-from language import fts_query, stem_string
+from language import query_terms, stem_string
 from rag.embedding import E5_SMALL, E5SmallEmbedder, Vectors
 from rag.index import VectorIndex, collection_name, open_chroma
 from rag.retrieve import METHODS, Retriever
@@ -170,7 +170,7 @@ def measure(
             hits[method].append(len(clock(times[method], retriever.search, q, k, method)))
         # What search() does for a hybrid query, one step at a time.
         vec = clock(parts["query_embedding"], embedder.embed_query, q)
-        ranked = clock(parts["fts5_bm25"], repo.keyword_search, fts_query(q), pool)
+        ranked = clock(parts["fts5_bm25"], repo.keyword_search, query_terms(q), pool)
         clock(parts["chroma_query"], vectors.query, E5_SMALL, vec, pool)
         # A collection handle held open: VectorIndex.query also looks the collection up and
         # counts it on every call (the next two parts).

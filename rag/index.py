@@ -1,4 +1,4 @@
-"""Vector index over embedded Chroma: one collection per embedding model, ids only.
+"""Vector index over Chroma, embedded or a server: one collection per embedding model, ids only.
 
 Chunk text lives in SQLite (the source of truth); Chroma keeps the vector and the owning
 document id, which makes deleting a document's vectors one filtered call.
@@ -18,9 +18,12 @@ ensure_modern_sqlite()  # Chroma refuses SQLite < 3.35 at import
 
 import chromadb  # noqa: E402
 import numpy as np  # noqa: E402
+from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT  # noqa: E402
 from chromadb.config import Settings as ChromaSettings  # noqa: E402
+from chromadb.errors import NotFoundError  # noqa: E402
 
 from rag.embedding import Vectors  # noqa: E402
+from settings import Settings as AppSettings  # noqa: E402
 
 
 def open_chroma(path: Path) -> Any:
@@ -29,6 +32,37 @@ def open_chroma(path: Path) -> Any:
     return chromadb.PersistentClient(
         path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     )
+
+
+def open_chroma_server(host: str, port: int, database: str = DEFAULT_DATABASE, ssl: bool = False) -> Any:
+    """A client of a Chroma server (`chroma run`), creating its database if missing."""
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if database != DEFAULT_DATABASE:
+        admin = chromadb.AdminClient(
+            ChromaSettings(
+                chroma_api_impl="chromadb.api.fastapi.FastAPI",
+                chroma_server_host=host,
+                chroma_server_http_port=port,
+                chroma_server_ssl_enabled=ssl,
+                anonymized_telemetry=False,
+            )
+        )
+        try:
+            admin.get_database(database, tenant=DEFAULT_TENANT)
+        except NotFoundError:
+            admin.create_database(database, tenant=DEFAULT_TENANT)
+    return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings, database=database)
+
+
+def open_vectors(settings: AppSettings) -> VectorIndex:
+    """The vector index the settings name: the Chroma server at CHROMA_HOST, else the data directory's."""
+    if settings.chroma_host:
+        client = open_chroma_server(
+            settings.chroma_host, settings.chroma_port, settings.chroma_database, settings.chroma_ssl
+        )
+    else:
+        client = open_chroma(settings.chroma_dir)
+    return VectorIndex(client)
 
 
 def collection_name(model: str) -> str:

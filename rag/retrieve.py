@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from language import fts_any, fts_query, has_cyrillic
+from language import has_cyrillic, query_terms
 from rag.access import EVERYTHING, Scope
 from rag.embedding import Embedder
 from rag.index import VectorIndex
@@ -64,7 +64,7 @@ class Retriever:
 
     def keyword(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by stemmed BM25."""
-        return self.repo.keyword_search(fts_query(query), limit, documents=scope.names)
+        return self.repo.keyword_search(query_terms(query), limit, documents=scope.names)
 
     def translated_keyword(
         self, query: str, limit: int, scope: Scope = EVERYTHING
@@ -74,7 +74,7 @@ class Retriever:
         if self.terms is None or len(embedders) < 2:
             return []
         stems = self.terms.translate(query, embedders[1])
-        return self.repo.keyword_search(fts_any(stems), limit, documents=scope.names) if stems else []
+        return self.repo.keyword_search(stems, limit, documents=scope.names) if stems else []
 
     def dense(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by cosine similarity with the main embedding model."""

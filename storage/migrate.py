@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from storage.repos import FTS_TABLE
+from storage.keywords import FTS_TABLE, keyword_index
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The schema of the release before migrations: its databases have tables but no alembic_version.
@@ -32,11 +32,12 @@ def upgrade(engine: Engine) -> None:
         config = _config(conn)
         if _pending(conn, config):
             _run(conn, config)
+        keyword_index(conn.dialect.name).create(conn)
         conn.commit()
 
 
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
-    """False for the keyword index's FTS5 tables: SQLite-only, made by DocumentRepo, not migrated."""
+    """False for the keyword index's tables: one per database engine, made by storage.keywords."""
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLE))
 
 
@@ -59,6 +60,7 @@ def _upgrade_sqlite(conn: Connection) -> None:
             new = _dangling(conn) - before
             if new:
                 raise RuntimeError(f"the migration left rows with dangling foreign keys: {list(new)[:5]}")
+        keyword_index(conn.dialect.name).create(conn)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -202,3 +202,39 @@ class Chunk(SQLModel, table=True):
     char_start: int = 0
     char_end: int = 0
     ocr: bool = False  # recognised from an image (shown to the user with the source)
+
+
+class StoredOriginal(SQLModel, table=True):
+    """An uploaded file's bytes, kept in the database when every replica must reach them."""
+
+    __tablename__ = "original"
+
+    sha256: str = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IndexJob(SQLModel, table=True):
+    """A job of the shared indexing queue: what the page that queued it reads back."""
+
+    __tablename__ = "indexjob"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    kind: str
+    filename: str
+    # No foreign keys: a job's record outlives a deleted document or user.
+    document_id: str | None = Field(default=None, index=True)
+    user_id: str | None = None
+    collection_id: str | None = None
+    state: str = Field(default="queued", index=True)  # queued, running, done
+    fraction: float = 0.0
+    text: str = "В очереди"
+    message: str = Field(default="", sa_column=Column(Text, nullable=False))
+    failed: bool = False
+    result_status: str | None = None  # an upload's outcome: indexed, duplicate, failed
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cancel: bool = False
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

@@ -10,10 +10,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, text
+from sqlalchemy import delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
+from storage.keywords import FTS_TABLE, keyword_index, safe_terms
 from storage.models import Chat, Chunk, Document, DocumentStatus, Message, utcnow
 
 
@@ -24,8 +25,6 @@ class StorageError(Exception):
 class NotFoundError(StorageError):
     """The requested row does not exist."""
 
-
-FTS_TABLE = "chunk_fts"
 
 Row = TypeVar("Row", bound=SQLModel)
 
@@ -168,15 +167,8 @@ class DocumentRepo:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        with engine.begin() as conn:
-            # Stems are computed in Python (Snowball) so FTS only splits on spaces.
-            conn.execute(
-                text(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5("
-                    "stems, chunk_id UNINDEXED, document_id UNINDEXED, "
-                    "tokenize='unicode61 remove_diacritics 0')"
-                )
-            )
+        # The table itself is made with the schema (storage.migrate), under its lock.
+        self.keywords = keyword_index(engine.dialect.name)
 
     def get(self, document_id: str) -> Document:
         """Return a document or raise NotFoundError."""
@@ -218,11 +210,8 @@ class DocumentRepo:
             self._delete_chunks(s, document_id)
             s.add_all(chunks)
             s.flush()
-            s.connection().execute(
-                text(
-                    f"INSERT INTO {FTS_TABLE}(stems, chunk_id, document_id) "
-                    "VALUES (:stems, :chunk_id, :document_id)"
-                ),
+            self.keywords.insert(
+                s.connection(),
                 [
                     {"stems": st, "chunk_id": c.id, "document_id": document_id}
                     for c, st in zip(chunks, stems, strict=True)
@@ -269,28 +258,15 @@ class DocumentRepo:
             return {c.id: (c, d) for c, d in s.exec(stmt)}
 
     def keyword_search(
-        self, match: str, limit: int, documents: Collection[str] | None = None
+        self, terms: Sequence[str], limit: int, documents: Collection[str] | None = None
     ) -> list[tuple[str, float]]:
-        """Chunk ids ranked by FTS5 bm25 for an FTS5 MATCH expression (only of ``documents`` if given)."""
-        if not match or (documents is not None and not documents):
+        """Chunk ids of ready documents matching any of these stems, best first (only of ``documents``)."""
+        terms = safe_terms(terms)
+        if not terms or (documents is not None and not documents):
             return []
-        only = "AND f.document_id IN :docs " if documents is not None else ""
-        sql = text(
-            f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
-            "JOIN document d ON d.id = f.document_id "
-            f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready {only}"
-            "ORDER BY score LIMIT :n"
-        )
-        if documents is not None:
-            sql = sql.bindparams(bindparam("docs", expanding=True))
         with self.engine.connect() as conn:
             # SQLAlchemy stores enum members by name.
-            params: dict[str, Any] = {"q": match, "n": limit, "ready": DocumentStatus.READY.name}
-            if documents is not None:
-                params["docs"] = sorted(documents)
-            rows = conn.execute(sql, params).all()
-        # FTS5 bm25() is negative, lower is better: flip the sign for a "higher is better" score.
-        return [(str(r[0]), -float(r[1])) for r in rows]
+            return self.keywords.search(conn, terms, limit, DocumentStatus.READY.name, documents)
 
     def chunk_ids_by_document(self) -> dict[str, list[str]]:
         """Every chunk id grouped by its document id (for consistency checks)."""

@@ -12,6 +12,7 @@ import pytest
 from rag.embedding import E5SmallEmbedder, Embedder
 from rag.library import Library, open_library
 from settings import Settings
+from tests.backends import BACKEND, Servers, backend_overrides, servers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +50,12 @@ def embedder() -> E5SmallEmbedder:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a test: defaults plus overrides, never reading .env or the shell."""
-    return Settings(_env_file=None, RAG_DATA_DIR=data_dir, **overrides)  # type: ignore[call-arg]
+    """Settings for a test: defaults plus overrides, never reading .env or the shell.
+
+    Under RAG_TEST_BACKEND=server the data directory's rows and vectors live on the test servers.
+    """
+    backend: dict[str, Any] = dict(backend_overrides(data_dir))
+    return Settings(_env_file=None, RAG_DATA_DIR=data_dir, **{**backend, **overrides})  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +89,21 @@ def make_library(tmp_path: Path, embedder: E5SmallEmbedder) -> Iterator[Callable
 def library(make_library: Callable[..., Library]) -> Library:
     """A fresh, empty library in tmp_path with the real e5 embedder."""
     return make_library()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each storage backend in turn: a contract suite runs the same assertions over both."""
+    if request.param == "server" and servers() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs the contract suites on the servers too: scripts/servers.sh start DIR")
+        pytest.skip("no test servers here (scripts/servers.sh start DIR sets RAG_TEST_DATABASE_URL)")
+    if request.param == "embedded" and BACKEND == "server":
+        pytest.skip("the server pass runs the server backend only")
+    return str(request.param)
+
+
+@pytest.fixture
+def test_servers(backend: str) -> Servers | None:
+    """The test servers when the backend is "server", else None."""
+    return servers() if backend == "server" else None

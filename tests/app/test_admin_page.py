@@ -65,7 +65,7 @@ def test_preview_and_delete_file_everywhere(data_dir: Path) -> None:
     assert any("удалён" in s.value for s in at.success)
     assert all(d.id != doc.id for d in lib.docs.list_all())
     assert lib.docs.chunks(doc.id) == []
-    assert lib.docs.keyword_search('"заявк"', 10) == []
+    assert lib.docs.keyword_search(["заявк"], 10) == []
     assert lib.vectors.count(lib.embedding_model) == 0
 
 

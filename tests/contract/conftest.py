@@ -21,7 +21,12 @@ VENDOR_ENV_PREFIXES = ("GIGACHAT_", "YC_", "YANDEX_", "OPENAI_", "RAG_")
 def _clean_vendor_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # SDKs read their own variables; a developer's real keys must not reach a fake (or vice versa).
     for name in list(os.environ):
-        if name.startswith(VENDOR_ENV_PREFIXES) and name != "RAG_SECRETS_FILE":
+        # RAG_TEST_*: where the storage contract suites find their servers, not a setting.
+        if (
+            name.startswith(VENDOR_ENV_PREFIXES)
+            and name != "RAG_SECRETS_FILE"
+            and not name.startswith("RAG_TEST_")
+        ):
             monkeypatch.delenv(name, raising=False)
 
 

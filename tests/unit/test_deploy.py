@@ -60,7 +60,7 @@ index.add("m", ["a", "b"], np.eye(2, dtype=np.float32), "doc")
 print(index.query("m", np.array([1, 0], dtype=np.float32), 1)[0][0])
 from storage import make_engine, DocumentRepo
 repo = DocumentRepo(make_engine("sqlite:///{tmp_path / "rag.sqlite3"}"))
-print(repo.keyword_search('"договор"', 5))
+print(repo.keyword_search(["договор"], 5))
 """
     res = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=120

@@ -1,4 +1,8 @@
-"""Repositories on a real SQLite file: chats, messages, documents, WAL and threads."""
+"""The rows and keyword search contract: the same assertions on SQLite and on PostgreSQL.
+
+Chats, messages, documents, keyword rows and concurrent writers; WAL and two engines on one
+file are SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,21 @@ from storage import (
     Source,
     make_engine,
 )
+from tests.backends import Servers
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+def engine(tmp_path: Path, test_servers: Servers | None) -> Iterator[Engine]:
+    if test_servers is None:
+        eng = make_engine(f"sqlite:///{tmp_path / 'db' / 'rag.sqlite3'}")
+    else:
+        eng = make_engine(test_servers.new_database())
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(f"sqlite:///{tmp_path / 'db' / 'rag.sqlite3'}")
     yield eng
     eng.dispose()
@@ -39,9 +54,9 @@ def docs(engine: Engine) -> DocumentRepo:
     return DocumentRepo(engine)
 
 
-def test_engine_creates_the_file_and_uses_wal(engine: Engine, tmp_path: Path) -> None:
+def test_engine_creates_the_file_and_uses_wal(sqlite_engine: Engine, tmp_path: Path) -> None:
     assert (tmp_path / "db" / "rag.sqlite3").exists()
-    with engine.connect() as conn:
+    with sqlite_engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one().lower() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() >= 5000
@@ -205,16 +220,16 @@ def test_documents_and_keyword_rows(docs: DocumentRepo, engine: Engine) -> None:
     assert docs.get(doc.id).chunk_count == 3
     assert [c.ordinal for c in docs.chunks(doc.id)] == [0, 1, 2]
     # Keyword search only sees ready documents.
-    assert docs.keyword_search('"аренд"', 10) == []
+    assert docs.keyword_search(["аренд"], 10) == []
     docs.touch_indexed(doc.id)
-    found = docs.keyword_search('"аренд"', 10)
+    found = docs.keyword_search(["аренд"], 10)
     assert {cid for cid, _ in found} == {chunks[0].id, chunks[1].id}
     assert all(score > 0 for _, score in found)
     assert set(docs.chunks_by_ids([c.id for c in chunks])) == {c.id for c in chunks}
     assert docs.chunks_by_ids([other.id]) == {}
     # Replacing chunks replaces keyword rows too.
     docs.store_chunks(doc.id, [Chunk(document_id=doc.id, ordinal=0, text="новый")], ["нов"])
-    assert docs.keyword_search('"аренд"', 10) == []
+    assert docs.keyword_search(["аренд"], 10) == []
     # Only the ready document is counted; the other is still indexing.
     assert docs.totals() == {"documents": 1, "chunks": 1, "failed": 0, "indexing": 1}
     assert docs.orphan_keyword_rows() == 0
