@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from storage.teams import AlreadyExists, normalise_name
 # ``collections share NAME --with all``: every user, so no account may be called that.
 EVERYONE = "all"
 ACCESS_NAMES = {Access.NONE: "нет доступа", Access.READ: "чтение", Access.WRITE: "запись"}
+
+
+log = logging.getLogger(__name__)
 
 
 class CliError(Exception):
@@ -282,6 +286,45 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok or args.repair else 1
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run indexing jobs from the shared queue until stopped (SIGTERM or Ctrl+C)."""
+    from rag.shared_queue import SharedQueue  # procrastinate is only needed here and by replicas
+
+    settings = _settings(args)
+    if settings.queue != "postgres" or not settings.on_postgres:
+        raise CliError(
+            "Обработчику нужна общая очередь: задайте RAG_QUEUE=postgres и DATABASE_URL на PostgreSQL "
+            "(а для векторов — CHROMA_HOST)."
+        )
+    lib = open_library(settings, recover=False)
+    queue = SharedQueue(lib)
+    stop = threading.Event()
+
+    def rescue_stalled() -> None:
+        # Jobs of workers that stopped sending heartbeats (killed, their machine gone) start
+        # again here; a live worker's jobs never look stalled.
+        while True:
+            try:
+                queue.recover_stalled(args.stalled_after)
+            except Exception:
+                log.exception("looking for stalled jobs failed")
+            if stop.wait(args.heartbeat):
+                return
+
+    watcher = threading.Thread(target=rescue_stalled, name="stalled-jobs", daemon=True)
+    watcher.start()
+    print(f"worker ready: {settings.resolved_database_url.rsplit('@', 1)[-1]}", flush=True)
+    try:
+        queue.run_worker(
+            name=args.name, heartbeat_s=args.heartbeat, stalled_after_s=args.stalled_after, wait=not args.once
+        )
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        queue.close()
+    return 0
+
+
 def cmd_reembed(args: argparse.Namespace) -> int:
     """Re-embed documents made with another embedding model."""
     lib = open_library(_settings(args))
@@ -469,6 +512,20 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--data-dir")
     chk.add_argument("--repair", action="store_true")
     chk.set_defaults(func=cmd_check)
+
+    wk = sub.add_parser("worker", help="run indexing jobs of the shared queue (RAG_QUEUE=postgres)")
+    wk.add_argument("--name", help="the worker's name in the queue (default: a random one)")
+    wk.add_argument("--heartbeat", type=float, default=10.0, metavar="S", help="seconds between heartbeats")
+    wk.add_argument(
+        "--stalled-after",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a worker silent this long is gone: its job starts again elsewhere",
+    )
+    wk.add_argument("--once", action="store_true", help="run the queued jobs, then exit")
+    wk.add_argument("--data-dir")
+    wk.set_defaults(func=cmd_worker)
 
     re_ = sub.add_parser("reembed", help="re-embed documents after changing RAG_EMBEDDING_MODEL")
     re_.add_argument("--data-dir")

@@ -5,6 +5,10 @@ worker thread, in the order they were queued: embedding and OCR use every core, 
 a time is fastest, and a deletion queued behind an upload of the same file waits for it. A
 click on the page starts a new script run but never interrupts a job. Each job reports its
 progress and outcome, and can be cancelled.
+
+This is the queue of the embedded mode. ``rag.shared_queue`` is the other implementation of
+the same ``Queue`` interface: jobs kept in PostgreSQL, run by ``python -m rag worker``
+processes; both run a job's work through ``run_job``, so a job ends the same way in either.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from rag import IngestCancelled, RagError
 from rag.library import IngestResult, Library
@@ -54,6 +58,81 @@ class Job:
                 return False
             time.sleep(0.02)
         return True
+
+
+Work = Callable[[Job, Callable[[float, str], None]], None]
+
+
+class Queue(Protocol):
+    """What the pages, the CLI and the tests ask of an indexing queue."""
+
+    def submit(
+        self, filename: str, data: bytes, user: User | None = None, collection_id: str | None = None
+    ) -> Job:
+        """Queue an uploaded file for indexing into a collection (the user's own by default)."""
+
+    def reindex(self, document_id: str, user: User | None = None) -> Job:
+        """Queue indexing a stored document again (admins)."""
+
+    def delete(self, document_id: str, user: User | None = None) -> Job:
+        """Queue deleting a document (admins)."""
+
+    def reembed(self, user: User | None = None) -> Job:
+        """Queue re-embedding documents made with another model (admins)."""
+
+    def repair(self, user: User | None = None) -> Job:
+        """Queue the consistency check with repair (admins)."""
+
+    def get(self, job_id: str) -> Job | None:
+        """A job's current state by id (None once forgotten)."""
+
+    def pending(self, kind: JobKind | None = None, document_id: str | None = None) -> Job | None:
+        """A queued or running job of this kind and document, if any."""
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a queued or running job to stop."""
+
+
+def run_job(job: Job, work: Work, on_progress: Callable[[Job], None] | None = None) -> None:
+    """Run a job's work, turning every way it can end into the job's outcome; never raises.
+
+    ``on_progress`` sees the job after each progress step (the shared queue saves it there and
+    reads back a cancel request).
+    """
+
+    def progress(fraction: float, text: str) -> None:
+        if job.cancel.is_set():
+            raise IngestCancelled(f"«{job.filename}»: индексация отменена.")
+        job.fraction, job.text = fraction, text
+        if on_progress is not None:
+            on_progress(job)
+
+    if job.cancel.is_set():
+        _cancelled(job)
+    else:
+        job.state = "running"
+        try:
+            work(job, progress)
+        except IngestCancelled:
+            _cancelled(job)
+        except RagError as exc:  # a refusal meant for the user (e.g. the document is busy)
+            job.failed, job.message = True, str(exc)
+        except Exception:  # the library reports bad files itself; this is a last resort
+            log.exception("%s job for %s failed", job.kind, job.filename)  # details for the log only
+            job.failed, job.message = True, f"«{job.filename}»: {INTERNAL}"
+            if job.kind == "ingest":
+                job.result = IngestResult(job.filename, "failed", message=job.message)
+    if job.result is not None:
+        job.failed = job.result.status == "failed"
+        job.message = job.message or job.result.message
+    job.fraction, job.finished_at, job.state = 1.0, time.monotonic(), "done"
+
+
+def _cancelled(job: Job) -> None:
+    message = f"«{job.filename}»: индексация отменена."
+    if job.kind == "ingest":
+        job.result = IngestResult(job.filename, "failed", message=message)
+    job.failed, job.message = True, message
 
 
 class IndexingQueue:
@@ -134,9 +213,15 @@ class IndexingQueue:
                     return job
         return None
 
+    def cancel(self, job_id: str) -> None:
+        """Ask a queued or running job to stop (at its next progress step)."""
+        job = self.get(job_id)
+        if job is not None:
+            job.cancel.set()
+
     # -- the worker -------------------------------------------------------------------------
 
-    def _queue_once(self, job: Job, work: Callable[[Job, Callable[[float, str], None]], None]) -> Job:
+    def _queue_once(self, job: Job, work: Work) -> Job:
         """Queue unless the same kind of work on the same document is already waiting or running."""
         with self._lock:
             for other in self._jobs.values():
@@ -145,7 +230,7 @@ class IndexingQueue:
                     return other
         return self._queue(job, work)
 
-    def _queue(self, job: Job, work: Callable[[Job, Callable[[float, str], None]], None]) -> Job:
+    def _queue(self, job: Job, work: Work) -> Job:
         with self._lock:
             # Finished jobs stay readable for a while (a page may report them more than once,
             # from two overlapping runs); then their records go.
@@ -154,34 +239,8 @@ class IndexingQueue:
             for k in stale:
                 del self._jobs[k]
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, work)
+        self._pool.submit(run_job, job, work)
         return job
-
-    def _run(self, job: Job, work: Callable[[Job, Callable[[float, str], None]], None]) -> None:
-        def progress(fraction: float, text: str) -> None:
-            if job.cancel.is_set():
-                raise IngestCancelled(f"«{job.filename}»: индексация отменена.")
-            job.fraction, job.text = fraction, text
-
-        if job.cancel.is_set():
-            self._cancelled(job)
-        else:
-            job.state = "running"
-            try:
-                work(job, progress)
-            except IngestCancelled:
-                self._cancelled(job)
-            except RagError as exc:  # a refusal meant for the user (e.g. the document is busy)
-                job.failed, job.message = True, str(exc)
-            except Exception:  # the library reports bad files itself; this is a last resort
-                log.exception("%s job for %s failed", job.kind, job.filename)  # details for the log only
-                job.failed, job.message = True, f"«{job.filename}»: {INTERNAL}"
-                if job.kind == "ingest":
-                    job.result = IngestResult(job.filename, "failed", message=job.message)
-        if job.result is not None:
-            job.failed = job.result.status == "failed"
-            job.message = job.message or job.result.message
-        job.fraction, job.finished_at, job.state = 1.0, time.monotonic(), "done"
 
     def _ingested(
         self,
@@ -200,10 +259,3 @@ class IndexingQueue:
         job.result = self.library.reindex(job.document_id, progress)
         if job.result.status == "indexed":
             job.message = f"«{job.filename}» переиндексирован."
-
-    @staticmethod
-    def _cancelled(job: Job) -> None:
-        message = f"«{job.filename}»: индексация отменена."
-        if job.kind == "ingest":
-            job.result = IngestResult(job.filename, "failed", message=message)
-        job.failed, job.message = True, message

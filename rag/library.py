@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Literal
 
 import numpy as np
@@ -25,7 +24,7 @@ from rag import DocumentBusy, IngestError
 from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, Vectors, canonical_name, load_embedder
-from rag.index import VectorIndex, open_chroma
+from rag.index import VectorIndex, open_vectors
 from rag.ingest import Options, extract
 from rag.retrieve import Retriever
 from rag.terms import TermIndex
@@ -40,7 +39,9 @@ from storage import (
     make_engine,
     utcnow,
 )
+from storage.jobs import JobRepo
 from storage.models import CollectionDocument, User
+from storage.originals import DatabaseOriginals, FileOriginals, OriginalStore
 from storage.teams import CollectionRepo, UserRepo
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,13 @@ EMBED_BATCH = 32
 # Joins the names of a document's embedding models (e5, then the cross-lingual one).
 MODEL_SEPARATOR = "+"
 INTERRUPTED = "Индексация была прервана (приложение остановлено). Переиндексируйте файл или удалите его."
+INTERNAL_STORE = (
+    "не удалось сохранить исходный файл (подробности в журнале). Попробуйте загрузить его ещё раз."
+)
+
+
+def _lost(name: str) -> str:
+    return f"«{name}»: исходный файл не сохранился, загрузите его заново."
 
 
 def too_large_message(name: str, size: int, settings: Settings) -> str:
@@ -150,6 +158,13 @@ class Library:
         # and start-up recovery must not take their half-written state for a crash.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        # Documents that workers of the shared queue are writing, and those whose job waits
+        # there: recovery and the checks never touch them (set by open_library and SharedQueue).
+        self.elsewhere: Callable[[], set[str]] = set
+        self.queued_elsewhere: Callable[[], set[str]] = set
+        self.originals: OriginalStore = (
+            DatabaseOriginals(engine) if settings.originals_in_database else FileOriginals(settings.files_dir)
+        )
         names = self.embedding_models
         self.terms = TermIndex(vectors.client, names[1]) if len(names) > 1 else None
         self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms)
@@ -223,9 +238,14 @@ class Library:
                 self._busy.discard(doc_id)
 
     def is_busy(self, document_id: str) -> bool:
-        """True while this process is indexing or re-embedding the document."""
+        """True while this process, or a worker elsewhere, is indexing or re-embedding the document."""
+        return document_id in self.busy_documents()
+
+    def busy_documents(self) -> set[str]:
+        """Every document some process is writing right now."""
         with self._busy_lock:
-            return document_id in self._busy
+            mine = set(self._busy)
+        return mine | self.elsewhere()
 
     # -- ingestion ------------------------------------------------------------------------
 
@@ -252,7 +272,24 @@ class Library:
         collection_id: str | None = None,
     ) -> IngestResult:
         """Index one file into a collection (the user's own by default); never raises for a bad file."""
-        progress = progress or _no_progress
+        admitted = self.admit(filename, data, user, collection_id)
+        if isinstance(admitted, IngestResult):
+            return admitted
+        return self.index_admitted(admitted.id, progress, data)
+
+    def admit(
+        self,
+        filename: str,
+        data: bytes,
+        user: User | None = None,
+        collection_id: str | None = None,
+        status: DocumentStatus = DocumentStatus.INDEXING,
+    ) -> IngestResult | Document:
+        """Everything of an upload but the indexing: checks, deduplication, the row, the link, the original.
+
+        Returns the outcome when there is nothing to index (too large, already there), else the
+        document to index, in ``status`` (queued when a worker elsewhere will index it).
+        """
         actor = self.actor(user)
         target = (
             self.access.writable_collection(actor, collection_id)
@@ -264,7 +301,7 @@ class Library:
             return IngestResult(name, "failed", message=too_large_message(name, len(data), self.settings))
         sha = hashlib.sha256(data).hexdigest()
         existing = self.docs.by_sha256(sha)
-        if existing is not None and existing.status in (DocumentStatus.READY, DocumentStatus.INDEXING):
+        if existing is not None and existing.status != DocumentStatus.FAILED:
             # The same bytes are indexed once and appear in every collection they were put in.
             # Whose they were first is not this user's business: no other name is ever shown.
             known = self.access.scope(actor)
@@ -273,7 +310,7 @@ class Library:
             added = self.collections.link(target.id, existing.id, name, actor.id)
             # The row as this user knows it: under their name, never the first uploader's.
             seen = existing.model_copy(update={"filename": shown})
-            if existing.status == DocumentStatus.INDEXING:
+            if existing.status != DocumentStatus.READY:
                 return IngestResult(name, "duplicate", seen, f"«{name}»: уже индексируется.")
             if was_known and not added:
                 return IngestResult(name, "duplicate", seen, f"«{name}»: уже загружен как «{shown}».")
@@ -286,26 +323,43 @@ class Library:
                         owner_id=actor.id,
                         sha256=sha,
                         size=len(data),
-                        status=DocumentStatus.INDEXING,
+                        status=status,
                     )
                 )
             except IntegrityError:  # another session inserted the same bytes a moment ago
                 return IngestResult(name, "duplicate", None, f"«{name}»: уже индексируется.")
         else:  # a failed attempt: start over with the same row
             self._purge_index(existing.id)
-            doc = self.docs.update(existing.id, filename=name, status=DocumentStatus.INDEXING, error=None)
+            doc = self.docs.update(existing.id, filename=name, status=status, error=None)
         self.collections.link(target.id, doc.id, name, actor.id)
+        try:
+            stored = self.originals.put(sha, name, data)
+        except Exception:
+            log.exception("storing the original of %s failed", name)
+            return self.fail(doc.id, name, f"«{name}»: {INTERNAL_STORE}")
+        return self.docs.update(doc.id, stored_path=stored)
+
+    def index_admitted(
+        self, document_id: str, progress: Progress | None = None, data: bytes | None = None
+    ) -> IngestResult:
+        """Index an admitted document (from ``data``, or from its stored original)."""
+        doc = self.docs.get(document_id)
         with self._working_on(doc.id):
-            stored = self._store_original(sha, name, data)
-            self.docs.update(doc.id, stored_path=str(stored))
-            return self._index(doc.id, name, data, progress)
+            if data is None:
+                data = self.originals.get(doc.stored_path) if doc.stored_path else None
+                if data is None:
+                    return self.fail(doc.id, doc.filename, _lost(doc.filename))
+            # A job started again after its worker died finds that worker's half-written rows.
+            self._purge_index(doc.id)
+            self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
+            return self._index(doc.id, doc.filename, data, progress or _no_progress)
 
     def reindex(self, document_id: str, progress: Progress | None = None) -> IngestResult:
         """Index a stored document again from its saved original."""
         doc = self.docs.get(document_id)
-        path = Path(doc.stored_path) if doc.stored_path else None
-        if path is None or not path.exists():
-            msg = f"«{doc.filename}»: исходный файл не сохранился, загрузите его заново."
+        data = self.originals.get(doc.stored_path) if doc.stored_path else None
+        if data is None:
+            msg = _lost(doc.filename)
             self.docs.update(doc.id, status=DocumentStatus.FAILED, error=msg)
             return IngestResult(doc.filename, "failed", doc, msg)
         if self.is_busy(doc.id):
@@ -313,7 +367,7 @@ class Library:
         with self._working_on(doc.id):
             self._purge_index(doc.id)
             self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
-            return self._index(doc.id, doc.filename, path.read_bytes(), progress or _no_progress)
+            return self._index(doc.id, doc.filename, data, progress or _no_progress)
 
     def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
         try:
@@ -371,10 +425,10 @@ class Library:
             progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
         except IngestError as exc:
-            return self._fail(doc_id, name, str(exc))
+            return self.fail(doc_id, name, str(exc))
         except Exception:
             log.exception("indexing %s failed", name)  # the details are for the log, not the user
-            return self._fail(
+            return self.fail(
                 doc_id,
                 name,
                 f"«{name}»: внутренняя ошибка при индексации (подробности записаны в журнал приложения). "
@@ -383,10 +437,11 @@ class Library:
         except BaseException:
             # Interrupted from outside (a stopped thread, the process shutting down): never leave
             # the document «индексируется» with its rows purged, invisible to search until restart.
-            self._fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
+            self.fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
             raise
 
-    def _fail(self, doc_id: str, name: str, message: str, keep_original: bool = False) -> IngestResult:
+    def fail(self, doc_id: str, name: str, message: str, keep_original: bool = False) -> IngestResult:
+        """Mark a document failed with this message, with nothing of it left in the index."""
         self._purge_index(doc_id)
         doc = self.docs.update(doc_id, status=DocumentStatus.FAILED, error=message, chunk_count=0)
         if not keep_original:
@@ -398,23 +453,9 @@ class Library:
         self.vectors.delete_document(doc_id)
         self.docs.delete_chunks(doc_id)
 
-    def _store_original(self, sha: str, name: str, data: bytes) -> Path:
-        folder = self.settings.files_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        # Named by hash: the user's file name never becomes a path (no traversal).
-        suffix = PurePath(name).suffix.lower()
-        if not suffix.isascii() or len(suffix) > 10:
-            suffix = ""
-        path = folder / f"{sha}{suffix}"
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        return path
-
-    @staticmethod
-    def _remove_original(doc: Document) -> None:
+    def _remove_original(self, doc: Document) -> None:
         if doc.stored_path:
-            Path(doc.stored_path).unlink(missing_ok=True)
+            self.originals.delete(doc.stored_path)
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -490,9 +531,10 @@ class Library:
         self._remove_original(doc)
 
     def interrupted(self) -> list[Document]:
-        """Documents marked as being indexed that no work in this process is writing."""
+        """Documents marked as being indexed that no process (this one, or a live worker) is writing."""
         stale = self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED)
-        return [d for d in stale if not self.is_busy(d.id)]
+        busy = self.busy_documents() | self.queued_elsewhere()
+        return [d for d in stale if d.id not in busy]
 
     def recover(self) -> list[str]:
         """After a crash: documents left mid-indexing are purged and marked failed."""
@@ -532,14 +574,13 @@ class Library:
     def check(self, repair: bool = False) -> ConsistencyReport:
         """Compare SQL, keyword rows and vectors; optionally repair what disagrees."""
         report = ConsistencyReport()
+        busy = self.busy_documents()
         report.stale_documents = [d.filename for d in self.interrupted()]
         by_doc = self.docs.chunk_ids_by_document()
         # Documents being written right now are in between by design, not inconsistent.
-        ready = [d for d in self.docs.with_status(DocumentStatus.READY) if not self.is_busy(d.id)]
+        ready = [d for d in self.docs.with_status(DocumentStatus.READY) if d.id not in busy]
         report.ready_without_chunks = [d.filename for d in ready if not by_doc.get(d.id)]
         known = {cid for ids in by_doc.values() for cid in ids}
-        with self._busy_lock:
-            busy = set(self._busy)
         # A busy document's vectors may be written a moment before its chunk rows are read here.
         known |= {cid for doc_id in busy for cid in self.vectors.ids_of_document(doc_id)}
         orphans: dict[str, list[str]] = {}
@@ -580,14 +621,18 @@ class Library:
             self.delete(doc.id)
         if self.terms is not None:
             self.terms.clear()
-        shutil.rmtree(self.settings.files_dir, ignore_errors=True)
+        self.originals.clear()
 
 
 def open_library(settings: Settings, embedder: Embedder | None = None, recover: bool = True) -> Library:
     """Open (creating if needed) the data directory's database, vectors and file store."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
-    lib = Library(settings, engine, VectorIndex(open_chroma(settings.chroma_dir)), embedder)
+    lib = Library(settings, engine, open_vectors(settings), embedder)
+    if settings.queue == "postgres":
+        # Workers elsewhere write the documents of live jobs: recovery and checks leave them be.
+        jobs = JobRepo(engine)
+        lib.elsewhere, lib.queued_elsewhere = jobs.running_documents, jobs.queued_documents
     if recover:
         names = lib.recover()
         if names:

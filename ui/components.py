@@ -207,7 +207,7 @@ def _live_progress(jobs_key: str, results_key: str) -> None:
             continue
         st.progress(min(1.0, job.fraction), text=literal(f"{job.filename}: {job.text}"))
         if st.button("Отменить", key=f"cancel_{job.id}", icon=":material/cancel:"):
-            job.cancel.set()
+            queue.cancel(job.id)
     if len(finished) == len(jobs):
         # Idempotent on purpose: with fast reruns a stopping run and the new one can both get
         # here; both must produce the same report, and neither may hide it from the other.

@@ -20,7 +20,7 @@ from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.auth import AuthService, session_secret
 from rag.chat import ChatService
-from rag.jobs import IndexingQueue
+from rag.jobs import IndexingQueue, Queue
 from rag.library import Library, open_library
 from rag.rewrite import rewriter_from
 from settings import Settings
@@ -94,11 +94,15 @@ def get_providers() -> dict[str, Provider]:
 
 
 @st.cache_resource(show_spinner=False)
-def _indexing_queue(_library: Library, settings_json: str) -> IndexingQueue:
+def _indexing_queue(_library: Library, settings_json: str) -> Queue:
+    if _library.settings.queue == "postgres":
+        from rag.shared_queue import SharedQueue
+
+        return SharedQueue(_library)
     return IndexingQueue(_library)
 
 
-def get_indexing_queue() -> IndexingQueue:
+def get_indexing_queue() -> Queue:
     """The process-wide background indexing queue of the shared library."""
     settings_json = _library_json(get_settings())
     return _indexing_queue(_library(settings_json), settings_json)

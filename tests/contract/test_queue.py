@@ -1,47 +1,90 @@
-"""Background indexing: jobs run off the page's thread, report progress and can be cancelled."""
+"""The indexing queue contract, on both queues: the in-process one and the shared one on
+PostgreSQL with a worker. Jobs run off the page's thread, in order, report progress and their
+outcome, can be cancelled, and whole-library work is for admins only.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from rag.jobs import IndexingQueue
+from rag.access import Forbidden
+from rag.jobs import IndexingQueue, Queue
+from rag.library import Library
 from storage import DocumentStatus, NotFoundError
+from storage.models import Role
+from tests.backends import Servers
 
 SENTENCE = "Арендатор обязан своевременно вносить арендную плату и содержать помещение в порядке. "
 
 
-def _wait(job: Any, timeout: float = 120) -> None:
+@pytest.fixture
+def library(make_library: Callable[..., Library], test_servers: Servers | None) -> Library:
+    """An empty library on the backend under test (the shared queue's settings on the servers)."""
+    if test_servers is None:
+        return make_library()
+    return make_library(**test_servers.fresh(), RAG_QUEUE="postgres")
+
+
+@pytest.fixture
+def queue(library: Library, test_servers: Servers | None) -> Iterator[Queue]:
+    """The queue of the backend: in-process, or shared with one worker running in a thread."""
+    if test_servers is None:
+        yield IndexingQueue(library)
+        return
+    from rag.shared_queue import SharedQueue
+
+    shared = SharedQueue(library)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=shared.run_worker, kwargs={"heartbeat_s": 1.0, "stop": stop}, daemon=True
+    )
+    worker.start()
+    yield shared
+    stop.set()
+    worker.join(30)
+    assert not worker.is_alive(), "the worker did not stop"
+    shared.close()
+
+
+def _wait(queue: Queue, job: Any, timeout: float = 120) -> Any:
+    """The job once done (a shared job's record is read again)."""
     deadline = time.monotonic() + timeout
-    while job.state != "done":
+    while True:
+        job = queue.get(job.id)
+        if job.state == "done":
+            return job
         assert time.monotonic() < deadline, "the job did not finish"
         time.sleep(0.05)
 
 
-def test_jobs_index_in_order_and_report_progress(library: Any) -> None:
-    queue = IndexingQueue(library)
+def test_jobs_index_in_order_and_report_progress(library: Any, queue: Queue) -> None:
     first = queue.submit("a.txt", ("Первый документ о сроке аренды. " * 20).encode())
     second = queue.submit("b.txt", ("Второй документ об арендной плате. " * 20).encode())
     assert first.state in ("queued", "running", "done")
-    _wait(first)
-    _wait(second)
+    first, second = _wait(queue, first), _wait(queue, second)
     assert first.result is not None and first.result.status == "indexed"
     assert second.result is not None and second.result.status == "indexed"
     assert first.fraction == second.fraction == 1.0
     assert {d.filename for d in library.docs.list_all()} == {"a.txt", "b.txt"}
 
 
-def test_cancelled_job_leaves_nothing_behind(library: Any) -> None:
-    queue = IndexingQueue(library)
+def test_cancelled_job_leaves_nothing_behind(library: Any, queue: Queue) -> None:
     job = queue.submit("big.txt", (SENTENCE * 400).encode())
     deadline = time.monotonic() + 60
+    seen: list[float] = []
     while job.state != "running" or job.fraction < 0.6:  # extraction done, embedding about to start
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    job.cancel.set()
-    _wait(job)
+        job = queue.get(job.id)
+        seen.append(job.fraction)
+    assert seen == sorted(seen)  # the page that queued it sees its progress grow
+    queue.cancel(job.id)
+    job = _wait(queue, job)
     assert job.result is not None and job.result.status == "failed"
     assert "отменена" in job.result.message
     (doc,) = library.docs.list_all()
@@ -51,29 +94,27 @@ def test_cancelled_job_leaves_nothing_behind(library: Any) -> None:
     assert library.check().ok
 
 
-def test_cancel_before_start_skips_the_file(library: Any) -> None:
-    queue = IndexingQueue(library)
+def test_cancel_before_start_skips_the_file(library: Any, queue: Queue) -> None:
     blocker = queue.submit("first.txt", (SENTENCE * 60).encode())
     waiting = queue.submit("second.txt", b"text that never gets indexed")
-    waiting.cancel.set()
-    _wait(blocker)
-    _wait(waiting)
+    queue.cancel(waiting.id)
+    blocker, waiting = _wait(queue, blocker), _wait(queue, waiting)
     assert waiting.result is not None and waiting.result.status == "failed"
     assert [d.filename for d in library.docs.list_all()] == ["first.txt"]
 
 
-def test_maintenance_runs_in_the_queue_in_order(library: Any) -> None:
-    queue = IndexingQueue(library)
+def test_maintenance_runs_in_the_queue_in_order(library: Any, queue: Queue) -> None:
     upload = queue.submit("c.txt", (SENTENCE * 30).encode())
-    upload.wait(120)
+    upload = _wait(queue, upload)
     assert upload.result is not None and upload.result.status == "indexed"
     doc_id = upload.document_id
     assert doc_id is not None
     reindex = queue.reindex(doc_id)
-    assert queue.reindex(doc_id) is reindex  # a second click while queued adds nothing
+    assert queue.reindex(doc_id).id == reindex.id  # a second click while queued adds nothing
     delete = queue.delete(doc_id)  # queued behind the re-index: waits for it
     assert queue.pending(document_id=doc_id) is not None
-    assert delete.wait(120)
+    delete = _wait(queue, delete)
+    reindex = queue.get(reindex.id)
     assert reindex.state == "done" and not reindex.failed and "переиндексирован" in reindex.message
     assert not delete.failed and "удалён" in delete.message
     assert library.docs.list_all() == []
@@ -84,11 +125,32 @@ def test_maintenance_runs_in_the_queue_in_order(library: Any) -> None:
     assert reembed.wait(60) and not reembed.failed and "0 док." in reembed.message
 
 
-def test_deleting_a_document_that_is_gone_says_not_found(library: Any) -> None:
-    queue = IndexingQueue(library)
+def test_deleting_a_document_that_is_gone_says_not_found(library: Any, queue: Queue) -> None:
     upload = queue.submit("d.txt", (SENTENCE * 30).encode())
-    upload.wait(120)
+    upload = _wait(queue, upload)
     assert upload.document_id is not None
     library.delete(upload.document_id)  # gone by another route meanwhile
     with pytest.raises(NotFoundError):
         queue.delete(upload.document_id)
+
+
+def test_whole_library_work_is_for_admins(queue: Queue) -> None:
+    library = queue.library  # type: ignore[attr-defined]
+    admin = library.users.create("boss", role=Role.ADMIN)
+    alice = library.users.create("alice")
+    upload = _wait(queue, queue.submit("e.txt", (SENTENCE * 10).encode(), user=alice))
+    assert upload.result is not None and upload.result.status == "indexed"
+    doc_id = upload.document_id
+    assert doc_id is not None
+    for work in (
+        lambda u: queue.delete(doc_id, u),
+        lambda u: queue.reindex(doc_id, u),
+        lambda u: queue.reembed(u),
+        lambda u: queue.repair(u),
+    ):
+        with pytest.raises(Forbidden):
+            work(alice)  # even the uploader: her path is Library.remove
+    assert queue.pending() is None
+    assert library.docs.get(doc_id).status == DocumentStatus.READY
+    gone = _wait(queue, queue.delete(doc_id, admin))
+    assert not gone.failed and library.docs.list_all() == []

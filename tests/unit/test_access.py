@@ -10,10 +10,9 @@ import pytest
 from providers.offline import MODEL_ID, OfflineProvider
 from rag.access import PERSONAL_COLLECTION, Forbidden
 from rag.chat import ChatService, TurnChoice
-from rag.jobs import IndexingQueue
 from rag.library import Library
 from rag.retrieve import METHODS
-from storage import DocumentStatus, NotFoundError
+from storage import NotFoundError
 from storage.models import Access, Role, User
 
 SECRET = (
@@ -205,21 +204,3 @@ def test_with_sign_in_on_nobody_acts_without_a_user(make_library: Callable[..., 
         lib.ingest("spravochnik.txt", HANDBOOK.encode())
     with pytest.raises(Forbidden):
         lib.scope(None)
-
-
-def test_whole_library_jobs_are_for_admins(team: tuple[Library, User, User, User]) -> None:
-    lib, admin, alice, _bob = team
-    doc = lib.ingest("sokrashchenie.txt", SECRET.encode(), user=alice).document
-    assert doc is not None
-    queue = IndexingQueue(lib)
-    for submit in (
-        lambda u: queue.delete(doc.id, u),
-        lambda u: queue.reindex(doc.id, u),
-        lambda u: queue.reembed(u),
-        lambda u: queue.repair(u),
-    ):
-        with pytest.raises(Forbidden):
-            submit(alice)  # even the document's own uploader: her path is Library.remove
-    assert lib.docs.get(doc.id).status == DocumentStatus.READY
-    assert queue.delete(doc.id, admin).wait(60)
-    assert lib.docs.list_all() == []
