@@ -200,3 +200,197 @@ def ask(page: Any, question: str, timeout_ms: float = 120_000) -> Any:
     )
     wait_for_app(page, timeout_ms)
     return messages.last
+
+
+def app_env(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """The environment of an app-like child: the shell's minus the app's settings, plus ``env``."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(_APP_ENV_DROP)}
+    out.update(
+        {
+            "RAG_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "RAG_SECRETS_FILE": str(REPO_ROOT / "tests" / "no-secrets.toml"),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+    )
+    out.update(env)
+    return out
+
+
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    """Stop a child politely, then firmly."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class WorkerProcess:
+    """A running ``python -m rag worker`` of the shared queue (RAG_QUEUE=postgres) with its log."""
+
+    name: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    heartbeat_s: float = 1.0
+    stalled_after_s: float = 4.0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> WorkerProcess:
+        """Start the worker (without waiting: see ``wait_ready``)."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rag",
+                "worker",
+                "--name",
+                self.name,
+                "--heartbeat",
+                str(self.heartbeat_s),
+                "--stalled-after",
+                str(self.stalled_after_s),
+            ],
+            cwd=REPO_ROOT,
+            env=app_env(self.data_dir, self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> WorkerProcess:
+        """Wait until the worker has said "worker ready"."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while "worker ready" not in self.log():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {self.name} did not start:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM (the worker finishes its job and stops), then SIGKILL."""
+        _stop(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL: what an OOM kill or a lost machine does to a worker."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        """Everything the worker printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
+# haproxy in front of app replicas as deploy/haproxy.cfg has it (sticky sessions by a cookie, one
+# long-lived websocket per tab), on loopback: {port} is the front, {servers} the replicas.
+HAPROXY_CONFIG = """\
+global
+    log stdout format raw local0
+    maxconn 1024
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlognull
+    option redispatch
+    retries 3
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+
+frontend web
+    bind 127.0.0.1:{port}
+    default_backend streamlit
+
+backend streamlit
+    balance roundrobin
+    cookie SERVERID insert indirect nocache
+    option httpchk GET /_stcore/health
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 1
+{servers}
+"""
+
+
+def haproxy_available() -> bool:
+    """Whether Debian's haproxy is installed."""
+    return shutil.which("haproxy") is not None
+
+
+@dataclass
+class Haproxy:
+    """``haproxy -db`` in front of app replicas; ``replicas`` maps each one's cookie to its app."""
+
+    replicas: dict[str, AppServer]
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The front's address."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """haproxy's log: one line per request, naming the replica that served it."""
+        return self.workdir / "haproxy.log"
+
+    def config(self) -> str:
+        """The configuration file's text."""
+        servers = "\n".join(
+            f"    server {cookie} 127.0.0.1:{app.port} check cookie {cookie}"
+            for cookie, app in self.replicas.items()
+        )
+        return HAPROXY_CONFIG.format(port=self.port, servers=servers)
+
+    def start(self, timeout: float = 30.0) -> Haproxy:
+        """Write the configuration, start haproxy and wait until the front answers."""
+        self.port = self.port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "haproxy.cfg"
+        cfg.write_text(self.config(), encoding="utf-8")
+        haproxy = shutil.which("haproxy") or "haproxy"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [haproxy, "-f", str(cfg), "-db"], cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"haproxy did not answer:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Stop haproxy."""
+        _stop(self.process, timeout=5)
+
+    def log(self) -> str:
+        """Everything haproxy printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

@@ -87,6 +87,10 @@ def sources_text(message: Any) -> str:
     """Open an answer's sources expander and return its text."""
     expander = message.get_by_test_id("stExpander")
     expander.locator("summary").click()
+    # The details open with an animation; reading at once can catch only the summary.
+    details = expander.get_by_test_id("stExpanderDetails")
+    details.wait_for(state="visible")
+    expect(details).not_to_have_text("")
     text: str = expander.inner_text()
     return text
 
