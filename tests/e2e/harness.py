@@ -151,8 +151,10 @@ class AppServer:
 
 @contextmanager
 def running_app(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[AppServer]:
-    """An app for the duration of the block."""
-    app = AppServer(data_dir=data_dir, log_path=log_path, env=env or {})
+    """An app for the duration of the block (on the test servers in the server pass)."""
+    from tests.backends import backend_overrides
+
+    app = AppServer(data_dir=data_dir, log_path=log_path, env={**backend_overrides(data_dir), **(env or {})})
     app.start()
     try:
         yield app

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.library import open_library
-from settings import Settings
+from tests.backends import backend_overrides
+from tests.conftest import make_settings
 
 LEASE = (
     "Договор аренды нежилого помещения.\n"
@@ -23,6 +24,10 @@ RECIPE = "# Борщ\n\nБульон из говядины варят два ч�
 
 def rag(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # cwd is a temporary folder, so a developer's .env is not read either.
+    data_dir = (
+        args[args.index("--data-dir") + 1] if "--data-dir" in args else env.get("RAG_DATA_DIR", str(cwd))
+    )
+    env = {**env, **backend_overrides(Path(data_dir))}  # the server pass: the data directory's servers
     return subprocess.run(
         [sys.executable, "-m", "rag", *args],
         cwd=cwd,
@@ -146,7 +151,7 @@ def test_ask_with_chat_stores_the_exchange_and_follow_ups_use_it(
     )
     assert follow.returncode == 0, follow.stderr
     assert json.loads(follow.stdout)["chat_id"] == chat_id
-    lib = open_library(Settings().model_copy(update={"data_dir": workspace / "data"}), recover=False)
+    lib = open_library(make_settings(workspace / "data"), recover=False)
     try:
         chat = lib.chats.get(chat_id)
         messages = lib.chats.messages(chat_id)
