@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -104,16 +103,6 @@ def _fingerprint(password_hash: str | None) -> str:
     return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
-@dataclass
-class _Attempts:
-    """Failed sign-ins of one name: how many in a row, and until when new attempts are refused."""
-
-    failures: int = 0
-    until: float = 0.0
-    # Attempts on one name run one after another, so parallel guesses cannot slip past the wait.
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class AuthService:
     """Accounts and sessions over the users table."""
 
@@ -122,16 +111,17 @@ class AuthService:
         users: UserRepo,
         access: AccessControl,
         secret: str,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = users
         self.access = access
         self._serializer = URLSafeTimedSerializer(secret, salt=TOKEN_SALT)
         self._clock = clock
-        # Throttling state lives in this process's memory: several app processes each keep
-        # their own, and a restart forgets it. Enough against guessing through one UI.
-        self._attempts: dict[str, _Attempts] = {}
-        self._attempts_lock = threading.Lock()
+        # Failures are counted in the database, so every app replica (and a restart) sees them;
+        # the clock is wall time for the same reason. Attempts on one name run one after
+        # another within a process, so parallel guesses cannot slip past the wait.
+        self._name_locks: dict[str, threading.Lock] = {}
+        self._name_locks_lock = threading.Lock()
         # Checks such as «is this the last admin» and the change they guard must not interleave
         # within a process (two admins demoting each other at once would leave none).
         self._admin_lock = threading.RLock()
@@ -186,8 +176,8 @@ class AuthService:
     def sign_in(self, name: str, password: str) -> User:
         """The user with this name and password; SignInRefused, saying nothing of which was wrong."""
         key = normalise_name(name)
-        attempts = self._attempts_of(key)
-        with attempts.lock:
+        with self._lock_of(key):
+            attempts = self.users.failures(key)
             now = self._clock()
             if now < attempts.until:
                 wait = max(1, math.ceil(attempts.until - now))
@@ -198,28 +188,28 @@ class AuthService:
             # the time taken does not tell which names exist.
             matched = verify_password(stored or _dummy_hash(), password) and stored is not None
             if user is not None and matched and user.active:
-                attempts.failures = 0
-                attempts.until = 0.0
+                if attempts.failures:
+                    self.users.set_failures(key, 0, 0.0)
                 return user
             # A disabled user with the right password counts as a failure too: anything else
             # would tell a guesser the password was right.
-            attempts.failures += 1
-            if attempts.failures >= FREE_FAILURES:
-                attempts.until = self._clock() + min(MAX_WAIT_S, 2.0 ** (attempts.failures - FREE_FAILURES))
-                log.warning("sign-in of %r failed %d times in a row", key, attempts.failures)
+            failures, until = attempts.failures + 1, 0.0
+            if failures >= FREE_FAILURES:
+                until = self._clock() + min(MAX_WAIT_S, 2.0 ** (failures - FREE_FAILURES))
+                log.warning("sign-in of %r failed %d times in a row", key, failures)
+            self.users.set_failures(key, failures, until)
         raise SignInRefused(BAD_CREDENTIALS)
 
-    def _attempts_of(self, key: str) -> _Attempts:
-        """The throttling record of a normalised name, made on first use."""
-        with self._attempts_lock:
-            if len(self._attempts) >= THROTTLE_PRUNE_AT:
-                now = self._clock()
-                # Forgetting a name whose wait has been over for a while only lets it start
-                # again from its free attempts; names still waiting are kept.
-                stale = [k for k, a in self._attempts.items() if a.until + MAX_WAIT_S < now]
-                for k in stale:
-                    del self._attempts[k]
-            return self._attempts.setdefault(key, _Attempts())
+    def _lock_of(self, key: str) -> threading.Lock:
+        """This process's lock for attempts on a normalised name."""
+        with self._name_locks_lock:
+            if len(self._name_locks) >= THROTTLE_PRUNE_AT:
+                # Names not being tried right now; their records stay in the database, and
+                # those whose wait has long ended go from there too.
+                for name in [k for k, lock in self._name_locks.items() if not lock.locked()]:
+                    del self._name_locks[name]
+                self.users.forget_failures(before=self._clock() - MAX_WAIT_S)
+            return self._name_locks.setdefault(key, threading.Lock())
 
     # -- sessions -----------------------------------------------------------------------------
 

@@ -238,3 +238,13 @@ class IndexJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class SignInFailures(SQLModel, table=True):
+    """Failed sign-ins of one name in a row: the throttle every app replica shares."""
+
+    __tablename__ = "signinfailures"
+
+    name: str = Field(primary_key=True)
+    failures: int = 0
+    until: float = 0.0  # wall-clock seconds before which new attempts are refused

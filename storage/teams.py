@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -20,6 +20,7 @@ from storage.models import (
     CollectionGrant,
     Document,
     Role,
+    SignInFailures,
     User,
     utcnow,
 )
@@ -85,6 +86,26 @@ class UserRepo:
         with Session(self.engine) as s:
             for table in (Chat, Document, Collection):
                 s.exec(update(table).where(col(table.owner_id).is_(None)).values(owner_id=user_id))
+            s.commit()
+
+    def failures(self, name: str) -> SignInFailures:
+        """The sign-in failures of a normalised name (none recorded: zero)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(SignInFailures, name) or SignInFailures(name=name)
+
+    def set_failures(self, name: str, failures: int, until: float) -> None:
+        """Record a name's failures in a row and the time before which it is refused."""
+        with Session(self.engine) as s:
+            if failures == 0:
+                s.exec(delete(SignInFailures).where(col(SignInFailures.name) == name))
+            else:
+                s.merge(SignInFailures(name=name, failures=failures, until=until))
+            s.commit()
+
+    def forget_failures(self, before: float) -> None:
+        """Drop the records of names whose wait ended before this time."""
+        with Session(self.engine) as s:
+            s.exec(delete(SignInFailures).where(col(SignInFailures.until) < before))
             s.commit()
 
 

@@ -201,6 +201,21 @@ def test_throttling_is_the_same_for_an_unknown_name(auth: AuthService, clock: Fa
     assert _refused(auth, "Ghost", "anything") == _wait_message(300)
 
 
+def test_every_replica_sees_the_same_failures(
+    library: Library, auth: AuthService, clock: FakeClock, alice: User
+) -> None:
+    # Two app processes behind a load balancer: a guesser switching between them gains nothing.
+    other = AuthService(library.users, library.access, "test-secret", clock=clock)
+    for service in (auth, other, auth):
+        assert _refused(service, "alice", "wrong password") == BAD
+    assert _refused(other, "alice", PASSWORD) == _wait_message(1)
+    assert _refused(auth, "alice", PASSWORD) == _wait_message(1)
+    clock.advance(1)
+    assert other.sign_in("alice", PASSWORD).id == alice.id
+    # The success cleared the record for both.
+    assert library.users.failures("alice").failures == 0
+
+
 # -- sessions -----------------------------------------------------------------------------------
 
 

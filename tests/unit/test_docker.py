@@ -392,3 +392,12 @@ def test_the_python_step_builds_a_venv_that_runs_the_app_without_torch(tmp_path:
     res = run("-m", "rag", "worker", "--help")
     assert res.returncode == 0, res.stderr
     assert (venv / "bin" / "chroma").is_file()
+    # And it answers offline: indexing with the bundled embedders, the extractive provider.
+    doc = tmp_path / "dogovor.txt"
+    doc.write_bytes("Договор аренды. Срок аренды составляет 11 месяцев.".encode("cp1251"))
+    data = str(tmp_path / "data")
+    res = run("-m", "rag", "ingest", str(doc), "--data-dir", data)
+    assert res.returncode == 0 and "indexed" in res.stdout, res.stdout + res.stderr
+    res = run("-m", "rag", "ask", "Какой срок аренды?", "--json", "--data-dir", data)
+    assert res.returncode == 0, res.stderr
+    assert "11 месяцев" in json.loads(res.stdout)["answer"]

@@ -1,4 +1,5 @@
-"""Scale-out: uploaded originals in the database, and the shared indexing queue's job records.
+"""Scale-out: uploaded originals in the database, the shared indexing queue's job records, and
+the sign-in throttle in a table (every app replica sees the same failures).
 
 Revision ID: 0003
 Revises: 0002
@@ -19,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create the ``original`` and ``indexjob`` tables."""
+    """Create the ``original``, ``indexjob`` and ``signinfailures`` tables."""
     op.create_table(
         "original",
         sa.Column("sha256", sa.String(), nullable=False),
@@ -51,9 +52,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_indexjob_document_id", "indexjob", ["document_id"])
     op.create_index("ix_indexjob_state", "indexjob", ["state"])
+    op.create_table(
+        "signinfailures",
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("until", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
 
 
 def downgrade() -> None:
-    """Drop both tables."""
+    """Drop the three tables."""
+    op.drop_table("signinfailures")
     op.drop_table("indexjob")
     op.drop_table("original")
