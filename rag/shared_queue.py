@@ -373,6 +373,9 @@ class SharedQueue:
                     update_heartbeat_interval=heartbeat_s,
                     stalled_worker_timeout=stalled_after_s,
                     install_signal_handlers=stop is None,
+                    # Our own records (IndexJob) keep the outcome; procrastinate's rows of
+                    # finished jobs would only grow.
+                    delete_jobs="successful",
                 )
             )
             while stop is not None and not worker.done():

@@ -46,8 +46,47 @@ class KeywordIndex(Protocol):
         """Chunk ids of ready documents matching any term, best first, with a higher-is-better score."""
 
 
-class Fts5Keywords:
+class _SqlKeywords:
+    """What both engines share: the rows written, the filters and the shape of a search."""
+
+    # The search statement, with "{only}" where the filter by documents goes; :q is the
+    # engine's query of the terms, the first column the chunk id, the second the raw score.
+    select = ""
+    # +1 when a higher raw score is better, -1 when lower is.
+    sign = 1.0
+
+    def match(self, terms: Sequence[str]) -> str:
+        """The engine's query for any of the terms."""
+        raise NotImplementedError
+
+    def insert(self, conn: Connection, rows: Sequence[dict[str, str]]) -> None:
+        """Add keyword rows."""
+        if rows:
+            conn.execute(text(_INSERT), list(rows))
+
+    def search(
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: str, documents: Only
+    ) -> list[tuple[str, float]]:
+        """Chunk ids of ready documents matching any term, best first, with a higher-is-better score."""
+        only = "AND f.document_id IN :docs " if documents is not None else ""
+        sql = text(self.select.format(only=only))
+        params: dict[str, Any] = {"q": self.match(terms), "n": limit, "ready": ready}
+        if documents is not None:
+            sql = sql.bindparams(bindparam("docs", expanding=True))
+            params["docs"] = sorted(documents)
+        return [(str(r[0]), self.sign * float(r[1])) for r in conn.execute(sql, params)]
+
+
+class Fts5Keywords(_SqlKeywords):
     """SQLite FTS5, ranked by bm25."""
+
+    select = (
+        f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
+        "JOIN document d ON d.id = f.document_id "
+        f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready {{only}}"
+        "ORDER BY score LIMIT :n"
+    )
+    sign = -1.0  # bm25() is negative, lower is better
 
     def create(self, conn: Connection) -> None:
         """Create the FTS5 table (it splits on spaces only: the stems are computed in Python)."""
@@ -59,34 +98,21 @@ class Fts5Keywords:
             )
         )
 
-    def insert(self, conn: Connection, rows: Sequence[dict[str, str]]) -> None:
-        """Add keyword rows."""
-        if rows:
-            conn.execute(text(_INSERT), list(rows))
-
-    def search(
-        self, conn: Connection, terms: Sequence[str], limit: int, ready: str, documents: Only
-    ) -> list[tuple[str, float]]:
-        """FTS5 MATCH of quoted terms joined by OR, by bm25."""
-        # Quoted, each stem is a literal and never an FTS5 operator.
-        match = " OR ".join(f'"{t}"' for t in terms)
-        only = "AND f.document_id IN :docs " if documents is not None else ""
-        sql = text(
-            f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
-            "JOIN document d ON d.id = f.document_id "
-            f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready {only}"
-            "ORDER BY score LIMIT :n"
-        )
-        params: dict[str, Any] = {"q": match, "n": limit, "ready": ready}
-        if documents is not None:
-            sql = sql.bindparams(bindparam("docs", expanding=True))
-            params["docs"] = sorted(documents)
-        # bm25() is negative, lower is better: the sign flips for a "higher is better" score.
-        return [(str(r[0]), -float(r[1])) for r in conn.execute(sql, params)]
+    def match(self, terms: Sequence[str]) -> str:
+        """Quoted terms joined by OR: each stem is a literal, never an FTS5 operator."""
+        return " OR ".join(f'"{t}"' for t in terms)
 
 
-class PostgresKeywords:
+class PostgresKeywords(_SqlKeywords):
     """PostgreSQL: a generated ``simple`` tsvector of the stems, GIN, ``ts_rank`` normalisation 1."""
+
+    select = (
+        "SELECT f.chunk_id, ts_rank(f.tsv, q, 1) AS score "
+        f"FROM {FTS_TABLE} f JOIN document d ON d.id = f.document_id, "
+        "to_tsquery('simple'::regconfig, :q) q "
+        "WHERE f.tsv @@ q AND d.status = :ready {only}"
+        "ORDER BY score DESC, f.chunk_id LIMIT :n"
+    )
 
     def create(self, conn: Connection) -> None:
         """Create the table, its GIN index and the index that deletes by document."""
@@ -100,29 +126,9 @@ class PostgresKeywords:
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {FTS_TABLE}_tsv ON {FTS_TABLE} USING gin (tsv)"))
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {FTS_TABLE}_document ON {FTS_TABLE} (document_id)"))
 
-    def insert(self, conn: Connection, rows: Sequence[dict[str, str]]) -> None:
-        """Add keyword rows (the tsvector is computed by the server)."""
-        if rows:
-            conn.execute(text(_INSERT), list(rows))
-
-    def search(
-        self, conn: Connection, terms: Sequence[str], limit: int, ready: str, documents: Only
-    ) -> list[tuple[str, float]]:
-        """``to_tsquery('simple', 'a | b')`` over the GIN index, ranked by ``ts_rank(tsv, q, 1)``."""
-        # Quoted lexemes: a stem is never read as tsquery syntax.
-        query = " | ".join(f"'{t}'" for t in terms)
-        only = "AND f.document_id = ANY(:docs) " if documents is not None else ""
-        sql = text(
-            f"SELECT f.chunk_id, ts_rank(f.tsv, q, 1) AS score "
-            f"FROM {FTS_TABLE} f JOIN document d ON d.id = f.document_id, "
-            "to_tsquery('simple'::regconfig, :q) q "
-            f"WHERE f.tsv @@ q AND d.status = :ready {only}"
-            "ORDER BY score DESC, f.chunk_id LIMIT :n"
-        )
-        params: dict[str, Any] = {"q": query, "n": limit, "ready": ready}
-        if documents is not None:
-            params["docs"] = sorted(documents)
-        return [(str(r[0]), float(r[1])) for r in conn.execute(sql, params)]
+    def match(self, terms: Sequence[str]) -> str:
+        """Quoted lexemes joined by | (OR): a stem is never read as tsquery syntax."""
+        return " | ".join(f"'{t}'" for t in terms)
 
 
 def keyword_index(dialect: str) -> KeywordIndex:

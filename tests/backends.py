@@ -12,7 +12,9 @@ import os
 import threading
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -83,6 +85,13 @@ class Servers:
 
 
 _servers: Servers | None = None
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose servers or tools are missing here; in CI, where they must be, fail it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
 
 
 def servers() -> Servers | None:

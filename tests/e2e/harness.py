@@ -53,6 +53,21 @@ def chromium_available() -> bool:
     return Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None
 
 
+def wait_healthy(process: subprocess.Popen[bytes], url: str, what: str, log: Any, timeout: float) -> None:
+    """Wait until ``url``/_stcore/health answers 200; fail at once if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{what} did not become healthy:\n{log()}")
+
+
 @dataclass
 class AppServer:
     """A running `streamlit run streamlit_app.py` with its own data directory and log."""
@@ -115,17 +130,8 @@ class AppServer:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"the app did not become healthy:\n{self.log()}")
+        wait_healthy(self.process, f"http://127.0.0.1:{self.port}", "the app", self.log, timeout)
+        return self
 
     def stop(self) -> None:
         """Stop the app politely, then firmly."""
@@ -377,17 +383,8 @@ class Haproxy:
             [haproxy, "-f", str(cfg), "-db"], cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"haproxy exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"haproxy did not answer:\n{self.log()}")
+        wait_healthy(self.process, self.url, "haproxy", self.log, timeout)
+        return self
 
     def stop(self) -> None:
         """Stop haproxy."""

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.backends import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 IMAGE = "multimodal-rag-ru:latest"
@@ -307,9 +309,7 @@ def test_haproxy_balances_the_compose_replicas_with_sticky_cookies() -> None:
 def test_haproxy_accepts_its_configuration() -> None:
     haproxy = shutil.which("haproxy")
     if haproxy is None:
-        if os.environ.get("CI"):
-            pytest.fail("haproxy is required in CI (packages-dev.txt)")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+        unavailable("haproxy (packages-dev.txt: apt-get install haproxy)")
     res = subprocess.run([haproxy, "-c", "-f", DEPLOY / "haproxy.cfg"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Configuration file is valid" in res.stdout + res.stderr
@@ -329,9 +329,7 @@ def _pg_bin() -> Path | None:
 def test_the_servers_script_starts_and_stops_postgres_and_chroma_on_loopback(tmp_path: Path) -> None:
     pg_bin = _pg_bin()
     if pg_bin is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL 15 is required in CI (packages-dev.txt: postgresql-15)")
-        pytest.skip("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+        unavailable("PostgreSQL 15 (packages-dev.txt: apt-get install postgresql-15)")
     script, folder = ROOT / "scripts" / "servers.sh", tmp_path / "servers"
     try:
         start = subprocess.run([script, "start", folder], capture_output=True, text=True, timeout=120)
