@@ -68,8 +68,25 @@ def wait_healthy(process: subprocess.Popen[bytes], url: str, what: str, log: Any
     raise TimeoutError(f"{what} did not become healthy:\n{log()}")
 
 
+class _ChildProcess:
+    """A child process that logs to a file and can be killed like a crash would kill it."""
+
+    process: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash, an OOM kill or a lost machine does."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
 @dataclass
-class AppServer:
+class AppServer(_ChildProcess):
     """A running `streamlit run streamlit_app.py` with its own data directory and log."""
 
     data_dir: Path
@@ -143,16 +160,6 @@ class AppServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash or an OOM kill does to the app."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log(self) -> str:
-        """Everything the app printed so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
 
 @contextmanager
@@ -238,7 +245,7 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(_ChildProcess):
     """A running ``python -m rag worker`` of the shared queue (RAG_QUEUE=postgres) with its log."""
 
     name: str
@@ -294,16 +301,6 @@ class WorkerProcess:
     def stop(self) -> None:
         """SIGTERM (the worker finishes its job and stops), then SIGKILL."""
         _stop(self.process)
-
-    def kill(self) -> None:
-        """SIGKILL: what an OOM kill or a lost machine does to a worker."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log(self) -> str:
-        """Everything the worker printed so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
 
 # haproxy in front of app replicas as deploy/haproxy.cfg has it (sticky sessions by a cookie, one
