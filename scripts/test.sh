@@ -10,7 +10,12 @@ cd "$(dirname "$0")/.."
 if [ -z "${RAG_TEST_DATABASE_URL:-}" ]; then
   servers_dir=$(mktemp -d /tmp/rag-test-servers.XXXXXX)
   trap './scripts/servers.sh stop "$servers_dir" >/dev/null 2>&1 || true; rm -rf "$servers_dir"' EXIT
-  eval "$(./scripts/servers.sh start "$servers_dir")"
+  if servers_env=$(./scripts/servers.sh start "$servers_dir"); then
+    eval "$servers_env"
+  else
+    echo "PostgreSQL / Chroma test servers did not start: their tests are skipped here" \
+      "(CI fails them). Install postgresql-15 (packages-dev.txt)." >&2
+  fi
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
