@@ -25,7 +25,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from language import stem_string
 from settings import Settings
+from storage import Chunk, Document, DocumentRepo, DocumentStatus
+from storage.models import utcnow
 from tests.e2e.harness import browser, free_port  # noqa: F401  (re-exported for the scripts)
 
 # The scripts put the repository root on sys.path before importing this module.
@@ -398,3 +401,34 @@ def count_rows(data_dir: Path) -> dict[str, int]:
         docs = db.execute("SELECT count(*) FROM document").fetchone()[0]
         chunks = db.execute("SELECT count(*) FROM chunk").fetchone()[0]
     return {"documents": int(docs), "chunks": int(chunks)}
+
+
+def write_ready_document(
+    repo: DocumentRepo,
+    texts: list[str],
+    model: str,
+    stems: list[str] | None = None,
+    chunk_ids: list[str] | None = None,
+    **fields: Any,
+) -> list[Chunk]:
+    """A ready text document of these fragments with their keyword rows, written the app's way."""
+    doc = repo.add(
+        Document(
+            **fields,
+            mime_type="text/plain",
+            encoding="utf-8",
+            status=DocumentStatus.READY,
+            chunk_count=len(texts),
+            embedding_model=model,
+            indexed_at=utcnow(),
+        )
+    )
+    chunks, offset = [], 0
+    for j, t in enumerate(texts):
+        chunk = Chunk(document_id=doc.id, ordinal=j, text=t, char_start=offset, char_end=offset + len(t))
+        if chunk_ids is not None:
+            chunk.id = chunk_ids[j]
+        chunks.append(chunk)
+        offset += len(t) + 2
+    repo.store_chunks(doc.id, chunks, stems if stems is not None else [stem_string(t) for t in texts])
+    return chunks

@@ -45,13 +45,13 @@ from bench.common import (
     make_settings,
     sample_questions,
     summary_ms,
+    write_ready_document,
 )
-from language import query_terms, stem_string
+from language import query_terms
 from rag.embedding import E5_SMALL, E5SmallEmbedder, Vectors
 from rag.index import VectorIndex, collection_name, open_chroma
 from rag.retrieve import METHODS, Retriever
-from storage import Chunk, Document, DocumentRepo, DocumentStatus, make_engine
-from storage.models import utcnow
+from storage import DocumentRepo, make_engine
 
 CHUNKS_PER_DOC = 50
 WARMUP = 5
@@ -88,37 +88,20 @@ def fill(data_dir: Path, n: int, pool: Vectors, noise: float, seed: int) -> dict
     for start in range(0, n, CHUNKS_PER_DOC):
         batch = texts[start : start + CHUNKS_PER_DOC]
         body = "\n\n".join(batch)
-        doc = repo.add(
-            Document(
-                filename=f"синтетика-{start // CHUNKS_PER_DOC + 1:05d}.txt",
-                sha256=hashlib.sha256(f"{start}\n{body}".encode()).hexdigest(),
-                size=len(body.encode()),
-                mime_type="text/plain",
-                encoding="utf-8",
-                status=DocumentStatus.READY,
-                chunk_count=len(batch),
-                embedding_model=E5_SMALL,
-                indexed_at=utcnow(),
-            )
+        chunks = write_ready_document(
+            repo,
+            batch,
+            E5_SMALL,
+            filename=f"синтетика-{start // CHUNKS_PER_DOC + 1:05d}.txt",
+            sha256=hashlib.sha256(f"{start}\n{body}".encode()).hexdigest(),
+            size=len(body.encode()),
         )
-        chunks, offset = [], 0
-        for j, t in enumerate(batch):
-            chunks.append(
-                Chunk(
-                    document_id=doc.id,
-                    ordinal=j,
-                    text=t,
-                    char_start=offset,
-                    char_end=offset + len(t),
-                )
-            )
-            offset += len(t) + 2
-        repo.store_chunks(doc.id, chunks, [stem_string(t) for t in batch])
+        doc_id = chunks[0].document_id
         matrix = pool[rng.integers(0, len(pool), len(batch))] + rng.normal(
             0, noise, (len(batch), pool.shape[1])
         )
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        vectors.add(E5_SMALL, [c.id for c in chunks], matrix.astype(np.float32), doc.id)
+        vectors.add(E5_SMALL, [c.id for c in chunks], matrix.astype(np.float32), doc_id)
         done = start + len(batch)
         if done % 10_000 == 0 or done == n:
             log(f"fill {n}: {done} chunks, {time.perf_counter() - started:.0f} s")

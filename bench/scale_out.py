@@ -43,7 +43,6 @@ import hashlib
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,8 +57,6 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
-    REPO_ROOT,
-    app_env,
     emit,
     generate_chunk_texts,
     isolate_env,
@@ -70,12 +67,14 @@ from bench.common import (
     sample_questions,
     sentence_pool,
     summary_ms,
+    write_ready_document,
 )
 from language import query_terms, stem_string
 from rag.index import VectorIndex, collection_name, open_chroma, open_chroma_server
-from storage import Chunk, Document, DocumentRepo, DocumentStatus, make_engine
-from storage.models import new_id, utcnow
+from storage import DocumentRepo, make_engine
+from storage.models import new_id
 from tests.backends import Servers
+from tests.e2e.harness import WorkerProcess
 
 MODEL = "bench-random-384"  # names the collection; the vectors are random
 DIM = 384
@@ -111,37 +110,6 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 # -- 1 and 2: the fill -----------------------------------------------------------------------
-
-
-def write_rows(
-    repo: DocumentRepo, doc: dict[str, Any], texts: list[str], stems: list[str], chunk_ids: list[str]
-) -> None:
-    """One ready document with its fragments and keyword rows, the app's way."""
-    repo.add(
-        Document(
-            **doc,
-            mime_type="text/plain",
-            encoding="utf-8",
-            status=DocumentStatus.READY,
-            chunk_count=len(texts),
-            embedding_model=MODEL,
-            indexed_at=utcnow(),
-        )
-    )
-    chunks, offset = [], 0
-    for j, t in enumerate(texts):
-        chunks.append(
-            Chunk(
-                id=chunk_ids[j],
-                document_id=doc["id"],
-                ordinal=j,
-                text=t,
-                char_start=offset,
-                char_end=offset + len(t),
-            )
-        )
-        offset += len(t) + 2
-    repo.store_chunks(doc["id"], chunks, stems)
 
 
 def fill(
@@ -183,7 +151,8 @@ def fill(
         }
         steps: list[tuple[str, Callable[[], None]]] = []
         for name, repo in repos.items():
-            steps.append((name, partial(write_rows, repo, doc, batch, batch_stems, chunk_ids)))
+            write = partial(write_ready_document, repo, batch, MODEL, batch_stems, chunk_ids, **doc)
+            steps.append((name, write))
         for name, index in indexes.items():
             steps.append((name, partial(index.add, MODEL, chunk_ids, vectors, doc_id)))
         for name, step in rotated(steps, d):
@@ -312,47 +281,6 @@ def make_files(n: int, sentences: int, seed: int, prefix: str) -> list[tuple[str
     return files
 
 
-class Worker:
-    """``python -m rag worker`` on the given servers, with its own data directory and log."""
-
-    def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        with log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rag", "worker", "--heartbeat", "1", "--stalled-after", "10"],
-                cwd=REPO_ROOT,
-                env={
-                    **app_env(data_dir),
-                    **env,
-                    "RAG_QUEUE": "postgres",
-                    "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": str(REPO_ROOT),
-                },
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait for "worker ready"."""
-        deadline = time.monotonic() + timeout
-        while "worker ready" not in self.log_path.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start: {self.log_path}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -402,32 +330,42 @@ def ingest_run(
     settings = make_settings(run_dir / "submitter", **env, RAG_QUEUE="postgres")
     lib = open_library(settings, recover=False)
     queue = SharedQueue(lib)
-    procs: list[Worker] = []
+    procs: list[WorkerProcess] = []
     load_start = load_avg()
     try:
         started = time.perf_counter()
-        procs = [Worker(env, run_dir / f"worker-{w}", run_dir / f"worker-{w}.log") for w in range(workers)]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        procs = [
+            WorkerProcess(
+                name=f"{tag}-{w}",
+                data_dir=run_dir / f"worker-{w}",
+                log_path=run_dir / f"worker-{w}.log",
+                env={**env, "RAG_QUEUE": "postgres"},
+                stalled_after_s=10.0,
+            ).start()
+            for w in range(workers)
+        ]
         for p in procs:
             p.wait_ready()
         ready_s = time.perf_counter() - started
         # Each worker indexes one warm-up file first (loading e5 and the cross-lingual model):
         # submitted together, each worker takes one, as the jobs take seconds. A worker that
         # used under WARM_CPU_S meanwhile did not: another round.
-        cpu0 = [process_cpu_s(p.proc.pid) for p in procs]
+        cpu0 = [process_cpu_s(p.pid) for p in procs]
         warm_s, _ = submit_all(queue, warmup[:workers], 600)
-        warm_cpu = [process_cpu_s(p.proc.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+        warm_cpu = [process_cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
         for extra in range(3):
             if min(warm_cpu) >= WARM_CPU_S:
                 break
             log(f"{tag}: a worker used {min(warm_cpu):.1f} s of CPU in the warm-up; another round")
             s, _ = submit_all(queue, make_files(workers, 10, 900 + extra, f"разогрев-{extra}"), 600)
             warm_s += s
-            warm_cpu = [process_cpu_s(p.proc.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+            warm_cpu = [process_cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
         log(f"{tag}: {workers} worker(s) ready in {ready_s:.1f} s, warm in {warm_s:.1f} s")
-        cpu0 = [process_cpu_s(p.proc.pid) for p in procs]
+        cpu0 = [process_cpu_s(p.pid) for p in procs]
         all0, self0 = machine_cpu_s(), time.process_time()
         seconds, jobs = submit_all(queue, files, 1800)
-        worker_cpu = [process_cpu_s(p.proc.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+        worker_cpu = [process_cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
         all_cpu, self_cpu = machine_cpu_s() - all0, time.process_time() - self0
         fragments = sum(lib.docs.get(j.document_id).chunk_count for j in jobs)
     finally:

@@ -50,14 +50,18 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     finished_at: float | None = None  # time.monotonic() when done
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, poll_s: float = 0.02) -> bool:
         """Block until the job is done (the CLI and tests); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.state != "done":
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            time.sleep(0.02)
+            time.sleep(poll_s)
+            self.refresh()
         return True
+
+    def refresh(self) -> None:
+        """Bring the fields up to date (the worker thread writes this object itself: nothing to do)."""
 
 
 Work = Callable[[Job, Callable[[float, str], None]], None]

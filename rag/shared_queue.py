@@ -56,17 +56,15 @@ class SharedJob(Job):
 
     repo: JobRepo | None = None
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, poll_s: float = 0.1) -> bool:
         """Block until the job is done, re-reading its row; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.state != "done":
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-            assert self.repo is not None
-            fresh = _job_of(self.repo.get(self.id), self.repo)
-            self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "cancel"})
-        return True
+        return super().wait(timeout, poll_s)
+
+    def refresh(self) -> None:
+        """Read the job's row again."""
+        assert self.repo is not None
+        fresh = _job_of(self.repo.get(self.id), self.repo)
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "cancel"})
 
 
 def _job_of(row: IndexJob, repo: JobRepo) -> SharedJob:
