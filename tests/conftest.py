@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import E5SmallEmbedder, Embedder
+from rag.embedding import E5_SMALL, Embedder, load_embedder
 from rag.library import Library, open_library
 from settings import Settings
 from tests.backends import BACKEND, Servers, backend_overrides, servers, unavailable
@@ -44,9 +44,9 @@ def child_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> E5SmallEmbedder:
-    """The real default embedder (multilingual-e5-small, bundled, offline)."""
-    return E5SmallEmbedder()
+def embedder() -> Embedder:
+    """The real default embedder (multilingual-e5-small on its default engine, bundled, offline)."""
+    return load_embedder(E5_SMALL)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -65,7 +65,7 @@ def settings_factory() -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def make_library(tmp_path: Path, embedder: E5SmallEmbedder) -> Iterator[Callable[..., Library]]:
+def make_library(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., Library]]:
     """Open libraries (on tmp_path by default); every engine is disposed at teardown."""
     opened: list[Library] = []
 

@@ -45,7 +45,8 @@ def test_table_lists_files_with_encoding_status_and_errors(data_dir: Path) -> No
     rows = {r["Файл"]: r for r in table.to_dict("records")}
     assert rows["reglament.txt"]["Кодировка"] == "koi8-r"
     assert rows["reglament.txt"]["Статус"] == "готов"
-    assert rows["reglament.txt"]["Модель эмбеддингов"] == "multilingual-e5-small+use-multilingual-v3"
+    # The default engine is in the name (vectors of two engines never mix).
+    assert rows["reglament.txt"]["Модель эмбеддингов"] == "multilingual-e5-small@ort-int8+use-multilingual-v3"
     assert rows["empty.txt"]["Статус"] == "ошибка"
     assert "пуст" in rows["empty.txt"]["Ошибка"]
 

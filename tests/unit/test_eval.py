@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import E5SmallEmbedder
+from rag.embedding import Embedder
 from rag.eval import evaluate
 from settings import Settings
 
@@ -23,11 +23,11 @@ def dataset(name: str) -> Path:
     return path
 
 
-def run(name: str, methods: tuple[str, ...], embedder: E5SmallEmbedder, settings: Settings) -> Any:
+def run(name: str, methods: tuple[str, ...], embedder: Embedder, settings: Settings) -> Any:
     return evaluate(dataset(name), level="chunk", methods=methods, settings=settings, embedder=embedder)  # type: ignore[arg-type]
 
 
-def test_xquad_ru_chunk_level(embedder: E5SmallEmbedder, settings_factory: Any, tmp_path: Path) -> None:
+def test_xquad_ru_chunk_level(embedder: Embedder, settings_factory: Any, tmp_path: Path) -> None:
     # Dense alone is left out to save ~30 s: hybrid already depends on it.
     result = run("xquad-ru.json", ("hybrid", "keyword"), embedder, settings_factory(tmp_path))
     assert result["paragraphs"] == 240 and result["questions"] == 1190
@@ -43,7 +43,7 @@ def test_xquad_ru_chunk_level(embedder: E5SmallEmbedder, settings_factory: Any, 
     assert m["hybrid"]["mrr@10"] > m["keyword"]["mrr@10"]
 
 
-def test_xquad_en_chunk_level(embedder: E5SmallEmbedder, settings_factory: Any, tmp_path: Path) -> None:
+def test_xquad_en_chunk_level(embedder: Embedder, settings_factory: Any, tmp_path: Path) -> None:
     result = run("xquad-en.json", ("hybrid",), embedder, settings_factory(tmp_path))
     assert result["questions"] == 1190
     assert result["methods"]["hybrid"]["recall@5"] >= 0.90

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rag.cli import build_parser, main
-from rag.embedding import E5SmallEmbedder
+from rag.embedding import Embedder
 from rag.eval import CorpusQuestion, evaluate_corpus, first_hit, format_corpus_report, load_questions
 from rag.retrieve import METHODS
 from storage import Source
@@ -123,7 +123,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def result(
-    corpus: tuple[Path, Path], embedder: E5SmallEmbedder, tmp_path_factory: pytest.TempPathFactory
+    corpus: tuple[Path, Path], embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     settings = make_settings(tmp_path_factory.mktemp("unused-data-dir"))
     return evaluate_corpus(*corpus, settings, embedder=embedder)
@@ -150,7 +150,7 @@ def assert_shape(result: dict[str, Any], methods: tuple[str, ...]) -> None:
         assert set(item["rank"]) == set(item["file_rank"]) == set(item["query_ms"]) == set(methods)
 
 
-def test_every_documented_key_per_kind_and_overall(result: dict[str, Any], embedder: E5SmallEmbedder) -> None:
+def test_every_documented_key_per_kind_and_overall(result: dict[str, Any], embedder: Embedder) -> None:
     assert_shape(result, METHODS)
     assert result["documents"] == result["indexed"] == 4
     assert result["failed"] == []

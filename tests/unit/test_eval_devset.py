@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import E5SmallEmbedder
+from rag.embedding import Embedder
 from rag.eval import evaluate_corpus
 
 DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "eval" / "ru-docs-dev"
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def result(
-    embedder: E5SmallEmbedder, settings_factory: Any, tmp_path_factory: pytest.TempPathFactory
+    embedder: Embedder, settings_factory: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     dev = DEV.resolve()
     if not (dev / "questions.json").exists():

@@ -22,7 +22,7 @@ from providers.offline import (
     candidate_sentences,
     embedder_similarity,
 )
-from rag.embedding import E5SmallEmbedder
+from rag.embedding import Embedder
 from rag.library import Library, open_library
 from rag.pipeline import PreparedAnswer, answer
 from settings import Settings
@@ -60,7 +60,7 @@ LINE = re.compile(r"^(?P<sentence>.+) \[(?P<n>\d+)\]$")
 
 
 @pytest.fixture(scope="module")
-def offline(embedder: E5SmallEmbedder) -> OfflineProvider:
+def offline(embedder: Embedder) -> OfflineProvider:
     """The provider as the app builds it: sentences by meaning through the real e5 embedder."""
     return OfflineProvider(embedder_similarity(lambda: embedder))
 
@@ -68,7 +68,7 @@ def offline(embedder: E5SmallEmbedder) -> OfflineProvider:
 @pytest.fixture(scope="module")
 def corpus(
     tmp_path_factory: pytest.TempPathFactory,
-    embedder: E5SmallEmbedder,
+    embedder: Embedder,
     settings_factory: Callable[..., Settings],
 ) -> Iterator[Library]:
     lib = open_library(settings_factory(tmp_path_factory.mktemp("offline")), embedder=embedder)
