@@ -15,7 +15,7 @@ from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
 from ui.markup import literal
 from ui.resources import get_indexing_queue, get_library
-from ui.tables import STATUS_RU, documents_frame
+from ui.tables import documents_frame, status_label
 from ui.users import users_section
 
 JOBS = "admin"
@@ -68,7 +68,7 @@ else:
     picked = st.selectbox(
         "Файл",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].filename} ({STATUS_RU.get(by_id[i].status, '')})",
+        format_func=lambda i: f"{by_id[i].filename} ({status_label(by_id[i])})",
         # A key keeps the choice when a file's status (part of its label) changes.
         key="admin_document",
     )
@@ -113,8 +113,9 @@ stale = library.stale_documents()
 st.write(f"Модели эмбеддингов: **{literal(library.embedding_signature)}**")
 if stale:
     st.warning(
-        f"{len(stale)} док. проиндексированы другой моделью эмбеддингов: "
-        "для них работает только поиск по словам, пока векторы не пересчитаны."
+        f"{len(stale)} док. без векторов текущей модели (проиндексированы другой моделью "
+        "эмбеддингов или векторизация прервалась): для них работает только поиск по словам, "
+        "пока векторы не пересчитаны."
     )
     if st.button("Пересчитать векторы", disabled=queue.pending("reembed") is not None):
         track_job(JOBS, queue.reembed(me))

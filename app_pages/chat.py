@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.chat import TurnChoice, failed_answer
-from storage import DocumentStatus
+from storage.models import SEARCHABLE
 from ui.auth import current_user
 from ui.components import collection_labels, render_message, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
@@ -83,7 +83,7 @@ if chat is not None and len(readable) > 1:
 searched = [
     e
     for e in library.documents(user)
-    if e.document.status == DocumentStatus.READY
+    if e.document.status in SEARCHABLE
     and (chat is None or chat.collection_ids is None or set(e.collections) & set(chat.collection_ids))
 ]
 # Only what search can use: failed and unfinished files are listed on the documents page.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from rag import RagError
-from storage import DocumentStatus, NotFoundError
-from storage.models import Access
+from storage import NotFoundError
+from storage.models import SEARCHABLE, Access
 from storage.teams import AlreadyExists
 from ui.auth import current_user
 from ui.components import collection_labels, upload_panel
@@ -33,7 +33,7 @@ if not entries:
 else:
     # Each reader sees a file under the name they (or their collection) gave it.
     docs = [e.document.model_copy(update={"filename": e.name}) for e in entries]
-    ready = sum(d.status == DocumentStatus.READY for d in docs)
+    ready = sum(d.status in SEARCHABLE for d in docs)
     st.subheader(f"Загружено: {len(docs)} (готово к поиску: {ready})")
     rows = documents_frame(docs)
     for row, e in zip(rows, entries, strict=True):

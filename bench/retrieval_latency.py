@@ -14,8 +14,10 @@ existing index (``--pool-from``, e.g. the 10k index ``ingest_speed.py`` kept) or
 here (``--pool``, about 10 chunks/s). ``--real-dir`` also measures a real index.
 
 Queries are real XQuAD-ru questions, so dense and hybrid latency include embedding the
-question; the embedding alone is reported as well, and the parts of a hybrid query. ``--work-dir
-DIR --reuse`` keeps the fills and measures them again without refilling.
+question; the embedding alone is reported as well, the hybrid search with the question's vector
+computed beforehand (``hybrid_pre_embedded``), and the parts of a hybrid query, among them the
+keyword statement from before issue 13 (``keyword_sql_before``) next to the app's keyword
+search. ``--work-dir DIR --reuse`` keeps the fills and measures them again without refilling.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,8 +53,9 @@ from bench.common import (
 from language import query_terms
 from rag.embedding import E5_SMALL, E5SmallEmbedder, Vectors
 from rag.index import VectorIndex, collection_name, open_chroma
-from rag.retrieve import METHODS, Retriever
+from rag.retrieve import FUSION_POOL, METHODS, Retriever
 from storage import DocumentRepo, make_engine
+from storage.keywords import safe_terms
 
 CHUNKS_PER_DOC = 50
 WARMUP = 5
@@ -119,6 +123,33 @@ def clock(into: list[float], fn: Callable[..., Any], *args: Any, **kwargs: Any) 
     return result
 
 
+class PreEmbedded:
+    """An embedder whose question vectors were computed beforehand: search minus the embedding."""
+
+    def __init__(self, embedder: E5SmallEmbedder, queries: list[str]) -> None:
+        self.name = embedder.name
+        self.reads_cyrillic = embedder.reads_cyrillic
+        self._vectors = {q: embedder.embed_query(q) for q in queries}
+
+    def embed_query(self, query: str) -> Any:
+        return self._vectors[query]
+
+
+# The keyword statement before issue 13: bm25() over every matching row, each joined to its
+# document for the ready filter, then sorted (timed as a part, next to the app's search).
+KEYWORD_SQL_BEFORE = (
+    "SELECT f.chunk_id, bm25(chunk_fts) AS score FROM chunk_fts f "
+    "JOIN document d ON d.id = f.document_id "
+    "WHERE chunk_fts MATCH :q AND d.status = 'READY' ORDER BY score LIMIT :n"
+)
+
+
+def keyword_before(repo: DocumentRepo, match: str, limit: int) -> list[Any]:
+    """The keyword statement before issue 13, run raw."""
+    with repo.engine.connect() as conn:
+        return list(conn.execute(text(KEYWORD_SQL_BEFORE), {"q": match, "n": limit}).all())
+
+
 def measure(
     repo: DocumentRepo, vectors: VectorIndex, embedder: E5SmallEmbedder, queries: list[str], k: int
 ) -> dict[str, Any]:
@@ -126,45 +157,67 @@ def measure(
 
     Methods and parts take turns query by query (in a rotating order), so a burst of load from
     another process on the machine hits them all alike instead of one method's whole series.
+    ``hybrid_pre_embedded`` is the hybrid search with the question's vector computed beforehand.
     """
     retriever = Retriever(repo, vectors, lambda: [embedder])
-    out: dict[str, Any] = {"chunks": repo.totals()["chunks"], "vectors": vectors.count(E5_SMALL)}
     warm, timed_queries = queries[:WARMUP], queries[WARMUP:]
+    pre = PreEmbedded(embedder, queries)
+    pre_retriever = Retriever(repo, vectors, lambda: [pre])  # type: ignore[list-item]
+    out: dict[str, Any] = {"chunks": repo.totals()["chunks"], "vectors": vectors.count(E5_SMALL)}
     for q in warm:
         for method in METHODS:
             retriever.search(q, k, method)
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    hits: dict[str, list[int]] = {m: [] for m in METHODS}
-    pool = max(k * 4, 20)
+        pre_retriever.search(q, k, "hybrid")
+    variants: list[str] = [*METHODS, "hybrid_pre_embedded"]
+    times: dict[str, list[float]] = {m: [] for m in variants}
+    hits: dict[str, list[int]] = {m: [] for m in variants}
+    # What search() asks each retriever for.
+    pool = max(k * 4, FUSION_POOL)
     col = vectors.client.get_collection(name=collection_name(E5_SMALL), embedding_function=None)
     part_names = [
         "query_embedding",
-        "fts5_bm25",
+        "keyword_search",
+        "keyword_sql_before",
         "chroma_query",
         "chroma_query_raw",
         "chroma_get_or_create_collection",
-        "chroma_count",
-        "sql_fetch_hits",
+        "sql_fetch_hits_all",
+        "sql_fetch_hits_2k",
     ]
     parts: dict[str, list[float]] = {name: [] for name in part_names}
+    sqlite = repo.engine.dialect.name == "sqlite"
     for i, q in enumerate(timed_queries):
-        order = METHODS[i % len(METHODS) :] + METHODS[: i % len(METHODS)]
-        for method in order:
-            hits[method].append(len(clock(times[method], retriever.search, q, k, method)))
+        order = variants[i % len(variants) :] + variants[: i % len(variants)]
+        for variant in order:
+            if variant == "hybrid_pre_embedded":
+                found = clock(times[variant], pre_retriever.search, q, k, "hybrid")
+            else:
+                found = clock(times[variant], retriever.search, q, k, variant)
+            hits[variant].append(len(found))
         # What search() does for a hybrid query, one step at a time.
         vec = clock(parts["query_embedding"], embedder.embed_query, q)
-        ranked = clock(parts["fts5_bm25"], repo.keyword_search, query_terms(q), pool)
+        ranked = clock(parts["keyword_search"], repo.keyword_search, query_terms(q), pool)
+        if sqlite:
+            match = " OR ".join(f'"{t}"' for t in safe_terms(query_terms(q)))
+            clock(parts["keyword_sql_before"], keyword_before, repo, match, pool)
         clock(parts["chroma_query"], vectors.query, E5_SMALL, vec, pool)
-        # A collection handle held open: VectorIndex.query also looks the collection up and
-        # counts it on every call (the next two parts).
+        # The bare query on a collection handle held open, and the lookup of the collection
+        # that VectorIndex.query made on every call before it kept the handle.
         clock(parts["chroma_query_raw"], col.query, query_embeddings=[vec], n_results=pool)
-        clock(parts["chroma_get_or_create_collection"], vectors._collection, E5_SMALL)
-        clock(parts["chroma_count"], col.count)
-        clock(parts["sql_fetch_hits"], repo.chunks_by_ids, [c for c, _ in ranked])
-    for method in METHODS:
-        out[method] = summary_ms(times[method])
+        clock(
+            parts["chroma_get_or_create_collection"],
+            vectors.client.get_or_create_collection,
+            name=collection_name(E5_SMALL),
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", "model": E5_SMALL},
+        )
+        ids = [c for c, _ in ranked]
+        clock(parts["sql_fetch_hits_all"], repo.chunks_by_ids, ids)
+        clock(parts["sql_fetch_hits_2k"], repo.chunks_by_ids, ids[: 2 * k])
+    for variant in variants:
+        out[variant] = summary_ms(times[variant])
     out["min_hits_returned"] = {m: min(h) for m, h in hits.items()}
-    out["parts"] = {name: summary_ms(v) for name, v in parts.items()}
+    out["parts"] = {name: summary_ms(v) for name, v in parts.items() if v}
     return out
 
 

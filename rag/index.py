@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_compat import ensure_modern_sqlite
 
@@ -24,6 +24,8 @@ from chromadb.errors import NotFoundError  # noqa: E402
 
 from rag.embedding import Vectors  # noqa: E402
 from settings import Settings as AppSettings  # noqa: E402
+
+T = TypeVar("T")
 
 
 def open_chroma(path: Path) -> Any:
@@ -77,28 +79,47 @@ class VectorIndex:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        # Collection handles by model, looked up once: get_or_create_collection is a round trip
+        # (a request to a server) on every call otherwise. A handle goes stale when its
+        # collection is deleted, say by another process; a call on it then raises NotFoundError
+        # and is made once more on a fresh handle (``_on``).
+        self._handles: dict[str, Any] = {}
 
-    def _collection(self, model: str) -> Any:
-        # embedding_function=None every time: otherwise Chroma substitutes its default
-        # embedder, which downloads a model on first use and fails offline.
-        return self.client.get_or_create_collection(
-            name=collection_name(model),
-            embedding_function=None,
-            metadata={"hnsw:space": "cosine", "model": model},
-        )
+    def _collection(self, model: str, fresh: bool = False) -> Any:
+        col = None if fresh else self._handles.get(model)
+        if col is None:
+            # embedding_function=None every time: otherwise Chroma substitutes its default
+            # embedder, which downloads a model on first use and fails offline.
+            col = self.client.get_or_create_collection(
+                name=collection_name(model),
+                embedding_function=None,
+                metadata={"hnsw:space": "cosine", "model": model},
+            )
+            self._handles[model] = col
+        return col
+
+    def _on(self, model: str, call: Callable[[Any], T]) -> T:
+        """``call`` on the model's collection, again on a fresh handle if the held one is gone."""
+        try:
+            return call(self._collection(model))
+        except NotFoundError:
+            return call(self._collection(model, fresh=True))
 
     def add(self, model: str, ids: list[str], vectors: Vectors, document_id: str) -> None:
         """Store vectors for chunk ids of one document."""
         if not ids:
             return
-        col = self._collection(model)
-        batch = 2000
-        for i in range(0, len(ids), batch):
-            col.upsert(
-                ids=ids[i : i + batch],
-                embeddings=np.asarray(vectors[i : i + batch], dtype=np.float32),
-                metadatas=[{"document_id": document_id}] * len(ids[i : i + batch]),
-            )
+
+        def upsert(col: Any) -> None:  # all of it again on a fresh handle: upserts repeat safely
+            batch = 2000
+            for i in range(0, len(ids), batch):
+                col.upsert(
+                    ids=ids[i : i + batch],
+                    embeddings=np.asarray(vectors[i : i + batch], dtype=np.float32),
+                    metadatas=[{"document_id": document_id}] * len(ids[i : i + batch]),
+                )
+
+        self._on(model, upsert)
 
     def query(
         self, model: str, vector: Vectors, k: int, documents: Collection[str] | None = None
@@ -111,11 +132,10 @@ class VectorIndex:
         where = None if documents is None else {"document_id": {"$in": sorted(documents)}}
         # No count() first: Chroma 1.5 clamps n_results and answers an empty collection with no
         # ids, and count() costs 4x the search itself at 100k vectors (bench/README.md).
-        res = self._collection(model).query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=k,
-            where=where,
-            include=["distances"],
+        query = np.asarray(vector, dtype=np.float32)
+        res = self._on(
+            model,
+            lambda col: col.query(query_embeddings=[query], n_results=k, where=where, include=["distances"]),
         )
         ids = res["ids"][0]
         dists = res["distances"][0] if res.get("distances") else [0.0] * len(ids)
@@ -128,25 +148,24 @@ class VectorIndex:
 
     def document_ids(self, model: str) -> set[str]:
         """Document ids that have vectors for a model."""
-        col = self._collection(model)
-        got = col.get(include=["metadatas"])
+        got = self._on(model, lambda col: col.get(include=["metadatas"]))
         return {str(m["document_id"]) for m in got["metadatas"] or [] if m}
 
-    def ids_of_document(self, document_id: str) -> set[str]:
-        """Chunk ids stored for a document, under any model."""
+    def ids_of_document(self, document_id: str, model: str | None = None) -> set[str]:
+        """Chunk ids stored for a document, under one model or any."""
         out: set[str] = set()
-        for col in self._all():
+        for col in [self._collection(model)] if model is not None else self._all():
             out.update(col.get(where={"document_id": document_id}, include=[])["ids"])
         return out
 
     def ids(self, model: str) -> set[str]:
         """All chunk ids stored for a model."""
-        return set(self._collection(model).get(include=[])["ids"])
+        return set(self._on(model, lambda col: col.get(include=[]))["ids"])
 
     def delete_ids(self, model: str, ids: list[str]) -> None:
         """Remove specific chunk vectors."""
         if ids:
-            self._collection(model).delete(ids=ids)
+            self._on(model, lambda col: col.delete(ids=ids))
 
     def models(self) -> list[str]:
         """Models that have a collection."""
@@ -159,7 +178,7 @@ class VectorIndex:
 
     def count(self, model: str) -> int:
         """Number of vectors for a model."""
-        return int(self._collection(model).count())
+        return int(self._on(model, lambda col: col.count()))
 
     def _all(self) -> list[Any]:
         cols = []

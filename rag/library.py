@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Literal
 
-import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +22,7 @@ from language import stem_string
 from rag import DocumentBusy, IngestError
 from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
-from rag.embedding import Embedder, Vectors, canonical_name, load_embedder
+from rag.embedding import Embedder, canonical_name, load_embedder
 from rag.index import VectorIndex, open_vectors
 from rag.ingest import Options, extract
 from rag.retrieve import Retriever
@@ -101,6 +100,8 @@ class ConsistencyReport:
     orphan_vectors: int = 0
     orphan_keyword_rows: int = 0
     missing_vectors: list[str] = field(default_factory=list)
+    # Searchable by keyword, vectors unfinished, and nobody computing them (a crash in between).
+    unfinished_vectors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +112,7 @@ class ConsistencyReport:
             or self.orphan_vectors
             or self.orphan_keyword_rows
             or self.missing_vectors
+            or self.unfinished_vectors
         )
 
     def findings(self) -> list[str]:
@@ -122,6 +124,11 @@ class ConsistencyReport:
             out.append(f"Помечены готовыми, но без фрагментов: {_names(self.ready_without_chunks)}.")
         if self.missing_vectors:
             out.append(f"Не хватает векторов: {_names(self.missing_vectors)}.")
+        if self.unfinished_vectors:
+            out.append(
+                "Векторы посчитаны не полностью (поиск по словам уже работает): "
+                f"{_names(self.unfinished_vectors)}."
+            )
         if self.orphan_vectors:
             out.append(f"Векторы без фрагментов в базе: {self.orphan_vectors}.")
         if self.orphan_keyword_rows:
@@ -165,8 +172,9 @@ class Library:
         self.originals: OriginalStore = (
             DatabaseOriginals(engine) if settings.originals_in_database else FileOriginals(settings.files_dir)
         )
-        names = self.embedding_models
-        self.terms = TermIndex(vectors.client, names[1]) if len(names) > 1 else None
+        cross = canonical_name(settings.crosslingual_model)
+        main = embedder.name if embedder is not None else canonical_name(settings.embedding_model)
+        self.terms = TermIndex(vectors.client, cross) if cross and cross != main else None
         self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms)
 
     # -- embedder -------------------------------------------------------------------------
@@ -174,9 +182,9 @@ class Library:
     @property
     def embedding_models(self) -> list[str]:
         """The configured models, in order: the main embedder, then the cross-lingual one if any."""
-        main = canonical_name(self.settings.embedding_model)
-        if self._embedder is not None:
-            main = self._embedder.name
+        # The loaded embedder's name: it says which engine makes the vectors, which only loading
+        # tells (the fast one, or the fallback where it cannot run).
+        main = self.embedder().name
         cross = canonical_name(self.settings.crosslingual_model)
         return [main, cross] if cross and cross != main else [main]
 
@@ -194,7 +202,7 @@ class Library:
         """The main embedder, loaded on first use."""
         with self._embedder_lock:
             if self._embedder is None:
-                self._embedder = load_embedder(self.settings.embedding_model)
+                self._embedder = load_embedder(self.settings.embedding_model, self.settings.embedding_engine)
             return self._embedder
 
     def embedders(self) -> list[Embedder]:
@@ -208,17 +216,27 @@ class Library:
                 self._crosslingual = load_embedder(names[1])
             return [main, self._crosslingual]
 
-    def _embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> dict[str, Vectors]:
-        """Vectors of the texts under every configured model, in batches (``progress(done)``)."""
+    def _store_vectors(self, doc_id: str, chunks: list[Chunk], progress: Callable[[int], None]) -> None:
+        """Embed and store, batch by batch, the vectors the chunks lack under each model.
+
+        Each batch is stored as soon as it is computed and counted on the document
+        (``embedded_chunks``, ``progress(done)``): search uses the vectors there are, and after a
+        crash only the missing ones are computed again.
+        """
         embedders = self.embedders()
-        parts: dict[str, list[Vectors]] = {e.name: [] for e in embedders}
-        for i in range(0, len(texts), EMBED_BATCH):
-            batch = texts[i : i + EMBED_BATCH]
+        have = {e.name: self.vectors.ids_of_document(doc_id, e.name) for e in embedders}
+        pending = [c for c in chunks if any(c.id not in have[e.name] for e in embedders)]
+        done = len(chunks) - len(pending)
+        for i in range(0, len(pending), EMBED_BATCH):
+            batch = pending[i : i + EMBED_BATCH]
             for emb in embedders:
-                parts[emb.name].append(emb.embed_documents(batch))
-            if progress is not None:
-                progress(min(i + EMBED_BATCH, len(texts)))
-        return {name: np.concatenate(p) if p else np.zeros((0, 0), np.float32) for name, p in parts.items()}
+                todo = [c for c in batch if c.id not in have[emb.name]]
+                if todo:
+                    vectors = emb.embed_documents([c.text for c in todo])
+                    self.vectors.add(emb.name, [c.id for c in todo], vectors, doc_id)
+            done += len(batch)
+            self.docs.update(doc_id, embedded_chunks=done)
+            progress(done)
 
     def _add_terms(self, texts: list[str]) -> None:
         """Add the texts' new stems to the cross-lingual vocabulary (when one is configured)."""
@@ -370,6 +388,7 @@ class Library:
             return self._index(doc.id, doc.filename, data, progress or _no_progress)
 
     def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
+        keywords_ready = False
         try:
             progress(0.02, f"Чтение «{name}»")
             options = Options(
@@ -399,29 +418,34 @@ class Library:
                 )
                 for i, d in enumerate(drafts)
             ]
-            vectors = self._embed(
-                [c.text for c in chunks],
-                lambda done: progress(
-                    0.6 + 0.38 * done / len(chunks), f"Векторизация «{name}»: {done}/{len(chunks)}"
-                ),
-            )
-            # Order matters for crash safety: rows and vectors first, READY last.
-            self.docs.store_chunks(doc_id, chunks, [stem_string(c.text) for c in chunks])
-            for model, matrix in vectors.items():
-                self.vectors.add(model, [c.id for c in chunks], matrix, doc_id)
-            self._add_terms([c.text for c in chunks])
-            doc = self.docs.update(
+            # Keywords first: the rows and keyword stems are committed with the status KEYWORDS
+            # in one transaction, so the document is found by keyword from here on while its
+            # vectors are computed. A crash after this point leaves a keyword-searchable document
+            # whose missing vectors the consistency check (or «Пересчитать векторы») computes.
+            self.docs.store_chunks(
                 doc_id,
-                status=DocumentStatus.READY,
+                chunks,
+                [stem_string(c.text) for c in chunks],
+                status=DocumentStatus.KEYWORDS,
+                embedded_chunks=0,
+                embedding_model=self.embedding_signature,
                 error=None,
                 mime_type=extracted.mime_type,
                 encoding=extracted.encoding,
                 pages=extracted.page_count,
-                chunk_count=len(chunks),
-                embedding_model=self.embedding_signature,
-                indexed_at=utcnow(),
                 warnings="; ".join(extracted.warnings) or None,
             )
+            keywords_ready = True
+            self._store_vectors(
+                doc_id,
+                chunks,
+                lambda done: progress(
+                    0.6 + 0.38 * done / len(chunks),
+                    f"Векторизация «{name}»: {done}/{len(chunks)} (поиск по словам уже работает)",
+                ),
+            )
+            self._add_terms([c.text for c in chunks])
+            doc = self.docs.update(doc_id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
             progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
         except IngestError as exc:
@@ -437,7 +461,9 @@ class Library:
         except BaseException:
             # Interrupted from outside (a stopped thread, the process shutting down): never leave
             # the document «индексируется» with its rows purged, invisible to search until restart.
-            self.fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
+            # Once its keyword rows are in, it stays searchable by them; the check finishes it.
+            if not keywords_ready:
+                self.fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
             raise
 
     def fail(self, doc_id: str, name: str, message: str, keep_original: bool = False) -> IngestResult:
@@ -545,29 +571,55 @@ class Library:
             names.append(doc.filename)
         return names
 
+    def unfinished(self) -> list[Document]:
+        """Keyword-searchable documents whose vectors nobody is computing (left by a crash)."""
+        busy = self.busy_documents() | self.queued_elsewhere()
+        return [d for d in self.docs.with_status(DocumentStatus.KEYWORDS) if d.id not in busy]
+
     def stale_documents(self) -> list[Document]:
-        """Ready documents embedded with another model than the configured one."""
+        """Documents whose vectors need computing: made with another model, or left unfinished."""
         model = self.embedding_signature
         ready = self.docs.with_status(DocumentStatus.READY)
         if ready and self.terms is not None and self.terms.count() == 0:
             # Indexed before the cross-lingual vocabulary existed: every document needs its words.
-            return ready
-        return [d for d in ready if d.embedding_model != model]
+            return ready + self.unfinished()
+        return [d for d in ready if d.embedding_model != model] + self.unfinished()
+
+    def finish_vectors(self, document_id: str, progress: Callable[[int], None] | None = None) -> Document:
+        """Compute the vectors a document lacks under the configured models; then it is ready.
+
+        A document made with other models gets all its vectors again (those do not mix).
+        """
+        doc = self.docs.get(document_id)
+        if self.is_busy(doc.id):
+            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: дождитесь окончания.")
+        with self._working_on(doc.id):
+            chunks = self.docs.chunks(doc.id)
+            if doc.embedding_model != self.embedding_signature:
+                self.vectors.delete_document(doc.id)
+                self.docs.update(doc.id, embedding_model=self.embedding_signature, embedded_chunks=0)
+            self._store_vectors(doc.id, chunks, progress or (lambda _done: None))
+            self._add_terms([c.text for c in chunks])
+            if doc.status == DocumentStatus.READY:
+                return self.docs.update(doc.id, error=None)
+            return self.docs.update(doc.id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
+
+    @staticmethod
+    def _reembed_progress(progress: Progress, n: int, total: int, doc: Document) -> Callable[[int], None]:
+        def step(done: int) -> None:
+            part = done / max(doc.chunk_count, 1)
+            progress((n - 1 + part) / total, f"Пересчёт векторов: {n}/{total} («{doc.filename}», {part:.0%})")
+
+        return step
 
     def reembed(self, progress: Progress | None = None) -> int:
-        """Re-embed every ready document made with another model (or missing from the vocabulary)."""
+        """Compute the vectors of every stale document (another model, or left unfinished)."""
         progress = progress or _no_progress
         stale = self.stale_documents()
         for n, doc in enumerate(stale, start=1):
-            with self._working_on(doc.id):
-                chunks = self.docs.chunks(doc.id)
-                if doc.embedding_model != self.embedding_signature:
-                    vectors = self._embed([c.text for c in chunks])
-                    self.vectors.delete_document(doc.id)
-                    for model, matrix in vectors.items():
-                        self.vectors.add(model, [c.id for c in chunks], matrix, doc.id)
-                    self.docs.update(doc.id, embedding_model=self.embedding_signature)
-                self._add_terms([c.text for c in chunks])
+            if self.is_busy(doc.id):  # being indexed again right now: it gets the new vectors
+                continue
+            self.finish_vectors(doc.id, self._reembed_progress(progress, n, len(stale), doc))
             progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
         return len(stale)
 
@@ -576,6 +628,8 @@ class Library:
         report = ConsistencyReport()
         busy = self.busy_documents()
         report.stale_documents = [d.filename for d in self.interrupted()]
+        unfinished = self.unfinished()
+        report.unfinished_vectors = [d.filename for d in unfinished]
         by_doc = self.docs.chunk_ids_by_document()
         # Documents being written right now are in between by design, not inconsistent.
         ready = [d for d in self.docs.with_status(DocumentStatus.READY) if d.id not in busy]
@@ -606,8 +660,9 @@ class Library:
             for d in ready:
                 if not by_doc.get(d.id):
                     self.docs.update(d.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
-            for d in missing_docs:
-                self.reindex(d.id)
+            # Only the missing vectors are computed: no need for the original file.
+            for d in [*missing_docs, *unfinished]:
+                self.finish_vectors(d.id)
         return report
 
     def disk_usage(self) -> int:

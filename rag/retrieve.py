@@ -15,7 +15,7 @@ from rag.access import EVERYTHING, Scope
 from rag.embedding import Embedder
 from rag.index import VectorIndex
 from rag.terms import TermIndex
-from storage import DocumentRepo, Source
+from storage import Chunk, Document, DocumentRepo, Source
 
 Method = Literal["keyword", "dense", "hybrid"]
 METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
@@ -105,9 +105,17 @@ class Retriever:
             ]
             scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
-        rows = self.repo.chunks_by_ids([cid for cid, _ in ranked])
+        ids = [cid for cid, _ in ranked]
+        rows: dict[str, tuple[Chunk, Document]] = {}
+        fetched = 0
         hits: list[Source] = []
-        for cid, score in ranked:
+        for i, (cid, score) in enumerate(ranked):
+            if i == fetched:
+                # The rows (texts) of the best 2k first, the rest only if some of those drop out:
+                # a hybrid query ranks up to 4 x 40 ids.
+                step = 2 * k if fetched == 0 and k > 0 else len(ranked)
+                rows.update(self.repo.chunks_by_ids(ids[fetched : fetched + step]))
+                fetched += step
             if cid not in rows:  # vector of a deleted or not-ready document
                 continue
             chunk, doc = rows[cid]

@@ -41,9 +41,9 @@ class KeywordIndex(Protocol):
         """Add rows of ``stems``, ``chunk_id`` and ``document_id``."""
 
     def search(
-        self, conn: Connection, terms: Sequence[str], limit: int, ready: str, documents: Only
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
     ) -> list[tuple[str, float]]:
-        """Chunk ids of ready documents matching any term, best first, with a higher-is-better score."""
+        """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
 
 
 class _SqlKeywords:
@@ -65,12 +65,12 @@ class _SqlKeywords:
             conn.execute(text(_INSERT), list(rows))
 
     def search(
-        self, conn: Connection, terms: Sequence[str], limit: int, ready: str, documents: Only
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
     ) -> list[tuple[str, float]]:
-        """Chunk ids of ready documents matching any term, best first, with a higher-is-better score."""
+        """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
         only = "AND f.document_id IN :docs " if documents is not None else ""
-        sql = text(self.select.format(only=only))
-        params: dict[str, Any] = {"q": self.match(terms), "n": limit, "ready": ready}
+        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True))
+        params: dict[str, Any] = {"q": self.match(terms), "n": limit, "ready": list(ready)}
         if documents is not None:
             sql = sql.bindparams(bindparam("docs", expanding=True))
             params["docs"] = sorted(documents)
@@ -78,15 +78,97 @@ class _SqlKeywords:
 
 
 class Fts5Keywords(_SqlKeywords):
-    """SQLite FTS5, ranked by bm25."""
+    """SQLite FTS5, ranked by bm25; equal scores in the order the rows were stored (rowid).
 
-    select = (
-        f"SELECT f.chunk_id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} f "
-        "JOIN document d ON d.id = f.document_id "
-        f"WHERE {FTS_TABLE} MATCH :q AND d.status = :ready {{only}}"
-        "ORDER BY score LIMIT :n"
+    That tie order is the one sorting every matching row by bm25() gave (SQLite's sort is
+    stable and FTS5 yields rows by rowid), so the results are those of that plain statement.
+    """
+
+    # Scoring every matching row is unavoidable (FTS5 has no early termination for OR); what the
+    # search avoids is reading each matching row's columns and joining its document, which cost
+    # 3x the scoring at 100k fragments (bench/README.md, "Issue 13: search at 100k"). First the
+    # best rowids by bm25 alone (SQLite keeps only the top n while scoring), then the columns of
+    # those rows and the status of their documents.
+    top = (
+        f"SELECT rowid, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} "
+        f"WHERE {FTS_TABLE} MATCH :q ORDER BY score LIMIT :n"
     )
-    sign = -1.0  # bm25() is negative, lower is better
+    # When too few of those are in ready documents, or a search is scoped to some documents:
+    # the rows in FTS5's own rank order (bm25), each filtered as it comes, so columns are read
+    # only up to the limit-th row that passes. The ready documents are one list made per query.
+    select = (
+        f"SELECT f.chunk_id, f.rank, f.rowid FROM {FTS_TABLE} f WHERE {FTS_TABLE} MATCH :q "
+        "AND f.document_id IN (SELECT id FROM document WHERE status IN :ready) {only}"
+        "ORDER BY f.rank LIMIT :n"
+    )
+    sign = -1.0  # bm25 is negative, lower is better
+    # Rows the first step takes beyond the limit: for documents that are not ready, and to see
+    # whether the last row kept ties with rows past the limit.
+    spare = 10
+
+    def search(
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
+    ) -> list[tuple[str, float]]:
+        """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
+        if limit <= 0:
+            return []
+        if documents is None:
+            found = self._top(conn, terms, limit, ready)
+            if found is not None:
+                return found
+        only = "AND f.document_id IN :docs " if documents is not None else ""
+        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True))
+        params: dict[str, Any] = {"q": self.match(terms), "ready": list(ready)}
+        if documents is not None:
+            sql = sql.bindparams(bindparam("docs", expanding=True))
+            params["docs"] = sorted(documents)
+        # One row more than asked shows whether the last one ties with rows past the limit; if
+        # so, fetch until every tied row is in, so that ties go by rowid and never by the order
+        # FTS5's rank sort happened to leave them in.
+        fetch = limit + 1
+        while True:
+            rows = [(str(r[0]), -float(r[1]), int(r[2])) for r in conn.execute(sql, {**params, "n": fetch})]
+            if len(rows) < fetch or rows[-1][1] != rows[limit - 1][1]:
+                break
+            fetch *= 4
+        rows.sort(key=lambda r: (-r[1], r[2]))
+        return [(cid, score) for cid, score, _ in rows[:limit]]
+
+    def _top(
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str]
+    ) -> list[tuple[str, float]] | None:
+        """The search from the best rowids of all documents; None when they cannot tell it for sure."""
+        fetch = limit + self.spare
+        best = conn.execute(text(self.top), {"q": self.match(terms), "n": fetch}).all()
+        if not best:
+            return []
+        score = {int(r[0]): -float(r[1]) for r in best}
+        cols = conn.execute(
+            text(f"SELECT rowid, chunk_id, document_id FROM {FTS_TABLE} WHERE rowid IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": list(score)},
+        ).all()
+        searchable = {
+            str(r[0])
+            for r in conn.execute(
+                text("SELECT id FROM document WHERE status IN :ready AND id IN :docs").bindparams(
+                    bindparam("ready", expanding=True), bindparam("docs", expanding=True)
+                ),
+                {"ready": list(ready), "docs": sorted({str(r[2]) for r in cols})},
+            )
+        }
+        kept = sorted(
+            ((str(r[1]), score[int(r[0])], int(r[0])) for r in cols if str(r[2]) in searchable),
+            key=lambda r: (-r[1], r[2]),
+        )
+        if len(best) == fetch:
+            # Rows past ``fetch`` score at most as well as the last one taken: the kept rows are
+            # the top only if that many are in and the limit-th beats it (a tie could be cut).
+            last = -float(best[-1][1])
+            if len(kept) < limit or kept[limit - 1][1] <= last:
+                return None
+        return [(cid, s) for cid, s, _ in kept[:limit]]
 
     def create(self, conn: Connection) -> None:
         """Create the FTS5 table (it splits on spaces only: the stems are computed in Python)."""
@@ -110,7 +192,7 @@ class PostgresKeywords(_SqlKeywords):
         "SELECT f.chunk_id, ts_rank(f.tsv, q, 1) AS score "
         f"FROM {FTS_TABLE} f JOIN document d ON d.id = f.document_id, "
         "to_tsquery('simple'::regconfig, :q) q "
-        "WHERE f.tsv @@ q AND d.status = :ready {only}"
+        "WHERE f.tsv @@ q AND d.status IN :ready {only}"
         "ORDER BY score DESC, f.chunk_id LIMIT :n"
     )
 

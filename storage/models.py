@@ -30,8 +30,15 @@ class DocumentStatus(StrEnum):
 
     QUEUED = "queued"
     INDEXING = "indexing"
+    # Chunks and keyword rows are committed, vectors are still being computed: the document is
+    # already found by keyword search (and by the vectors it has so far).
+    KEYWORDS = "keywords"
     READY = "ready"
     FAILED = "failed"
+
+
+# Documents that search reads: ready ones, and those whose vectors are still being computed.
+SEARCHABLE = (DocumentStatus.READY, DocumentStatus.KEYWORDS)
 
 
 class Role(StrEnum):
@@ -181,6 +188,8 @@ class Document(SQLModel, table=True):
     encoding: str | None = None
     pages: int | None = None
     chunk_count: int = 0
+    # Chunks whose vectors are stored (under every model), while the status is KEYWORDS.
+    embedded_chunks: int = 0
     status: DocumentStatus = DocumentStatus.QUEUED
     error: str | None = None
     # Problems that did not fail the document, e.g. pages that could not be read or recognised.

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from storage.keywords import FTS_TABLE, keyword_index, safe_terms
-from storage.models import Chat, Chunk, Document, DocumentStatus, Message, utcnow
+from storage.models import SEARCHABLE, Chat, Chunk, Document, DocumentStatus, Message, utcnow
 
 
 class StorageError(Exception):
@@ -204,8 +204,10 @@ class DocumentRepo:
             stmt = select(Document).where(col(Document.status).in_(statuses))
             return list(s.exec(stmt))
 
-    def store_chunks(self, document_id: str, chunks: Sequence[Chunk], stems: Sequence[str]) -> None:
-        """Replace a document's chunks and keyword rows in one transaction."""
+    def store_chunks(
+        self, document_id: str, chunks: Sequence[Chunk], stems: Sequence[str], **fields: Any
+    ) -> None:
+        """Replace a document's chunks and keyword rows, and set ``fields`` on it, in one transaction."""
         with Session(self.engine, expire_on_commit=False) as s:
             self._delete_chunks(s, document_id)
             s.add_all(chunks)
@@ -220,6 +222,8 @@ class DocumentRepo:
             doc = s.get(Document, document_id)
             if doc is not None:
                 doc.chunk_count = len(chunks)
+                for key, value in fields.items():
+                    setattr(doc, key, value)
                 s.add(doc)
             s.commit()
 
@@ -248,25 +252,25 @@ class DocumentRepo:
             return list(s.exec(stmt))
 
     def chunks_by_ids(self, ids: Sequence[str], ready_only: bool = True) -> dict[str, tuple[Chunk, Document]]:
-        """Chunks with their documents, keyed by chunk id (only ready documents by default)."""
+        """Chunks with their documents, keyed by chunk id (only searchable documents by default)."""
         if not ids:
             return {}
         with Session(self.engine, expire_on_commit=False) as s:
             stmt = select(Chunk, Document).join(Document).where(col(Chunk.id).in_(list(ids)))
             if ready_only:
-                stmt = stmt.where(col(Document.status) == DocumentStatus.READY)
+                stmt = stmt.where(col(Document.status).in_(SEARCHABLE))
             return {c.id: (c, d) for c, d in s.exec(stmt)}
 
     def keyword_search(
         self, terms: Sequence[str], limit: int, documents: Collection[str] | None = None
     ) -> list[tuple[str, float]]:
-        """Chunk ids of ready documents matching any of these stems, best first (only of ``documents``)."""
+        """Chunk ids of searchable documents matching any of the stems, best first (only of ``documents``)."""
         terms = safe_terms(terms)
         if not terms or (documents is not None and not documents):
             return []
         with self.engine.connect() as conn:
             # SQLAlchemy stores enum members by name.
-            return self.keywords.search(conn, terms, limit, DocumentStatus.READY.name, documents)
+            return self.keywords.search(conn, terms, limit, [s.name for s in SEARCHABLE], documents)
 
     def chunk_ids_by_document(self) -> dict[str, list[str]]:
         """Every chunk id grouped by its document id (for consistency checks)."""
@@ -307,7 +311,9 @@ class DocumentRepo:
             "chunks": int(chunks),
             "failed": int(by_status.get(DocumentStatus.FAILED, 0)),
             "indexing": int(
-                by_status.get(DocumentStatus.INDEXING, 0) + by_status.get(DocumentStatus.QUEUED, 0)
+                by_status.get(DocumentStatus.INDEXING, 0)
+                + by_status.get(DocumentStatus.QUEUED, 0)
+                + by_status.get(DocumentStatus.KEYWORDS, 0)
             ),
         }
 

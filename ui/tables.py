@@ -10,6 +10,7 @@ from ui.components import human_size
 STATUS_RU = {
     DocumentStatus.QUEUED: "в очереди",
     DocumentStatus.INDEXING: "индексируется",
+    DocumentStatus.KEYWORDS: "поиск по словам готов, векторы считаются",
     DocumentStatus.READY: "готов",
     DocumentStatus.FAILED: "ошибка",
 }
@@ -41,6 +42,14 @@ def kind_of(mime_type: str) -> str:
     return "документ"
 
 
+def status_label(doc: Document) -> str:
+    """A document's state in Russian, with how far its vectors are while they are computed."""
+    if doc.status == DocumentStatus.KEYWORDS and doc.chunk_count:
+        share = min(doc.embedded_chunks, doc.chunk_count) / doc.chunk_count
+        return f"поиск по словам готов, векторы: {share:.0%}"
+    return STATUS_RU.get(doc.status, str(doc.status))
+
+
 def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
     """Rows for ``st.dataframe``: one per document, Russian column names."""
     return [
@@ -52,7 +61,7 @@ def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
             # Text, so that "—" and numbers share a column (Arrow refuses mixed types).
             "Страниц": str(d.pages) if d.pages else "—",
             "Фрагментов": d.chunk_count,
-            "Статус": STATUS_RU.get(d.status, str(d.status)),
+            "Статус": status_label(d),
             "Ошибка": d.error or d.warnings or "",
             "Проиндексирован": d.indexed_at.strftime("%Y-%m-%d %H:%M") if d.indexed_at else "—",
             "Модель эмбеддингов": d.embedding_model or "—",

@@ -19,10 +19,11 @@ from sqlalchemy import text
 
 from language import stems
 from rag import DocumentBusy
-from rag.embedding import E5_SMALL, USE_M3, Vectors
-from rag.library import INTERRUPTED, IngestResult, Library
+from rag.embedding import USE_M3, Embedder, Vectors
+from rag.library import EMBED_BATCH, INTERRUPTED, IngestResult, Library
 from storage import Document, DocumentStatus, NotFoundError
 from tests.backends import BACKEND
+from ui.tables import status_label
 
 LEASE = (
     "Договор аренды нежилого помещения.\n"
@@ -89,14 +90,14 @@ def test_cp1251_file_is_indexed(library: Library) -> None:
     assert doc.encoding == "cp1251"
     assert doc.mime_type == "text/plain"
     # Recorded with both models that made its vectors: e5, then the cross-lingual channel.
-    assert doc.embedding_model == f"{E5_SMALL}+{USE_M3}"
+    assert doc.embedding_model == f"{library.embedding_model}+{USE_M3}"
     assert doc.size == len(data)
     assert doc.sha256 == hashlib.sha256(data).hexdigest()
     chunks = library.docs.chunks(doc.id)
     assert doc.chunk_count == len(chunks) > 0
     assert "Срок аренды составляет 11 месяцев" in " ".join(c.text for c in chunks)
     assert keyword_rows(library, doc.id) == len(chunks)
-    assert library.vectors.count(E5_SMALL) == library.vectors.count(USE_M3) == len(chunks)
+    assert library.vectors.count(library.embedding_model) == library.vectors.count(USE_M3) == len(chunks)
     assert library.originals.get(doc.stored_path or "") == data
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -105,12 +106,12 @@ def test_cp1251_file_is_indexed(library: Library) -> None:
 def test_same_bytes_again_are_a_duplicate(library: Library) -> None:
     data = LEASE.encode("cp1251")
     first = library.ingest("dogovor.txt", data)
-    before = (library.docs.totals(), library.vectors.count(E5_SMALL))
+    before = (library.docs.totals(), library.vectors.count(library.embedding_model))
     again = library.ingest("копия договора.txt", data)
     assert again.status == "duplicate"
     assert again.document is not None and again.document.id == first.document.id  # type: ignore[union-attr]
     assert "dogovor.txt" in again.message
-    assert (library.docs.totals(), library.vectors.count(E5_SMALL)) == before
+    assert (library.docs.totals(), library.vectors.count(library.embedding_model)) == before
     # Other bytes of the same text (another encoding) are another document.
     assert library.ingest("dogovor-utf8.txt", LEASE.encode()).status == "indexed"
 
@@ -266,7 +267,7 @@ def test_delete_removes_everything(library: Library) -> None:
         library.docs.get(drop.id)
     assert_no_index_left(library, drop.id)
     assert library.originals.get(stored) is None
-    assert library.vectors.count(E5_SMALL) == keep.chunk_count
+    assert library.vectors.count(library.embedding_model) == keep.chunk_count
     for method in ("keyword", "dense", "hybrid"):
         hits = library.retriever.search("срок аренды помещения", k=5, method=method)  # type: ignore[arg-type]
         assert all(h.document_id == keep.id for h in hits), method
@@ -360,11 +361,11 @@ def test_recover_after_a_real_kill(
     db = data_dir / "rag.sqlite3"
     try:
         deadline = time.monotonic() + 60
-        while _status(db) != "INDEXING":
+        # Killed between the stages: the rows and keyword stems are committed, vectors half done.
+        while _status(db) != "KEYWORDS":
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the child never started indexing"
-            time.sleep(0.05)
-        time.sleep(0.5)  # into extraction or embedding (600 chunks take ~40 s on 2 cores)
+            assert time.monotonic() < deadline, "the child never reached the vector stage"
+            time.sleep(0.01)
         assert proc.poll() is None, "indexing finished before the kill: make the text longer"
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -373,18 +374,26 @@ def test_recover_after_a_real_kill(
         out, _ = proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert b"indexed" not in out
-    assert _status(db) == "INDEXING"  # the kill really interrupted indexing
+    assert _status(db) == "KEYWORDS"  # the kill really interrupted the vector stage
 
-    lib = make_library(data_dir=data_dir)
+    lib = make_library(data_dir=data_dir)  # start-up recovery runs, as after a restart
     [doc] = lib.docs.list_all()
-    assert doc.status == DocumentStatus.FAILED
-    assert doc.error == INTERRUPTED
-    assert_no_index_left(lib, doc.id)
-    assert lib.docs.with_status(DocumentStatus.READY) == []
+    chunk_ids = {c.id for c in lib.docs.chunks(doc.id)}
+    # Still found by keyword: the crash cost the vectors, not the search.
+    assert doc.status == DocumentStatus.KEYWORDS and len(chunk_ids) == doc.chunk_count > 0
+    assert doc.embedded_chunks < doc.chunk_count
+    assert lib.retriever.search("ремонт этаж", k=3, method="keyword")[0].document_id == doc.id
     report = lib.check()
-    assert report.ok, report
-    # The original was saved before indexing, so the user can retry with "reindex".
-    assert doc.stored_path and Path(doc.stored_path).read_bytes() == source.read_bytes()
+    assert not report.ok
+    assert report.unfinished_vectors == ["big.txt"] and report.stale_documents == []
+    assert any("поиск по словам уже работает" in line for line in report.findings())
+    lib.check(repair=True)
+    after = lib.docs.get(doc.id)
+    assert after.status == DocumentStatus.READY and after.embedded_chunks == after.chunk_count
+    for model in lib.embedding_models:
+        assert lib.vectors.ids_of_document(doc.id, model) == chunk_ids
+    assert lib.check().ok
+    assert lib.retriever.search("ремонт этаж", k=3, method="dense")[0].document_id == doc.id
 
 
 def test_check_finds_and_repairs_inconsistencies(library: Library) -> None:
@@ -394,7 +403,7 @@ def test_check_finds_and_repairs_inconsistencies(library: Library) -> None:
     assert library.check().ok
     # Orphan vectors and keyword rows, as a crash between two stores could leave.
     vec = library.embedder().embed_documents(["ничей фрагмент", "ещё один"])
-    library.vectors.add(E5_SMALL, ["orphan-1", "orphan-2"], vec, "no-such-document")
+    library.vectors.add(library.embedding_model, ["orphan-1", "orphan-2"], vec, "no-such-document")
     with library.engine.begin() as conn:
         conn.execute(
             text("INSERT INTO chunk_fts(stems, chunk_id, document_id) VALUES ('аренд', 'orphan-3', 'x')")
@@ -414,14 +423,14 @@ def test_check_finds_and_repairs_inconsistencies(library: Library) -> None:
     library.check(repair=True)
     after = library.check()
     assert after.ok, after
-    assert not {"orphan-1", "orphan-2"} & library.vectors.ids(E5_SMALL)
+    assert not {"orphan-1", "orphan-2"} & library.vectors.ids(library.embedding_model)
     assert library.docs.get(empty.id).status == DocumentStatus.FAILED
     assert library.docs.get(gone.id).status == DocumentStatus.READY
     assert library.retriever.search("как варить борщ", k=1, method="dense")[0].document_id == gone.id
     assert library.retriever.search("срок аренды", k=1)[0].document_id == good.id
 
 
-def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) -> None:
+def test_reembed_after_changing_the_model(make_library: Callable[..., Library], embedder: Embedder) -> None:
     old = make_library(embedder_=HashEmbedder(name="hash-old"))
     ids = {}
     for name, body in (("dogovor.txt", LEASE), ("borsch.txt", RECIPE), ("orbit.txt", ORBIT)):
@@ -434,18 +443,21 @@ def test_reembed_after_changing_the_model(make_library: Callable[..., Library]) 
     old.engine.dispose()
 
     lib = make_library()  # the configured e5 model
-    assert lib.embedding_model == E5_SMALL
+    assert lib.embedding_model == embedder.name  # the configured e5, on its default engine
     assert {d.id for d in lib.stale_documents()} == set(ids.values())
     # Vectors of two models never mix: dense search has nothing of e5 yet.
     assert lib.retriever.search("высота орбиты станции", k=3, method="dense") == []
 
     progress: list[tuple[float, str]] = []
     assert lib.reembed(lambda f, t: progress.append((f, t))) == 3
-    assert len(progress) == 3
+    # Each document's batches, then the document done: ever forward, ending at 1.
+    assert [t for f, t in progress if t.endswith("»)")] == [
+        f"Пересчёт векторов: {n}/3 («{name}»)" for n, name in enumerate(ids, start=1)
+    ]
     assert [f for f, _ in progress] == sorted(f for f, _ in progress) and progress[-1][0] == 1.0
-    assert all(lib.docs.get(i).embedding_model == f"{E5_SMALL}+{USE_M3}" for i in ids.values())
+    assert all(lib.docs.get(i).embedding_model == f"{lib.embedding_model}+{USE_M3}" for i in ids.values())
     assert lib.stale_documents() == []
-    assert lib.vectors.count(E5_SMALL) == total_chunks
+    assert lib.vectors.count(lib.embedding_model) == total_chunks
     assert lib.vectors.count("hash-old") == 0
     hits = lib.retriever.search("На какой высоте летает МКС?", k=3, method="dense")
     assert hits[0].document_id == ids["orbit.txt"]
@@ -483,15 +495,88 @@ def test_check_during_an_upload_leaves_the_upload_alone(make_library: Callable[.
     lib = make_library(embedder_=emb)
     results: list[IngestResult] = []
     with indexing_held(lib, emb, results) as doc:
-        assert doc.status == DocumentStatus.INDEXING and lib.is_busy(doc.id)
+        assert doc.status == DocumentStatus.KEYWORDS and lib.is_busy(doc.id)
         report = lib.check()
-        assert report.ok, report.findings()  # not «Индексация не завершена (прервана)»
+        assert report.ok, report.findings()  # neither «прервана» nor «векторы не полностью»
         lib.check(repair=True)
-        assert lib.docs.get(doc.id).status == DocumentStatus.INDEXING  # «Исправить» did not fail it
+        assert lib.docs.get(doc.id).status == DocumentStatus.KEYWORDS  # «Исправить» left it be
         assert lib.recover() == []
     assert [r.status for r in results] == ["indexed"]
     assert lib.docs.get(doc.id).status == DocumentStatus.READY
     assert lib.check().ok
+
+
+def test_a_document_is_found_by_keyword_while_its_vectors_are_computed(
+    make_library: Callable[..., Library],
+) -> None:
+    emb = GatedEmbedder()
+    lib = make_library(embedder_=emb)
+    results: list[IngestResult] = []
+    with indexing_held(lib, emb, results) as doc:
+        assert doc.status == DocumentStatus.KEYWORDS and doc.embedded_chunks == 0
+        assert status_label(doc) == "поиск по словам готов, векторы: 0%"
+        assert lib.retriever.search("какой срок аренды", k=3, method="keyword")[0].document_id == doc.id
+        assert lib.retriever.search("какой срок аренды", k=3)[0].document_id == doc.id  # hybrid
+        assert lib.retriever.search("какой срок аренды", k=3, method="dense") == []  # no vectors yet
+    assert [r.status for r in results] == ["indexed"]
+    done = lib.docs.get(doc.id)
+    assert done.status == DocumentStatus.READY and done.embedded_chunks == done.chunk_count
+    assert lib.retriever.search("какой срок аренды", k=3, method="dense")[0].document_id == doc.id
+
+
+class StoppingEmbedder(HashEmbedder):
+    """Records each batch; raises ``Interrupted`` (the process going away) on the batch ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__(name="hash-stopping")
+        self.stop_at = stop_at
+        self.batches: list[int] = []
+        self.seen: list[int] = []  # the document's embedded_chunks at each batch
+        self.lib: Library | None = None
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
+        if self.lib is not None:
+            (doc,) = self.lib.docs.list_all()
+            self.seen.append(doc.embedded_chunks)
+        if len(self.batches) == self.stop_at:
+            raise Interrupted
+        self.batches.append(len(texts))
+        return super().embed_documents(texts)
+
+
+def test_vectors_are_stored_batch_by_batch_and_a_crash_keeps_the_keywords(
+    make_library: Callable[..., Library],
+) -> None:
+    emb = StoppingEmbedder(stop_at=2)
+    lib = make_library(embedder_=emb, RAG_CHUNK_WORDS=20, RAG_CROSSLINGUAL_MODEL="")
+    emb.lib = lib
+    words = ["аренда", "склад", "оплата", "помещение", "договор", "ремонт", "этаж", "площадь"]
+    body = " ".join(
+        f"Пункт {i}: {words[i % 8]} и {words[(i * 3) % 8]} согласованы сторонами." for i in range(300)
+    )
+    with pytest.raises(Interrupted):
+        lib.ingest("reglament.txt", body.encode())
+    (doc,) = lib.docs.list_all()
+    total = doc.chunk_count
+    assert total > 2 * EMBED_BATCH
+    # Each batch was stored and counted before the next began; the crash came in the third.
+    assert emb.seen == [0, EMBED_BATCH, 2 * EMBED_BATCH]
+    assert doc.status == DocumentStatus.KEYWORDS and doc.embedded_chunks == 2 * EMBED_BATCH
+    assert status_label(doc) == f"поиск по словам готов, векторы: {2 * EMBED_BATCH / total:.0%}"
+    assert len(lib.vectors.ids_of_document(doc.id, emb.name)) == 2 * EMBED_BATCH
+    assert not lib.is_busy(doc.id)
+    assert lib.retriever.search("ремонт помещения", k=3, method="keyword")[0].document_id == doc.id
+
+    report = lib.check()
+    assert report.unfinished_vectors == ["reglament.txt"] and not report.ok
+    assert [d.id for d in lib.stale_documents()] == [doc.id]  # «Пересчитать векторы» offers it too
+    emb.stop_at, emb.batches = None, []
+    lib.check(repair=True)
+    assert sum(emb.batches) == total - 2 * EMBED_BATCH  # only the missing vectors were computed
+    after = lib.docs.get(doc.id)
+    assert after.status == DocumentStatus.READY and after.embedded_chunks == total
+    assert lib.vectors.ids_of_document(doc.id, emb.name) == {c.id for c in lib.docs.chunks(doc.id)}
+    assert lib.check().ok and lib.stale_documents() == []
 
 
 def test_deleting_a_file_that_is_being_indexed_is_refused(make_library: Callable[..., Library]) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from rag.access import Scope
 from rag.embedding import E5SmallEmbedder
+from rag.index import VectorIndex, collection_name, open_chroma
 from rag.library import Library, open_library
 from rag.retrieve import METHODS, Method, zfuse
 from settings import Settings
@@ -207,3 +211,54 @@ def test_corpus_is_one_ready_chunk_per_document(corpus: Library) -> None:
     docs = corpus.docs.list_all()
     assert len(docs) == len(CORPUS)
     assert all(d.status == DocumentStatus.READY and d.chunk_count == 1 for d in docs)
+
+
+@pytest.mark.parametrize("method", ["dense", "hybrid"])
+def test_a_scoped_search_fills_k_from_below_the_best_hits_it_may_not_show(
+    corpus: Library, method: Method
+) -> None:
+    # The best hits belong to other documents: the rows of the first few ids fetched are all
+    # dropped, and search must go on down the ranking (it fetches rows in two steps).
+    names = {d.id: d.filename for d in corpus.docs.list_all()}
+    allowed = {i: n for i, n in names.items() if n in ("piter.txt", "mks.txt")}
+    everything = corpus.retriever.search("Каков размер арендной платы?", k=len(names), method=method)
+    scoped = corpus.retriever.search("Каков размер арендной платы?", k=2, method=method, scope=Scope(allowed))
+    assert {h.filename for h in everything[:2]}.isdisjoint({"piter.txt", "mks.txt"})
+    assert [h.chunk_id for h in scoped] == [h.chunk_id for h in everything if h.document_id in allowed]
+    assert [h.n for h in scoped] == [1, 2]
+
+
+def test_the_vector_index_keeps_its_collection_handle_and_survives_a_recreated_collection(
+    tmp_path: Path,
+) -> None:
+    index = VectorIndex(open_chroma(tmp_path / "chroma"))
+    lookups = 0
+    real = index.client.get_or_create_collection
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return real(*args, **kwargs)
+
+    index.client.get_or_create_collection = counting
+    unit = np.eye(3, dtype=np.float32)
+    index.add("m", ["a", "b"], unit[:2], "doc1")
+    for _ in range(3):
+        assert [c for c, _ in index.query("m", unit[0], 5)] == ["a", "b"]
+    assert index.count("m") == 2
+    assert lookups == 1  # one lookup, then the held handle
+    # Another client (another process) deletes the collection: the held handle is stale.
+    other = VectorIndex(open_chroma(tmp_path / "chroma"))
+    other.client.delete_collection(collection_name("m"))
+    assert index.query("m", unit[0], 5) == []  # made again, empty, as a first query would
+    assert index.count("m") == 0
+    # ... and deletes it again and makes it anew with other vectors.
+    other.client.delete_collection(collection_name("m"))
+    other.add("m", ["c"], unit[2:], "doc2")
+    assert [c for c, _ in index.query("m", unit[2], 5)] == ["c"]
+    index.add("m", ["d"], unit[:1], "doc3")
+    assert index.ids("m") == {"c", "d"} and index.document_ids("m") == {"doc2", "doc3"}
+    index.delete_ids("m", ["c"])
+    assert other.ids("m") == {"d"}
+    index.delete_document("doc3")
+    assert index.count("m") == 0

@@ -253,3 +253,65 @@ def test_orphan_keyword_rows_are_found_and_removed(docs: DocumentRepo, engine: E
     assert docs.delete_orphan_keyword_rows() == 1
     assert docs.orphan_keyword_rows() == 0
     assert docs.chunk_ids_by_document() == {doc.id: [docs.chunks(doc.id)[0].id]}
+
+
+def _exhaustive_keyword_ranking(
+    engine: Engine, terms: list[str], documents: set[str] | None
+) -> list[tuple[str, float]]:
+    """Every matching chunk of a ready document scored by the engine, best first.
+
+    Equal scores: in the order the rows were stored in FTS5 (what sorting every row by bm25()
+    gave before issue 13), by chunk id in PostgreSQL.
+    """
+    if engine.dialect.name == "sqlite":
+        sql = (
+            "SELECT f.chunk_id, f.document_id, -bm25(chunk_fts), f.rowid FROM chunk_fts f "
+            "JOIN document d ON d.id = f.document_id WHERE chunk_fts MATCH :q AND d.status = 'READY'"
+        )
+        q = " OR ".join(f'"{t}"' for t in terms)
+    else:
+        sql = (
+            "SELECT f.chunk_id, f.document_id, ts_rank(f.tsv, q, 1), f.chunk_id FROM chunk_fts f "
+            "JOIN document d ON d.id = f.document_id, to_tsquery('simple'::regconfig, :q) q "
+            "WHERE f.tsv @@ q AND d.status = 'READY'"
+        )
+        q = " | ".join(f"'{t}'" for t in terms)
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), {"q": q}).all()
+    kept = [(float(s), tie, str(c)) for c, d, s, tie in rows if documents is None or d in documents]
+    return [(c, s) for s, _, c in sorted(kept, key=lambda r: (-r[0], r[1]))]
+
+
+def test_limited_keyword_search_is_the_top_of_the_exhaustive_ranking(
+    docs: DocumentRepo, engine: Engine
+) -> None:
+    # A generated library where most fragments match (a few common stems), whole fragments
+    # repeat in other documents (equal scores: ties), and some documents are not ready: the
+    # limited search must give exactly the first rows of scoring everything.
+    import random
+
+    rng = random.Random(7)
+    vocab = [f"слов{i}" for i in range(40)]
+    weights = [1.0 / (i + 1) for i in range(len(vocab))]
+    pool = [" ".join(rng.choices(vocab, weights, k=rng.randint(3, 25))) for _ in range(60)]
+    ready_ids: list[str] = []
+    for n in range(12):
+        doc = docs.add(_doc(f"д{n}.txt", f"{n:064d}"))
+        stems = [rng.choice(pool) for _ in range(30)]
+        chunks = [Chunk(document_id=doc.id, ordinal=i, text=st) for i, st in enumerate(stems)]
+        docs.store_chunks(doc.id, chunks, stems)
+        if n % 4 != 3:  # every fourth document stays indexing
+            docs.touch_indexed(doc.id)
+            ready_ids.append(doc.id)
+    scope = set(ready_ids[1:4]) | {docs.list_all()[0].id}
+    for terms in (["слов0"], ["слов0", "слов1", "слов7"], ["слов3", "слов30", "нет"], vocab[::5]):
+        for documents in (None, scope):
+            full = _exhaustive_keyword_ranking(engine, terms, documents)
+            assert full, terms
+            # Ties exist and straddle limits (a repeated fragment scores the same everywhere).
+            for limit in (1, 2, 5, 13, 40, len(full), len(full) + 5):
+                got = docs.keyword_search(terms, limit, documents=documents)
+                assert [c for c, _ in got] == [c for c, _ in full[:limit]], (terms, limit)
+                assert [s for _, s in got] == pytest.approx([s for _, s in full[:limit]])
+    scores = [s for _, s in _exhaustive_keyword_ranking(engine, ["слов0"], None)]
+    assert len(set(scores)) < len(scores)  # the corpus does have ties
