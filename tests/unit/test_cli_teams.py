@@ -35,7 +35,7 @@ BOB_NAME = "bob_recipe.txt"
 BOB_TEXT = "Рецепт борща: бульон из говядины варят два часа на медленном огне, свёклу тушат отдельно."
 PERSONAL = "Мои документы"
 
-_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
 
 
 @dataclass
@@ -60,10 +60,10 @@ def run(
     """``python -m rag ARGS --data-dir DATA`` in-process; each model is loaded once per test run."""
     monkeypatch.chdir(tmp_path)  # no developer's .env
 
-    def load(name: str) -> Embedder:
-        if name not in _EMBEDDERS:
-            _EMBEDDERS[name] = real_load(name)
-        return _EMBEDDERS[name]
+    def load(name: str, engine: str = "auto") -> Embedder:
+        if (name, engine) not in _EMBEDDERS:
+            _EMBEDDERS[(name, engine)] = real_load(name, engine)
+        return _EMBEDDERS[(name, engine)]
 
     monkeypatch.setattr(rag.library, "load_embedder", load)
     opened: list[Library] = []
