@@ -153,8 +153,11 @@ class VectorIndex:
 
     def ids_of_document(self, document_id: str, model: str | None = None) -> set[str]:
         """Chunk ids stored for a document, under one model or any."""
+        if model is not None:
+            got = self._on(model, lambda col: col.get(where={"document_id": document_id}, include=[]))
+            return set(got["ids"])
         out: set[str] = set()
-        for col in [self._collection(model)] if model is not None else self._all():
+        for col in self._all():
             out.update(col.get(where={"document_id": document_id}, include=[])["ids"])
         return out
 
