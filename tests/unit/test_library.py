@@ -589,3 +589,30 @@ def test_deleting_a_file_that_is_being_indexed_is_refused(make_library: Callable
     assert [r.status for r in results] == ["indexed"]
     lib.delete(doc.id)
     assert lib.docs.list_all() == [] and lib.check().ok
+
+
+def test_a_private_document_is_invisible_to_another_member_while_its_vectors_are_computed(
+    make_library: Callable[..., Library],
+) -> None:
+    # The keyword stage makes the document searchable: only for those who may read it.
+    emb = GatedEmbedder()
+    lib = make_library(embedder_=emb)
+    alice, bob = lib.users.create("alice"), lib.users.create("bob")
+    results: list[IngestResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(lib.ingest("dogovor.txt", LEASE.encode(), user=alice))
+    )
+    worker.start()
+    try:
+        assert emb.entered.wait(30)
+        (doc,) = lib.docs.list_all()
+        assert doc.status == DocumentStatus.KEYWORDS
+        for method in ("keyword", "hybrid"):
+            mine = lib.retriever.search("какой срок аренды", k=3, method=method, scope=lib.scope(alice))
+            assert mine and mine[0].document_id == doc.id
+            assert lib.retriever.search("какой срок аренды", k=3, method=method, scope=lib.scope(bob)) == []
+        assert [e.document.id for e in lib.documents(bob)] == []
+    finally:
+        emb.gate.set()
+        worker.join(30)
+    assert [r.status for r in results] == ["indexed"]
