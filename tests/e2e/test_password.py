@@ -55,7 +55,12 @@ def test_first_run_reload_sign_out_and_a_member(app: AppServer) -> None:
         expect(page.get_by_role("link", name="Администрирование")).to_be_visible(timeout=20_000)
 
         # A reload is a new Streamlit session: only the signed cookie can keep boss signed in.
-        page.wait_for_timeout(1500)  # the cookie component runs in the browser after the render
+        # The cookie component runs in the browser after the render: wait for it (a busy machine
+        # took longer than a fixed 1.5 s).
+        for _ in range(60):
+            if any(c["name"] == "rag_session" for c in context.cookies()):
+                break
+            page.wait_for_timeout(250)
         assert any(c["name"] == "rag_session" for c in context.cookies())
         page.reload()
         wait_for_app(page)
