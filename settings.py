@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     chunk_overlap_sentences: int = Field(default=1, ge=0, le=5, alias="RAG_CHUNK_OVERLAP")
     max_file_mb: float = Field(default=50.0, gt=0, alias="RAG_MAX_FILE_MB")
     max_pages: int = Field(default=2000, ge=1, alias="RAG_MAX_PAGES")
+    # Fair indexing: one member's upload cannot hold the queue for everyone for long.
+    max_chunks_per_document: int = Field(default=5000, ge=1, alias="RAG_MAX_CHUNKS_PER_DOCUMENT")
+    max_ocr_pages: int = Field(default=500, ge=1, alias="RAG_MAX_OCR_PAGES")
     top_k: int = Field(default=5, ge=1, le=50, alias="RAG_TOP_K")
     history_turns: int = Field(default=3, ge=0, le=20, alias="RAG_HISTORY_TURNS")
     default_provider: str = Field(default="offline", alias="RAG_PROVIDER")
