@@ -19,6 +19,23 @@ browser call an address of its choosing (``![](https://host/?q=...)``). Hence tw
 Code spans and fenced blocks are copied untouched (escapes would show inside code), so where a
 code span or fence would start is decided conservatively: when in doubt the backticks are
 escaped and the text is treated as prose, which costs formatting, never safety.
+
+Streamlit's renderer goes further than CommonMark, and escapes do not stop all of it (each
+case below was seen in chromium against Streamlit 1.67's own frontend):
+
+- GFM literal autolinks (``https://host``, ``www.host``, ``name@host``) are found in the
+  parsed text, after escapes and entities are decoded, so ``https\\://`` still links. The
+  only thing that stops them without changing what is shown is a WORD JOINER (U+2060, an
+  invisible character that is not a word character) inside the pattern: ``https⁠://``.
+- ``:streamlit:`` becomes the logo and ``-> -- >= <=`` become arrows and dashes in the
+  parsed text too: a word joiner breaks them the same way (in ``literal`` only: an answer
+  may keep its typography).
+- ``:name[...]`` directives (colours, ``:small``) and ``:material/icon:`` are read from the
+  source: the colon is escaped, and for icons the slash as well (Streamlit replaces
+  ``:material/`` in the raw source before parsing).
+
+Plain-text contexts (select boxes, multiselects, table cells) take ``plain(text)``: no
+escapes, which would show there as backslashes.
 """
 
 from __future__ import annotations
@@ -26,10 +43,20 @@ from __future__ import annotations
 import re
 import string
 
+from names import clean_text
+
 _PUNCT = frozenset(string.punctuation)
 
+# Invisible, not a word character, not whitespace: splits a pattern without changing the text.
+WORD_JOINER = "\u2060"
+# Where a word joiner goes: after the scheme of a bare URL, after «www» before its dot, after
+# the «@» of an address, inside the logo shortcode. Streamlit's regexes are ASCII, any case.
+_AUTOLINK = re.compile(r"(?i)(https?)(?=://)|(www)(?=\.)|(@)(?=[-\w])|(:streamlit)(?=:)")
+# Streamlit's typography (in parsed text, between spaces): «->» «<-» «<->» «--» «>=» «<=» «~=».
+_TYPOGRAPHY = re.compile(r"(?<!\S)(<(?=->)|[-<>~](?=[->=]\s|[->=]$))")
+
 # literal(): characters escaped wherever they stand, and markers that only count at a line start.
-_LITERAL_ANYWHERE = frozenset("\\`*~[]<>$&|")
+_LITERAL_ANYWHERE = frozenset("\\`*~[]<>$&|:")
 _LINE_START_MARKER = re.compile(r"[#=+-]")
 _ORDERED_MARKER = re.compile(r"(\d{1,9})([.)])(?=\s|$)")
 _DELIMITER_ROW = re.compile(r"[:\s-]*-[:\s-]*")  # ":-" under a line would make it a table
@@ -45,12 +72,23 @@ _FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 
 
 def literal(text: str) -> str:
-    """Markdown that displays ``text`` exactly: no formatting, link, image, HTML or formula."""
+    """Markdown that displays ``text`` exactly: no formatting, link, image, HTML, formula or icon."""
     lines = _lines(text)
     # Leading blanks would turn a line into a code block; the browser collapses them anyway.
-    escaped = [_escape_literal_line(line.lstrip(" \t")) for line in lines]
+    escaped = [_escape_literal_line(_defuse(line.lstrip(" \t"), typography=True)) for line in lines]
     # Two trailing spaces make each line break a real one, as it was in the text.
     return "  \n".join(escaped)
+
+
+def plain(text: str) -> str:
+    """Text for a plain-text context (an option, a table cell): one line, nothing invisible, no escapes."""
+    return clean_text(text)
+
+
+def _defuse(prose: str, typography: bool = False) -> str:
+    """Word joiners where Streamlit would otherwise link an address or swap in a symbol."""
+    out = _AUTOLINK.sub(lambda m: m.group() + WORD_JOINER, prose)
+    return _TYPOGRAPHY.sub(lambda m: m.group() + WORD_JOINER, out) if typography else out
 
 
 def answer_markdown(text: str, verbatim: bool = False) -> str:
@@ -93,7 +131,8 @@ def _escape_literal_line(line: str) -> str:
             chars.append("\\" + ch)
         else:
             chars.append(ch)
-    escaped = "".join(chars)
+    # Streamlit swaps «:material/» in the raw source before parsing: the slash is escaped too.
+    escaped = "".join(chars).replace(":material/", ":material\\/")
     if _LINE_START_MARKER.match(escaped):  # heading, list item, setext underline, rule
         return "\\" + escaped
     if _DELIMITER_ROW.fullmatch(escaped):
@@ -122,11 +161,29 @@ def _fence_opening(line: str, previous: str) -> str | None:
 
 def _escape_answer_line(line: str) -> str:
     out: list[str] = []
+    # Word joiners go after these characters, unless they fall inside a code span.
+    joins = {m.end() - 1 for m in _AUTOLINK.finditer(line)}
     i, n = 0, len(line)
     while i < n:
         ch = line[i]
+        if i in joins:
+            out.append(ch + WORD_JOINER)
+            i += 1
+            continue
+        icon = 1 if line.startswith(":material/", i) else 2 if line.startswith("\\:material/", i) else 0
+        if icon:
+            out.append("\\:material\\/")
+            i += icon + len("material/")
+            continue
+        if ch == ":" and i + 1 < n and line[i + 1].isalpha():
+            # A directive (``:red[…]``, ``:small``) is a colon and a letter of any script.
+            out.append("\\:")
+            i += 1
+            continue
         if ch == "\\" and i + 1 < n and line[i + 1] in _PUNCT:
             out.append(line[i : i + 2])  # already escaped: keep the pair as it is
+            if i + 1 in joins:  # «\@» is still an «@» in the parsed text
+                out.append(WORD_JOINER)
             i += 2
             continue
         if ch == "`":

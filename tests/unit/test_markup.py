@@ -13,7 +13,10 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from ui.markup import answer_markdown, literal
+from tests.app.inert import live, shown
+from ui.markup import WORD_JOINER, answer_markdown, literal, plain
+
+WJ = WORD_JOINER
 
 PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 LIVE = {"link_open", "image", "html_inline", "html_block"}
@@ -53,6 +56,21 @@ ATOMS = [
     "`[",
     "]`",
     "\\`",
+    # Streamlit's own: bare addresses, directives, icons, the logo, typography, emoji.
+    "https://evil.example/x",
+    "http://",
+    "www.",
+    "www.evil.example",
+    "a@evil.example",
+    "@",
+    ":small[",
+    ":material/lock:",
+    ":streamlit:",
+    ":smile:",
+    " -> ",
+    " -- ",
+    " >= ",
+    ":",
 ]
 
 
@@ -74,7 +92,7 @@ def _shown_text(markdown: str) -> str:
             parts.append(token.content)
         elif token.type in ("softbreak", "hardbreak", "paragraph_close"):
             parts.append("\n")
-    return "".join(parts)
+    return "".join(parts).replace(WJ, "")
 
 
 def _soup(seed: int, n: int) -> list[str]:
@@ -89,8 +107,8 @@ def _soup(seed: int, n: int) -> list[str]:
         ("GIGACHAT_CREDENTIALS в .streamlit/secrets.toml", "GIGACHAT_CREDENTIALS в .streamlit/secrets.toml"),
         ("_курсив_ и **жирный**", "\\_курсив\\_ и \\*\\*жирный\\*\\*"),
         ("<script>alert(1)</script>", "\\<script\\>alert(1)\\</script\\>"),
-        ("![](http://example.com/x.png)", "!\\[\\](http://example.com/x.png)"),
-        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript:alert(1))"),
+        ("![](http://example.com/x.png)", f"!\\[\\](http{WJ}\\://example.com/x.png)"),
+        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript\\:alert(1))"),
         ("цена $5 и $10", "цена \\$5 и \\$10"),
         ("# Заголовок", "\\# Заголовок"),
         ("- пункт", "\\- пункт"),
@@ -99,7 +117,15 @@ def _soup(seed: int, n: int) -> list[str]:
         ("a | b", "a \\| b"),
         ("первая\nвторая", "первая  \nвторая"),
         ("    отступ", "отступ"),
-        ("a\n:-", "a  \n:\\-"),
+        ("a\n:-", "a  \n\\:-"),
+        # Streamlit's own extensions: bare addresses, directives, icons, the logo, typography.
+        ("см. https://evil.example/a", f"см. https{WJ}\\://evil.example/a"),
+        ("WWW.evil.example и a@evil.example", f"WWW{WJ}.evil.example и a@{WJ}evil.example"),
+        (":red[красный] :small[x]", "\\:red\\[красный\\] \\:small\\[x\\]"),
+        (":material/lock: :smile:", "\\:material\\/lock\\: \\:smile\\:"),
+        (":streamlit:", f"\\:streamlit{WJ}\\:"),
+        ("a -> b -- c >= d", f"a -{WJ}\\> b -{WJ}- c \\>{WJ}= d"),
+        ("время 10:30, ключ:значение", "время 10\\:30, ключ\\:значение"),
     ],
 )
 def test_literal_escapes_exactly_what_is_needed(text: str, expected: str) -> None:
@@ -110,6 +136,7 @@ def test_literal_shows_random_markup_as_its_text() -> None:
     for text in _soup(seed=1, n=3000):
         out = literal(text)
         assert set(_types(out)) <= TEXT_ONLY, (text, out)
+        assert live(out) == [], (text, out)
         seen = [line.rstrip(" \t") for line in _shown_text(out).split("\n") if line.strip()]
         typed = [line.strip(" \t") for line in text.split("\n") if line.strip()]
         assert seen == typed, (text, out)
@@ -123,14 +150,25 @@ def test_literal_shows_random_markup_as_its_text() -> None:
         ("**жирный** и _курсив_", "**жирный** и _курсив_"),
         ("<script>alert(1)</script>", "\\<script>alert(1)\\</script>"),
         ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert(1)>"),
-        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript:alert(1))"),
-        ("![](http://example.com/x.png)", "!\\[\\](http://example.com/x.png)"),
+        ("[ссылка](javascript:alert(1))", "\\[ссылка\\](javascript\\:alert(1))"),
+        ("![](http://example.com/x.png)", f"!\\[\\](http{WJ}://example.com/x.png)"),
         ("![x][1]", "!\\[x\\][1]"),  # the bare [1] cannot be a reference: none is defined
-        ("[1]: javascript:alert(1)", "\\[1\\]: javascript:alert(1)"),
-        ("[1](javascript:alert(1))", "\\[1\\](javascript:alert(1))"),
+        ("[1]: javascript:alert(1)", "\\[1\\]: javascript\\:alert(1)"),
+        ("[1](javascript:alert(1))", "\\[1\\](javascript\\:alert(1))"),
         ("[^1]", "\\[^1\\]"),
-        (":red[1]", ":red\\[1\\]"),
-        ("<javascript:alert(1)>", "\\<javascript:alert(1)>"),
+        (":red[1]", "\\:red\\[1\\]"),
+        ("<javascript:alert(1)>", "\\<javascript\\:alert(1)>"),
+        # Streamlit's own extensions, outside code only; an answer keeps its typography.
+        (
+            "см. https://evil.example и www.evil.example",
+            f"см. https{WJ}://evil.example и www{WJ}.evil.example",
+        ),
+        ("пишите a@evil.example", f"пишите a@{WJ}evil.example"),
+        (
+            ":material/lock: :streamlit: -> `https://x.example`",
+            f"\\:material\\/lock: \\:streamlit{WJ}: -> `https://x.example`",
+        ),
+        ("Итог: да", "Итог: да"),
         ("цена $5 и $10", "цена \\$5 и \\$10"),
         ("код `a[0] <b>` здесь", "код `a[0] <b>` здесь"),
         ("незакрытый `[x](y)", "незакрытый \\`\\[x\\](y)"),
@@ -165,6 +203,7 @@ def test_answer_markdown_leaves_nothing_live_in_random_markup() -> None:
     for text in _soup(seed=2, n=3000):
         out = answer_markdown(text)
         assert not set(_types(out)) & LIVE, (text, out)
+        assert live(out, typography=False) == [], (text, out)
 
 
 def test_every_prefix_of_a_streamed_answer_is_safe() -> None:
@@ -195,3 +234,31 @@ def test_verbatim_answer_leaves_nothing_live_in_random_markup() -> None:
     for text in _soup(seed=3, n=2000):
         out = answer_markdown(text, verbatim=True)
         assert not set(_types(out)) & LIVE, (text, out)
+        assert live(out) == [], (text, out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "см. https://evil.example/a, www.evil.example и a@evil.example",
+        ":red[красный] :blue-background[фон] :material/lock: :streamlit: :smile:",
+        "ключ:значение{x=1} и :unknown[метка]",
+        "a -> b <- c <-> d -- e >= f <= g ~= h",
+        "![u](http://evil.example/user.png)**x**",
+    ],
+)
+def test_literal_is_inert_in_streamlit_and_shows_the_same_text(text: str) -> None:
+    out = literal(text)
+    assert live(out) == [], out
+    assert shown(out) == text
+
+
+def test_plain_text_has_no_escapes_and_nothing_invisible() -> None:
+    assert plain("<img src=x>.txt") == "<img src=x>.txt"
+    assert plain("счёт\u202efdp.txt") == "счётfdp.txt"
+    assert plain("две\nстроки\u200b") == "две строки"
+
+
+def test_answer_keeps_no_directive_of_any_script() -> None:
+    # «ключ:значение{x=1}» lost its braces in the browser: a Cyrillic name starts a directive too.
+    assert answer_markdown("ключ:значение{x=1}") == "ключ\\:значение{x=1}"
