@@ -150,6 +150,16 @@ class AccessControl:
             names.setdefault(link.document_id, link.filename)
         return Scope(names)
 
+    def known_name(self, user: User, document_id: str) -> str | None:
+        """The name the user knows a document by, or None when they may not read it."""
+        links = self.collections.links_of_document(document_id)
+        if not links:
+            return None
+        if not self.is_admin(user):
+            readable = {c.id for c in self.readable(user)}
+            links = [link for link in links if link.collection_id in readable]
+        return min(links, key=lambda link: link.added_at).filename if links else None
+
     def document_name(self, user: User, document_id: str, own_name: str) -> str:
         """The name the user knows a document by; NotFoundError if they may not read it."""
         scope = self.scope(user)

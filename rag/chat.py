@@ -13,6 +13,10 @@ A turn goes through three steps, each driven by the caller::
 
 Before ``prepare`` has stored the draft, an interrupted turn leaves its question unanswered;
 ``pending_question`` finds it so that the next run can answer it (``resume``).
+
+Every other change to a chat goes through this service too (rename, delete, clear, which
+collections it searches, an admin clearing chats): each method takes the acting user and
+treats another user's chat as not found, so a page never writes a chat row itself.
 """
 
 from __future__ import annotations
@@ -25,19 +29,26 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from names import clean_name
 from providers import ChatMessage, GenerationParams, Provider, ProviderError
 from providers.base import Completion
-from rag.access import EVERYTHING, Scope
+from rag.access import EVERYTHING, AccessControl, Forbidden, Scope
 from rag.pipeline import answer
 from rag.retrieve import Retriever
 from rag.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
-from storage.models import User
+from storage.models import Collection, User
 
 log = logging.getLogger(__name__)
 
 NEW_TITLE = "Новый чат"
 TITLE_CHARS = 48
+# A title a person types (renaming) may be longer than one made from a question.
+MAX_TITLE_CHARS = 120
+NO_COLLECTIONS = (
+    "Не выбрана ни одна коллекция: ответ не опирается на документы. "
+    "Выберите коллекции в поле «Искать в коллекциях»."
+)
 STOPPED = "Генерация остановлена: показана полученная часть ответа."
 CRASHED = "Ответ оборвался: приложение было остановлено во время генерации. Показана полученная часть."
 INTERNAL = (
@@ -81,8 +92,8 @@ def history_for_prompt(messages: list[Message], turns: int) -> list[ChatMessage]
 
 
 def title_from(question: str) -> str:
-    """A chat title from its first question."""
-    title = " ".join(question.split())
+    """A chat title from its first question (cleaned like every name: ``names.clean_name``)."""
+    title = clean_name(question)
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
 
@@ -259,8 +270,11 @@ class ChatService:
         rewriter: QueryRewriter | None = None,
         actor: Callable[[User | None], User] | None = None,
         scope: Callable[[User, list[str] | None], Scope] | None = None,
+        access: AccessControl | None = None,
     ) -> None:
         self.chats = chats
+        # Collections a chat may search, and who is an admin; without it: single-user.
+        self._access = access
         # Who acts and what they may read (``Library.actor``, ``Library.scope``); without them
         # the service is single-user: every chat, every document.
         self._actor = actor
@@ -332,6 +346,72 @@ class ChatService:
             return None
         self.chats.delete_message(failed.id)
         return pending_question(messages[:-1])
+
+    # -- managing chats -------------------------------------------------------------------------
+
+    def rename(self, chat_id: str, title: str, user: User | None = None) -> Chat:
+        """Give one of the user's chats a new (cleaned) title."""
+        self.chat(chat_id, user)
+        return self.chats.update(chat_id, title=clean_name(title, MAX_TITLE_CHARS))
+
+    def delete(self, chat_id: str, user: User | None = None) -> None:
+        """Delete one of the user's chats with its messages."""
+        self.chat(chat_id, user)
+        self.chats.delete(chat_id)
+
+    def clear(self, chat_id: str, user: User | None = None) -> None:
+        """Remove every message of one of the user's chats, keeping the chat."""
+        self.chat(chat_id, user)
+        self.chats.clear_messages(chat_id)
+
+    def messages(self, chat_id: str, user: User | None = None) -> list[Message]:
+        """The messages of one of the user's chats, in order."""
+        self.chat(chat_id, user)
+        return self.chats.messages(chat_id)
+
+    def searchable_collections(self, user: User | None = None) -> list[Collection]:
+        """The collections the user's chats may search (every readable one)."""
+        owner = self._who(user)
+        if self._access is None or owner is None:
+            return []
+        return self._access.readable(owner)
+
+    def choose_collections(
+        self, chat_id: str, collection_ids: list[str] | None, user: User | None = None
+    ) -> Chat:
+        """Set which collections a chat searches: None every readable one, [] none at all.
+
+        Ids the user may not read are dropped (they do not exist for them), so an empty choice
+        stays empty: nothing is searched, it never widens to «all».
+        """
+        self.chat(chat_id, user)
+        if collection_ids is not None:
+            readable = {c.id for c in self.searchable_collections(user)}
+            collection_ids = [c for c in dict.fromkeys(collection_ids) if c in readable]
+        return self.chats.update(chat_id, collection_ids=collection_ids)
+
+    @staticmethod
+    def searches_nothing(chat: Chat | None) -> bool:
+        """Whether every collection was deselected in this chat (its answers use no document)."""
+        return chat is not None and chat.collection_ids is not None and not chat.collection_ids
+
+    def clear_chats_of(self, owner_id: str, user: User | None = None) -> int:
+        """An admin deletes every chat of one user; how many were deleted."""
+        self._require_admin(user)
+        return self.chats.delete_all(owner_id=owner_id)
+
+    def clear_all(self, user: User | None = None) -> int:
+        """An admin deletes every chat of every user; how many were deleted."""
+        self._require_admin(user)
+        return self.chats.delete_all()
+
+    def _require_admin(self, user: User | None) -> None:
+        acting = self._who(user)
+        if acting is None:
+            return  # single-user service (tests, scripts): nobody else's chats exist
+        if self._access is None:
+            raise Forbidden("Это действие доступно только администратору.")
+        self._access.require_admin(acting)
 
     def _who(self, user: User | None) -> User | None:
         return self._actor(user) if self._actor is not None else user

@@ -141,6 +141,30 @@ class VectorIndex:
         dists = res["distances"][0] if res.get("distances") else [0.0] * len(ids)
         return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
 
+    def retag(self, model: str, ids: list[str], document_id: str) -> None:
+        """Say that these chunk vectors now belong to another document (a re-index's swap)."""
+
+        def update(col: Any) -> None:  # all of it again on a fresh handle: updates repeat safely
+            for i in range(0, len(ids), 2000):
+                batch = ids[i : i + 2000]
+                col.update(ids=batch, metadatas=[{"document_id": document_id}] * len(batch))
+
+        if ids:
+            self._on(model, update)
+
+    def documents_of(self, model: str, ids: list[str]) -> dict[str, str]:
+        """The document each of these chunk vectors is stored for (ids not stored are left out)."""
+
+        def read(col: Any) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for i in range(0, len(ids), 2000):
+                got = col.get(ids=ids[i : i + 2000], include=["metadatas"])
+                for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                    out[str(cid)] = str((meta or {}).get("document_id", ""))
+            return out
+
+        return self._on(model, read) if ids else {}
+
     def delete_document(self, document_id: str) -> None:
         """Remove a document's vectors from every model's collection."""
         for col in self._all():

@@ -6,6 +6,7 @@ client, embedder) are built by ``open_library`` or passed in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -19,12 +20,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from language import stem_string
-from rag import DocumentBusy, IngestError
+from rag import DocumentBusy, IngestCancelled, IngestError
 from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
 from rag.embedding import Embedder, canonical_name, load_embedder
 from rag.index import VectorIndex, open_vectors
-from rag.ingest import Options, extract
+from rag.ingest import Extracted, Options, extract
 from rag.retrieve import Retriever
 from rag.terms import TermIndex
 from settings import Settings
@@ -39,7 +40,8 @@ from storage import (
     utcnow,
 )
 from storage.jobs import JobRepo
-from storage.models import CollectionDocument, User
+from storage.locks import DocumentLocks
+from storage.models import CollectionDocument, User, new_id
 from storage.originals import DatabaseOriginals, FileOriginals, OriginalStore
 from storage.teams import CollectionRepo, UserRepo
 
@@ -57,6 +59,17 @@ INTERNAL_STORE = (
 
 def _lost(name: str) -> str:
     return f"«{name}»: исходный файл не сохранился, загрузите его заново."
+
+
+def _kept(name: str, why: str) -> str:
+    return f"«{name}»: {why} Прежняя версия документа осталась в поиске в прежнем виде."
+
+
+def _unfinished_vectors(name: str) -> str:
+    return (
+        f"«{name}»: поиск по словам работает, но векторы посчитаны не все (сбой хранилища векторов, "
+        "подробности в журнале). Администратор досчитает их: «Проверить целостность», затем «Исправить»."
+    )
 
 
 def too_large_message(name: str, size: int, settings: Settings) -> str:
@@ -165,6 +178,8 @@ class Library:
         # and start-up recovery must not take their half-written state for a crash.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        # One writer per document, across threads, processes and machines (storage.locks).
+        self.locks = DocumentLocks(engine)
         # Documents that workers of the shared queue are writing, and those whose job waits
         # there: recovery and the checks never touch them (set by open_library and SharedQueue).
         self.elsewhere: Callable[[], set[str]] = set
@@ -255,9 +270,25 @@ class Library:
             with self._busy_lock:
                 self._busy.discard(doc_id)
 
+    @contextmanager
+    def _writing(self, document_id: str, name: str, wait: bool = False) -> Iterator[None]:
+        """Hold the document's write lock for the block; DocumentBusy when another writer has it
+        (unless ``wait``: then wait for it)."""
+        with self.locks.hold(document_id, wait=wait) as got:
+            if not got:
+                raise DocumentBusy(f"«{name}» сейчас индексируется: дождитесь окончания.")
+            with self._working_on(document_id):
+                yield
+
     def is_busy(self, document_id: str) -> bool:
         """True while this process, or a worker elsewhere, is indexing or re-embedding the document."""
-        return document_id in self.busy_documents()
+        if document_id in self.busy_documents():
+            return True
+        return self.locks.held_elsewhere(document_id)
+
+    def _busy_among(self, document_ids: list[str]) -> set[str]:
+        """Those of the documents some process is writing (its lock is held, or a job has it)."""
+        return self.busy_documents() | self.locks.held(document_ids)
 
     def busy_documents(self) -> set[str]:
         """Every document some process is writing right now."""
@@ -293,7 +324,8 @@ class Library:
         admitted = self.admit(filename, data, user, collection_id)
         if isinstance(admitted, IngestResult):
             return admitted
-        return self.index_admitted(admitted.id, progress, data)
+        # Under the uploader's name: bytes someone else has come back under it (admit).
+        return self.index_admitted(admitted.id, progress, data, name=admitted.filename)
 
     def admit(
         self,
@@ -322,15 +354,18 @@ class Library:
         if existing is not None and existing.status != DocumentStatus.FAILED:
             # The same bytes are indexed once and appear in every collection they were put in.
             # Whose they were first is not this user's business: no other name is ever shown.
-            known = self.access.scope(actor)
-            was_known = known.allows(existing.id)
-            shown = known.name(existing.id, existing.filename) if was_known else name
+            shown = self.access.known_name(actor, existing.id)
             added = self.collections.link(target.id, existing.id, name, actor.id)
+            if shown is None:
+                # Someone else's copy: from this user's side, a fresh upload like any other (no
+                # other name, no «уже индексируется»); indexing it waits for the copy's writer,
+                # if any, and then finds the work done.
+                return existing.model_copy(update={"filename": name})
             # The row as this user knows it: under their name, never the first uploader's.
             seen = existing.model_copy(update={"filename": shown})
             if existing.status != DocumentStatus.READY:
                 return IngestResult(name, "duplicate", seen, f"«{name}»: уже индексируется.")
-            if was_known and not added:
+            if not added:
                 return IngestResult(name, "duplicate", seen, f"«{name}»: уже загружен как «{shown}».")
             return IngestResult(name, "indexed", seen, f"«{name}»: добавлен в коллекцию «{target.name}».")
         if existing is None:
@@ -347,8 +382,9 @@ class Library:
             except IntegrityError:  # another session inserted the same bytes a moment ago
                 return IngestResult(name, "duplicate", None, f"«{name}»: уже индексируется.")
         else:  # a failed attempt: start over with the same row
-            self._purge_index(existing.id)
-            doc = self.docs.update(existing.id, filename=name, status=status, error=None)
+            with self._writing(existing.id, name):
+                self._purge_index(existing.id)
+                doc = self.docs.update(existing.id, filename=name, status=status, error=None)
         self.collections.link(target.id, doc.id, name, actor.id)
         try:
             stored = self.originals.put(sha, name, data)
@@ -358,66 +394,175 @@ class Library:
         return self.docs.update(doc.id, stored_path=stored)
 
     def index_admitted(
-        self, document_id: str, progress: Progress | None = None, data: bytes | None = None
+        self,
+        document_id: str,
+        progress: Progress | None = None,
+        data: bytes | None = None,
+        name: str | None = None,
     ) -> IngestResult:
-        """Index an admitted document (from ``data``, or from its stored original)."""
+        """Index an admitted document (from ``data``, or from its stored original).
+
+        ``name`` is the uploader's name for it (the row's own by default). Bytes someone else
+        indexed meanwhile are not indexed twice: the upload waits for that writer and is done.
+        """
         doc = self.docs.get(document_id)
-        with self._working_on(doc.id):
+        name = name or doc.filename
+        progress = progress or _no_progress
+        with self._writing(doc.id, name, wait=True):
+            doc = self.docs.get(doc.id)  # as the last writer left it
+            if doc.status in (DocumentStatus.READY, DocumentStatus.KEYWORDS):
+                if doc.status == DocumentStatus.KEYWORDS:  # a writer that stopped in the vector stage
+                    doc = self.finish_vectors(doc.id)
+                progress(1.0, f"«{name}» готов: {doc.chunk_count} фрагм.")
+                warnings = doc.warnings.split("; ") if doc.warnings else []
+                return IngestResult(
+                    name, "indexed", doc.model_copy(update={"filename": name}), warnings=warnings
+                )
             if data is None:
                 data = self.originals.get(doc.stored_path) if doc.stored_path else None
                 if data is None:
-                    return self.fail(doc.id, doc.filename, _lost(doc.filename))
+                    return self.fail(doc.id, name, _lost(name))
             # A job started again after its worker died finds that worker's half-written rows.
             self._purge_index(doc.id)
             self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
-            return self._index(doc.id, doc.filename, data, progress or _no_progress)
+            return self._index(doc.id, name, data, progress)
 
     def reindex(self, document_id: str, progress: Progress | None = None) -> IngestResult:
-        """Index a stored document again from its saved original."""
+        """Index a stored document again from its saved original, beside the current version.
+
+        The new version's fragments, keyword rows and vectors are written on a hidden row and
+        swapped in (one transaction, then the vectors) only once complete: a cancel, an error or
+        a crash on the way leaves the current version searchable, cited and downloadable.
+        """
         doc = self.docs.get(document_id)
-        data = self.originals.get(doc.stored_path) if doc.stored_path else None
-        if data is None:
-            msg = _lost(doc.filename)
-            self.docs.update(doc.id, status=DocumentStatus.FAILED, error=msg)
-            return IngestResult(doc.filename, "failed", doc, msg)
-        if self.is_busy(doc.id):
-            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: дождитесь окончания.")
-        with self._working_on(doc.id):
-            self._purge_index(doc.id)
-            self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
-            return self._index(doc.id, doc.filename, data, progress or _no_progress)
+        name = doc.filename
+        progress = progress or _no_progress
+        with self._writing(doc.id, name):
+            doc = self.docs.get(doc.id)
+            data = self.originals.get(doc.stored_path) if doc.stored_path else None
+            if data is None:
+                if doc.chunk_count:
+                    msg = _kept(name, "исходный файл не сохранился, переиндексировать нечего.")
+                    msg += " Чтобы обновить документ, загрузите файл заново."
+                else:
+                    msg = _lost(name)
+                return IngestResult(name, "failed", doc, msg)
+            version = self.docs.add(
+                Document(
+                    filename=name,
+                    owner_id=doc.owner_id,
+                    sha256=f"{doc.sha256}:{new_id()}",  # unique, and never a real file's hash
+                    size=doc.size,
+                    status=DocumentStatus.INDEXING,
+                    replaces=doc.id,
+                )
+            )
+            try:
+                return self._rebuild(doc, version.id, data, progress)
+            except BaseException as exc:
+                self._drop_version(version.id)
+                if isinstance(exc, IngestCancelled):
+                    return IngestResult(name, "failed", doc, _kept(name, "переиндексация отменена."))
+                if isinstance(exc, IngestError):
+                    return IngestResult(
+                        name, "failed", doc, f"{exc} Прежняя версия документа осталась в поиске."
+                    )
+                if isinstance(exc, Exception):
+                    log.exception("re-indexing %s failed", name)  # the details are for the log
+                    why = "внутренняя ошибка при переиндексации (подробности в журнале приложения)."
+                    return IngestResult(name, "failed", doc, _kept(name, why))
+                raise
+
+    def _rebuild(self, doc: Document, version_id: str, data: bytes, progress: Progress) -> IngestResult:
+        name = doc.filename
+        extracted, chunks = self._chunks(version_id, name, data, progress)
+        self.docs.store_chunks(version_id, chunks, [stem_string(c.text) for c in chunks])
+        self._store_vectors(
+            version_id,
+            chunks,
+            lambda done: progress(
+                0.6 + 0.38 * done / len(chunks),
+                f"Векторизация «{name}»: {done}/{len(chunks)} (в поиске пока прежняя версия)",
+            ),
+        )
+        self._add_terms([c.text for c in chunks])
+        new_ids = [c.id for c in chunks]
+        # The vectors first: until the rows move, the new ones belong to a row search never
+        # reads, so naming the live document on them changes no result; a crash before the
+        # swap leaves a version that recovery drops, vectors and all.
+        for emb in self.embedders():
+            self.vectors.retag(emb.name, new_ids, doc.id)
+        swapped = self.docs.swap_in(
+            version_id,
+            doc.id,
+            status=DocumentStatus.READY,
+            error=None,
+            embedded_chunks=len(chunks),
+            embedding_model=self.embedding_signature,
+            mime_type=extracted.mime_type,
+            encoding=extracted.encoding,
+            pages=extracted.page_count,
+            warnings="; ".join(extracted.warnings) or None,
+            indexed_at=utcnow(),
+        )
+        # The old version's vectors (under any model); a crash before this leaves them without
+        # fragments, which the check reports and repair deletes.
+        keep = set(new_ids)
+        for model in self.vectors.models():
+            old = sorted(self.vectors.ids_of_document(doc.id, model) - keep)
+            self.vectors.delete_ids(model, old)
+        progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
+        return IngestResult(name, "indexed", swapped, warnings=extracted.warnings)
+
+    def _drop_version(self, version_id: str) -> None:
+        """Forget a re-index's unfinished version: its fragments, keyword rows, vectors and row."""
+        try:
+            ids = [c.id for c in self.docs.chunks(version_id)]
+            for model in self.vectors.models():  # by id: their metadata may name the live document
+                self.vectors.delete_ids(model, ids)
+            self.vectors.delete_document(version_id)
+            self.docs.delete(version_id)
+        except Exception:  # the store that failed the re-index may still be down: recovery retries
+            log.exception("dropping the unfinished version %s failed", version_id)
+
+    def _chunks(
+        self, doc_id: str, name: str, data: bytes, progress: Progress
+    ) -> tuple[Extracted, list[Chunk]]:
+        """Read and split a file into the document's fragments (the first 60 % of the bar)."""
+        progress(0.02, f"Чтение «{name}»")
+        options = Options(
+            max_pages=self.settings.max_pages,
+            # Extraction (OCR of scans above all) is the first 60 % of the bar.
+            progress=lambda f, t: progress(0.02 + 0.58 * f, t),
+        )
+        extracted = extract(data, name, options)
+        progress(0.6, f"Разбиение «{name}» на фрагменты")
+        drafts = chunk_pages(
+            extracted.pages,
+            max_words=self.settings.chunk_words,
+            overlap=self.settings.chunk_overlap_sentences,
+            markdown=extracted.has_headings,
+        )
+        if not drafts:
+            raise IngestError(f"«{name}»: в файле не найдено текста.")
+        chunks = [
+            Chunk(
+                document_id=doc_id,
+                ordinal=i,
+                page=d.page,
+                text=d.text,
+                char_start=d.start,
+                char_end=d.end,
+                ocr=d.ocr,
+            )
+            for i, d in enumerate(drafts)
+        ]
+        return extracted, chunks
 
     def _index(self, doc_id: str, name: str, data: bytes, progress: Progress) -> IngestResult:
         keywords_ready = False
         try:
-            progress(0.02, f"Чтение «{name}»")
-            options = Options(
-                max_pages=self.settings.max_pages,
-                # Extraction (OCR of scans above all) is the first 60 % of the bar.
-                progress=lambda f, t: progress(0.02 + 0.58 * f, t),
-            )
-            extracted = extract(data, name, options)
-            progress(0.6, f"Разбиение «{name}» на фрагменты")
-            drafts = chunk_pages(
-                extracted.pages,
-                max_words=self.settings.chunk_words,
-                overlap=self.settings.chunk_overlap_sentences,
-                markdown=extracted.has_headings,
-            )
-            if not drafts:
-                raise IngestError(f"«{name}»: в файле не найдено текста.")
-            chunks = [
-                Chunk(
-                    document_id=doc_id,
-                    ordinal=i,
-                    page=d.page,
-                    text=d.text,
-                    char_start=d.start,
-                    char_end=d.end,
-                    ocr=d.ocr,
-                )
-                for i, d in enumerate(drafts)
-            ]
+            extracted, chunks = self._chunks(doc_id, name, data, progress)
             # Keywords first: the rows and keyword stems are committed with the status KEYWORDS
             # in one transaction, so the document is found by keyword from here on while its
             # vectors are computed. A crash after this point leaves a keyword-searchable document
@@ -448,10 +593,16 @@ class Library:
             doc = self.docs.update(doc_id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
             progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
-        except IngestError as exc:
+        except IngestError as exc:  # a bad file, or the upload called off: nothing of it is kept
             return self.fail(doc_id, name, str(exc))
         except Exception:
             log.exception("indexing %s failed", name)  # the details are for the log, not the user
+            if keywords_ready:
+                # The vector store (or the model) failed after the keyword stage: the document
+                # stays found by keyword, and the check finishes its vectors.
+                message = _unfinished_vectors(name)
+                doc = self.docs.update(doc_id, error=message)
+                return IngestResult(name, "indexed", doc, message, warnings=[message])
             return self.fail(
                 doc_id,
                 name,
@@ -550,31 +701,61 @@ class Library:
     def delete(self, document_id: str) -> None:
         """Delete a document from SQL, the keyword index, Chroma and the file store."""
         doc = self.docs.get(document_id)
-        if self.is_busy(document_id):
-            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: удалите его после окончания.")
-        self.vectors.delete_document(document_id)
-        self.docs.delete(document_id)
-        self._remove_original(doc)
+        busy = f"«{doc.filename}» сейчас индексируется: удалите его после окончания."
+        if document_id in self.busy_documents():
+            raise DocumentBusy(busy)
+        try:
+            with self._writing(document_id, doc.filename):
+                texts = [c.text for c in self.docs.chunks(document_id)] if self.terms is not None else []
+                self.vectors.delete_document(document_id)
+                self.docs.delete(document_id)
+                self._remove_original(doc)
+                self._forget_terms(texts)
+        except DocumentBusy:
+            raise DocumentBusy(busy) from None
+
+    def _forget_terms(self, texts: list[str]) -> None:
+        """Drop from the cross-lingual vocabulary the words no remaining fragment has (a deleted
+        private document's words must not be guessable from the translations others get)."""
+        if self.terms is not None and texts:
+            self.terms.forget(texts, self.docs.stems_in_use)
 
     def interrupted(self) -> list[Document]:
         """Documents marked as being indexed that no process (this one, or a live worker) is writing."""
         stale = self.docs.with_status(DocumentStatus.INDEXING, DocumentStatus.QUEUED)
-        busy = self.busy_documents() | self.queued_elsewhere()
+        busy = self._busy_among([d.id for d in stale]) | self.queued_elsewhere()
         return [d for d in stale if d.id not in busy]
 
     def recover(self) -> list[str]:
-        """After a crash: documents left mid-indexing are purged and marked failed."""
+        """After a crash: documents left mid-indexing are purged and marked failed, and the new
+        versions that re-indexing left unfinished are dropped (the documents keep their current one)."""
         names = []
         for doc in self.interrupted():
-            self._purge_index(doc.id)
-            self.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
-            names.append(doc.filename)
+            with self.locks.hold(doc.id, wait=False) as got:
+                # Under the lock, as it is now: a writer may have taken it since the list was read.
+                if not got or self.docs.get(doc.id).status not in (
+                    DocumentStatus.INDEXING,
+                    DocumentStatus.QUEUED,
+                ):
+                    continue
+                self._purge_index(doc.id)
+                self.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
+                names.append(doc.filename)
+        versions = self.docs.versions_in_progress()
+        busy = self._busy_among([v.replaces for v in versions if v.replaces])
+        for version in versions:
+            if version.replaces is None or version.replaces in busy:
+                continue
+            with self.locks.hold(version.replaces, wait=False) as got:
+                if got:
+                    self._drop_version(version.id)
         return names
 
     def unfinished(self) -> list[Document]:
         """Keyword-searchable documents whose vectors nobody is computing (left by a crash)."""
-        busy = self.busy_documents() | self.queued_elsewhere()
-        return [d for d in self.docs.with_status(DocumentStatus.KEYWORDS) if d.id not in busy]
+        found = self.docs.with_status(DocumentStatus.KEYWORDS)
+        busy = self._busy_among([d.id for d in found]) | self.queued_elsewhere()
+        return [d for d in found if d.id not in busy]
 
     def stale_documents(self) -> list[Document]:
         """Documents whose vectors need computing: made with another model, or left unfinished."""
@@ -588,21 +769,36 @@ class Library:
     def finish_vectors(self, document_id: str, progress: Callable[[int], None] | None = None) -> Document:
         """Compute the vectors a document lacks under the configured models; then it is ready.
 
-        A document made with other models gets all its vectors again (those do not mix).
+        A document made with other models gets all its vectors again (those do not mix). While
+        vectors are computed the document is marked KEYWORDS: keyword search finds it, and the
+        page and the check show its vectors as unfinished rather than ready.
         """
         doc = self.docs.get(document_id)
-        if self.is_busy(doc.id):
-            raise DocumentBusy(f"«{doc.filename}» сейчас индексируется: дождитесь окончания.")
-        with self._working_on(doc.id):
+        with self._writing(doc.id, doc.filename):
+            doc = self.docs.get(doc.id)
             chunks = self.docs.chunks(doc.id)
+            was_ready = doc.status == DocumentStatus.READY
             if doc.embedding_model != self.embedding_signature:
                 self.vectors.delete_document(doc.id)
-                self.docs.update(doc.id, embedding_model=self.embedding_signature, embedded_chunks=0)
+                self.docs.update(
+                    doc.id,
+                    embedding_model=self.embedding_signature,
+                    embedded_chunks=0,
+                    status=DocumentStatus.KEYWORDS,
+                )
+            else:
+                have = self._embedded(doc.id, chunks)
+                if have < len(chunks) and doc.status != DocumentStatus.KEYWORDS:
+                    self.docs.update(doc.id, status=DocumentStatus.KEYWORDS, embedded_chunks=have)
             self._store_vectors(doc.id, chunks, progress or (lambda _done: None))
             self._add_terms([c.text for c in chunks])
-            if doc.status == DocumentStatus.READY:
-                return self.docs.update(doc.id, error=None)
-            return self.docs.update(doc.id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
+            when = doc.indexed_at if was_ready and doc.indexed_at else utcnow()
+            return self.docs.update(doc.id, status=DocumentStatus.READY, error=None, indexed_at=when)
+
+    def _embedded(self, doc_id: str, chunks: list[Chunk]) -> int:
+        """How many of the chunks have their vectors under every configured model."""
+        have = [self.vectors.ids_of_document(doc_id, e.name) for e in self.embedders()]
+        return sum(1 for c in chunks if all(c.id in ids for ids in have))
 
     @staticmethod
     def _reembed_progress(progress: Progress, n: int, total: int, doc: Document) -> Callable[[int], None]:
@@ -617,22 +813,28 @@ class Library:
         progress = progress or _no_progress
         stale = self.stale_documents()
         for n, doc in enumerate(stale, start=1):
-            if self.is_busy(doc.id):  # being indexed again right now: it gets the new vectors
-                continue
-            self.finish_vectors(doc.id, self._reembed_progress(progress, n, len(stale), doc))
+            # Document by document, each under its lock; one being written right now is skipped
+            # (its writer gives it the configured models' vectors).
+            with contextlib.suppress(DocumentBusy, NotFoundError):
+                self.finish_vectors(doc.id, self._reembed_progress(progress, n, len(stale), doc))
             progress(n / len(stale), f"Пересчёт векторов: {n}/{len(stale)} («{doc.filename}»)")
         return len(stale)
 
     def check(self, repair: bool = False) -> ConsistencyReport:
-        """Compare SQL, keyword rows and vectors; optionally repair what disagrees."""
+        """Compare SQL, keyword rows and vectors; optionally repair what disagrees.
+
+        Repair takes each document's lock in turn and looks again under it before changing
+        anything: what another writer did after this check read the tables is never undone.
+        """
         report = ConsistencyReport()
-        busy = self.busy_documents()
         report.stale_documents = [d.filename for d in self.interrupted()]
         unfinished = self.unfinished()
         report.unfinished_vectors = [d.filename for d in unfinished]
         by_doc = self.docs.chunk_ids_by_document()
+        ready_all = self.docs.with_status(DocumentStatus.READY)
+        busy = self._busy_among([d.id for d in ready_all])
         # Documents being written right now are in between by design, not inconsistent.
-        ready = [d for d in self.docs.with_status(DocumentStatus.READY) if d.id not in busy]
+        ready = [d for d in ready_all if d.id not in busy]
         report.ready_without_chunks = [d.filename for d in ready if not by_doc.get(d.id)]
         known = {cid for ids in by_doc.values() for cid in ids}
         # A busy document's vectors may be written a moment before its chunk rows are read here.
@@ -655,15 +857,39 @@ class Library:
         if repair:
             self.recover()
             for model, stray in orphans.items():
-                self.vectors.delete_ids(model, stray)
+                self._delete_stray(model, stray)
             self.docs.delete_orphan_keyword_rows()
             for d in ready:
                 if not by_doc.get(d.id):
-                    self.docs.update(d.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
+                    self._fail_empty(d)
             # Only the missing vectors are computed: no need for the original file.
             for d in [*missing_docs, *unfinished]:
-                self.finish_vectors(d.id)
+                with contextlib.suppress(DocumentBusy, NotFoundError):
+                    self.finish_vectors(d.id)
         return report
+
+    def _delete_stray(self, model: str, stray: list[str]) -> None:
+        """Delete vectors without fragments, document by document under its lock, each id looked
+        up again in the fragment table just before: a writer may have added its rows since."""
+        by_doc: dict[str, list[str]] = {}
+        for cid, doc_id in self.vectors.documents_of(model, stray).items():
+            by_doc.setdefault(doc_id, []).append(cid)
+        for doc_id, ids in by_doc.items():
+            with self.locks.hold(doc_id, wait=False) as got:
+                if not got:
+                    continue
+                present = self.docs.existing_chunk_ids(ids)
+                self.vectors.delete_ids(model, [cid for cid in ids if cid not in present])
+
+    def _fail_empty(self, doc: Document) -> None:
+        """Mark a ready document without fragments failed, if it still is so under its lock."""
+        with self.locks.hold(doc.id, wait=False) as got:
+            if not got:
+                return
+            with contextlib.suppress(NotFoundError):
+                now = self.docs.get(doc.id)
+                if now.status == DocumentStatus.READY and not self.docs.chunks(doc.id):
+                    self.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
 
     def disk_usage(self) -> int:
         """Bytes used by the data directory."""
@@ -672,6 +898,8 @@ class Library:
 
     def wipe(self) -> None:
         """Remove every document (tests and the admin page's full reset)."""
+        for version in self.docs.versions_in_progress():
+            self._drop_version(version.id)
         for doc in self.docs.list_all():
             self.delete(doc.id)
         if self.terms is not None:

@@ -8,14 +8,15 @@ stems of the *other* script, and the close ones become an extra keyword query (�
 «договор», «storage» → «хранен»). On the development set this channel alone puts 13 of 14
 cross-lingual answers in the top 5, where plain keywords find 2 (bench/README.md).
 
-The vocabulary only grows: a stem left by a deleted document matches no fragment, so it costs a
-few bytes and changes no result.
+Deleting a document drops the stems no remaining fragment has: a private document's words
+must not live on in what the translations of other users' questions return.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,16 @@ class TermIndex:
                 col.upsert(ids=new, embeddings=np.asarray(vectors, dtype=np.float32))
                 added += len(new)
         return added
+
+    def forget(self, texts: list[str], in_use: Callable[[list[str]], set[str]]) -> int:
+        """Drop the stems of the texts that ``in_use`` says no fragment has any more; how many."""
+        vocab = vocabulary(texts)
+        gone = sorted(set(vocab) - in_use(list(vocab)))
+        for script in ("cyr", "lat"):
+            mine = [s for s in gone if _script(vocab[s]) == script]
+            for i in range(0, len(mine), _BATCH):
+                self._collection(script).delete(ids=mine[i : i + _BATCH])
+        return len(gone)
 
     def translate(
         self,

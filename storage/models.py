@@ -198,6 +198,9 @@ class Document(SQLModel, table=True):
     stored_path: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     indexed_at: datetime | None = None
+    # Set on the hidden row a re-index builds its new version on, beside the live one: the id
+    # of the document it replaces when it succeeds (never searched, listed or counted itself).
+    replaces: str | None = Field(default=None, index=True)
 
 
 class Chunk(SQLModel, table=True):

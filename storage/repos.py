@@ -180,9 +180,15 @@ class DocumentRepo:
             return s.exec(select(Document).where(col(Document.sha256) == sha256)).first()
 
     def list_all(self) -> list[Document]:
-        """All documents, newest first."""
+        """All documents, newest first (a re-index's version under construction is no document)."""
         with Session(self.engine, expire_on_commit=False) as s:
-            return list(s.exec(select(Document).order_by(col(Document.created_at).desc())))
+            stmt = select(Document).where(col(Document.replaces).is_(None))
+            return list(s.exec(stmt.order_by(col(Document.created_at).desc())))
+
+    def versions_in_progress(self) -> list[Document]:
+        """The hidden rows re-indexing builds new versions on (``replaces`` names the live one)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.exec(select(Document).where(col(Document.replaces).is_not(None))))
 
     def by_ids(self, ids: Sequence[str]) -> list[Document]:
         """The documents with these ids, newest first."""
@@ -201,7 +207,9 @@ class DocumentRepo:
     def with_status(self, *statuses: DocumentStatus) -> list[Document]:
         """Documents in any of the given states."""
         with Session(self.engine, expire_on_commit=False) as s:
-            stmt = select(Document).where(col(Document.status).in_(statuses))
+            stmt = select(Document).where(
+                col(Document.status).in_(statuses), col(Document.replaces).is_(None)
+            )
             return list(s.exec(stmt))
 
     def store_chunks(
@@ -226,6 +234,48 @@ class DocumentRepo:
                     setattr(doc, key, value)
                 s.add(doc)
             s.commit()
+
+    def swap_in(self, version_id: str, document_id: str, **fields: Any) -> Document:
+        """Make a re-index's new version the document's, in one transaction: its fragments and
+        keyword rows replace the document's, ``fields`` are set, and the version's row goes."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            self._delete_chunks(s, document_id)
+            conn = s.connection()
+            moved = {"d": document_id, "v": version_id}
+            conn.execute(text(f"UPDATE {FTS_TABLE} SET document_id = :d WHERE document_id = :v"), moved)
+            conn.execute(text("UPDATE chunk SET document_id = :d WHERE document_id = :v"), moved)
+            s.exec(delete(Document).where(col(Document.id) == version_id))
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise NotFoundError(document_id)
+            count = s.exec(
+                select(func.count()).select_from(Chunk).where(col(Chunk.document_id) == document_id)
+            )
+            doc.chunk_count = int(count.one())
+            for key, value in fields.items():
+                setattr(doc, key, value)
+            s.add(doc)
+            s.commit()
+            return doc
+
+    def existing_chunk_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of the chunk ids that have a row now."""
+        out: set[str] = set()
+        with Session(self.engine) as s:
+            for i in range(0, len(ids), 500):  # bounded statements: ids may be many
+                batch = list(ids[i : i + 500])
+                out.update(s.exec(select(Chunk.id).where(col(Chunk.id).in_(batch))))
+        return out
+
+    def stems_in_use(self, stems: Sequence[str]) -> set[str]:
+        """Those of the stems some fragment's keyword row still has (any document, any state)."""
+        states = [st.name for st in DocumentStatus]
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for stem in safe_terms(stems):
+                if self.keywords.search(conn, [stem], 1, states, None):
+                    out.add(stem)
+        return out
 
     def delete_chunks(self, document_id: str) -> None:
         """Remove a document's chunks and keyword rows."""
@@ -276,7 +326,7 @@ class DocumentRepo:
         """Every chunk id grouped by its document id (for consistency checks)."""
         out: dict[str, list[str]] = {}
         with Session(self.engine) as s:
-            for cid, did in s.exec(select(Chunk.id, Chunk.document_id)):
+            for cid, did in s.exec(select(Chunk.id, Chunk.document_id)):  # versions' included
                 out.setdefault(did, []).append(cid)
         return out
 
@@ -298,7 +348,11 @@ class DocumentRepo:
         """Searchable documents and their chunks, plus how many documents are in each other state."""
         with Session(self.engine) as s:
             by_status = dict(
-                s.exec(select(Document.status, func.count()).group_by(col(Document.status))).all()
+                s.exec(
+                    select(Document.status, func.count())
+                    .where(col(Document.replaces).is_(None))
+                    .group_by(col(Document.status))
+                ).all()
             )
             chunks = s.exec(
                 select(func.count())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,8 +12,11 @@ from providers import (
     Usage,
 )
 from providers.offline import MODEL_ID, OfflineProvider
+from rag.access import Forbidden
 from rag.chat import CRASHED, INTERNAL, STOPPED, ChatService, TurnChoice, pending_question
 from rag.library import Library
+from storage import NotFoundError
+from storage.models import Role, User
 from tests.stand_in import StandInModel
 
 LEASE = (
@@ -176,3 +179,91 @@ def test_history_goes_to_the_model_and_short_follow_ups_retrieve_with_it(lease_l
     assert sent[1].content == "Какой срок аренды помещения?"
     assert "45 000" in sent[0].content  # the fragment found with the widened query
     assert lease_library.chats.get(first.chat.id).title == "Какой срок аренды помещения?"
+
+
+# -- managing chats: every change through the service, for the acting user --------------------
+
+
+def _team(make_library: Callable[..., Library]) -> tuple[Library, ChatService, User, User, User]:
+    """A library with sign-in on: an admin, alice (who owns the lease) and bob."""
+    lib = make_library(RAG_AUTH="password")
+    boss = lib.users.create("boss", role=Role.ADMIN)
+    alice = lib.users.create("alice")
+    bob = lib.users.create("bob")
+    assert lib.ingest("dogovor.txt", LEASE.encode(), user=alice).status == "indexed"
+    service = ChatService(
+        lib.chats,
+        lib.retriever,
+        {"offline": OfflineProvider()},
+        actor=lib.actor,
+        scope=lib.scope,
+        access=lib.access,
+    )
+    return lib, service, boss, alice, bob
+
+
+def test_another_users_chat_cannot_be_renamed_deleted_cleared_or_rescoped(
+    make_library: Callable[..., Library],
+) -> None:
+    lib, service, _boss, alice, bob = _team(make_library)
+    turn = service.ask(None, "Какой срок аренды?", OFFLINE, user=alice)
+    turn.run()
+    chat_id = turn.chat.id
+    for attempt in (
+        lambda: service.rename(chat_id, "чужой", user=bob),
+        lambda: service.delete(chat_id, user=bob),
+        lambda: service.clear(chat_id, user=bob),
+        lambda: service.choose_collections(chat_id, [], user=bob),
+        lambda: service.messages(chat_id, user=bob),
+    ):
+        with pytest.raises(NotFoundError):
+            attempt()
+    chat = lib.chats.get(chat_id)
+    assert chat.title == "Какой срок аренды?" and chat.collection_ids is None
+    assert len(lib.chats.messages(chat_id)) == 2
+    # The owner does all of it.
+    assert service.rename(chat_id, "  Аренда\u202e  ", user=alice).title == "Аренда"
+    service.clear(chat_id, user=alice)
+    assert service.messages(chat_id, user=alice) == []
+    service.delete(chat_id, user=alice)
+    assert service.chats_of(alice) == []
+
+
+def test_only_an_admin_clears_other_users_chats(make_library: Callable[..., Library]) -> None:
+    _lib, service, boss, alice, bob = _team(make_library)
+    service.ask(None, "Какой срок аренды?", OFFLINE, user=alice).run()
+    with pytest.raises(Forbidden):
+        service.clear_chats_of(alice.id, user=bob)
+    with pytest.raises(Forbidden):
+        service.clear_all(user=bob)
+    assert len(service.chats_of(alice)) == 1
+    assert service.clear_chats_of(alice.id, user=boss) == 1
+    assert service.chats_of(alice) == []
+
+
+def test_deselecting_every_collection_searches_none_never_all(make_library: Callable[..., Library]) -> None:
+    lib, service, _boss, alice, bob = _team(make_library)
+    first = service.ask(None, "Какой срок аренды?", OFFLINE, user=alice)
+    first.run()
+    assert first.sources  # every readable collection by default
+    chat = service.choose_collections(first.chat.id, [], user=alice)
+    assert chat.collection_ids == [] and service.searches_nothing(chat)
+    turn = service.ask(chat.id, "Какой срок аренды?", OFFLINE, user=alice)
+    turn.run()
+    assert turn.sources == [] and "11 месяцев" not in turn.text
+    assert lib.chats.get(chat.id).collection_ids == []  # asking keeps the choice
+    # A collection the user cannot read does not exist for them: it is dropped, not searched.
+    bobs = lib.access.personal_collection(bob)
+    assert service.choose_collections(chat.id, [bobs.id], user=alice).collection_ids == []
+    personal = lib.access.personal_collection(alice)
+    assert service.choose_collections(chat.id, [personal.id], user=alice).collection_ids == [personal.id]
+    again = service.ask(chat.id, "Какой срок аренды?", OFFLINE, user=alice)
+    again.run()
+    assert again.sources
+
+
+def test_chat_titles_are_cleaned_at_the_door(lease_library: Library) -> None:
+    service = service_for(lease_library)
+    turn = service.ask(None, "\u202eсрок\u200b аренды?\x07", OFFLINE)
+    assert turn.chat.title == "срок аренды?"
+    assert service.rename(turn.chat.id, "\u200b\u2066").title == "без имени"

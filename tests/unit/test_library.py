@@ -149,34 +149,30 @@ def test_a_bad_file_fails_alone(library: Library) -> None:
     assert library.check().ok
 
 
-def test_failure_after_rows_are_written_leaves_nothing(make_library: Callable[..., Library]) -> None:
+def test_a_vector_failure_after_the_keyword_stage_keeps_the_keywords(
+    make_library: Callable[..., Library],
+) -> None:
     # The vector store refuses vectors of another size: this happens after the chunk and
-    # keyword rows are written, so the failure must roll them back.
+    # keyword rows are written. The document stays found by keyword; repair finishes it.
     emb = HashEmbedder(dim=16)
     lib = make_library(embedder_=emb)
     ok = lib.ingest("dogovor.txt", LEASE.encode())
     assert ok.status == "indexed"
     emb.dim = 8
     res = lib.ingest("borsch.txt", RECIPE.encode())
-    assert res.status == "failed"
-    assert "borsch.txt" in res.message and "ошибка" in res.message
-    assert res.document is not None
-    assert lib.docs.get(res.document.id).status == DocumentStatus.FAILED
-    assert_no_index_left(lib, res.document.id)
-    # The failed file is not counted as searchable (the sidebar's «В поиске: N док.»).
-    assert lib.docs.totals() == {
-        "documents": 1,
-        "chunks": ok.document.chunk_count,  # type: ignore[union-attr]
-        "failed": 1,
-        "indexing": 0,
-    }
+    assert res.status == "indexed" and res.document is not None
+    assert "borsch.txt" in res.message and "Исправить" in res.message and res.warnings == [res.message]
+    doc = lib.docs.get(res.document.id)
+    assert doc.status == DocumentStatus.KEYWORDS and doc.error == res.message
+    assert keyword_rows(lib, doc.id) == doc.chunk_count > 0
+    assert lib.retriever.search("как варить борщ", k=1, method="keyword")[0].document_id == doc.id
+    assert lib.check().unfinished_vectors == ["borsch.txt"]
+    emb.dim = 16  # the store is back
+    lib.check(repair=True)
+    after = lib.docs.get(doc.id)
+    assert after.status == DocumentStatus.READY and after.error is None
+    assert lib.retriever.search("как варить борщ", k=1, method="dense")[0].document_id == doc.id
     assert lib.check().ok
-    # Uploading the same file again retries it in the same row.
-    emb.dim = 16
-    retry = lib.ingest("borsch.txt", RECIPE.encode())
-    assert retry.status == "indexed"
-    assert retry.document is not None and retry.document.id == res.document.id
-    assert lib.docs.get(res.document.id).error is None
 
 
 class GatedEmbedder(HashEmbedder):
@@ -303,10 +299,12 @@ def test_recover_after_a_simulated_crash(make_library: Callable[..., Library]) -
     assert reopened.check().ok
 
 
-def test_reindex_without_the_original_fails_with_advice(library: Library) -> None:
+def test_reindex_of_a_failed_document_without_the_original_asks_for_the_file(library: Library) -> None:
     doc = library.ingest("dogovor.txt", LEASE.encode()).document
     assert doc is not None
     library.originals.delete(doc.stored_path or "")
+    library.docs.delete_chunks(doc.id)
+    library.docs.update(doc.id, status=DocumentStatus.FAILED, error=INTERRUPTED, chunk_count=0)
     res = library.reindex(doc.id)
     assert res.status == "failed"
     assert "загрузите его заново" in res.message
@@ -471,7 +469,8 @@ class Interrupted(BaseException):
 
 def test_interrupted_reindex_does_not_leave_the_file_indexing(make_library: Callable[..., Library]) -> None:
     # «Переиндексировать» ran on the page's thread; any click raised Streamlit's stop signal in
-    # its progress callback and left the file «индексируется», purged and out of search.
+    # its progress callback and left the file «индексируется», purged and out of search. Now the
+    # new version is built beside the current one, which stays as it was.
     lib = make_library(embedder_=HashEmbedder())
     doc = lib.ingest("dogovor.txt", LEASE.encode()).document
     assert doc is not None
@@ -483,9 +482,10 @@ def test_interrupted_reindex_does_not_leave_the_file_indexing(make_library: Call
     with pytest.raises(Interrupted):
         lib.reindex(doc.id, click)
     after = lib.docs.get(doc.id)
-    assert after.status == DocumentStatus.FAILED and after.error == INTERRUPTED
+    assert after.status == DocumentStatus.READY and after.error is None
     assert lib.check().ok
     assert not lib.is_busy(doc.id)
+    assert lib.retriever.search("срок аренды", k=1)[0].document_id == doc.id
     assert lib.reindex(doc.id).status == "indexed"
     assert lib.retriever.search("срок аренды", k=1)[0].document_id == doc.id
 
