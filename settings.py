@@ -75,8 +75,15 @@ class Settings(BaseSettings):
     # the password they have, so changing it in the UI survives a restart.
     admin_user: str | None = Field(default=None, alias="RAG_ADMIN_USER")
     admin_password: SecretStr | None = Field(default=None, alias="RAG_ADMIN_PASSWORD")
-    # Comma-separated e-mails that sign in as admins under RAG_AUTH=oidc.
+    # Comma-separated e-mails that sign in as admins under RAG_AUTH=oidc (only when the provider
+    # verified the address).
     admin_emails: str = Field(default="", alias="RAG_ADMIN_EMAILS")
+    # Who may get an account under RAG_AUTH=oidc: comma-separated domains and addresses (both
+    # empty: anyone the provider signs in); only addresses the provider verified count (rag.oidc).
+    oidc_allowed_domains: str = Field(default="", alias="RAG_OIDC_ALLOWED_DOMAINS")
+    oidc_allowed_emails: str = Field(default="", alias="RAG_OIDC_ALLOWED_EMAILS")
+    # What a first OIDC sign-in creates: an active member, or an inactive account an admin approves.
+    oidc_new_users: Literal["member", "pending"] = Field(default="member", alias="RAG_OIDC_NEW_USERS")
 
     # Remote providers: names follow the vendors' SDKs so one secrets file serves both.
     # Keys are SecretStr: they never show up in a repr, a log line or an error message.

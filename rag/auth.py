@@ -7,7 +7,8 @@ stay in ``rag.access``. Every refusal a user should read is a ``SignInRefused`` 
 - RAG_AUTH=password: the first visitor of a fresh install creates the admin
   (``create_first_admin``), or the operator sets RAG_ADMIN_USER/RAG_ADMIN_PASSWORD
   (``bootstrap``); then everyone signs in by name and password (``sign_in``).
-- RAG_AUTH=oidc: the identity provider vouches for the e-mail (``oidc_user``).
+- RAG_AUTH=oidc: the identity provider names the person (issuer and ``sub``) and may vouch for
+  their e-mail (``oidc_user``, rules in ``rag.oidc``); RAG_OIDC_* decide who gets an account.
 - Either way the session is a signed token (``issue_token``/``user_from_token``) that dies
   with a password change, a reset or the account being disabled.
 """
@@ -24,7 +25,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from rag import RagError
 from rag.access import AccessControl, Forbidden
+from rag.oidc import ADDRESS_TAKEN, NOT_PENDING, PENDING, OidcIdentity, OidcPolicy
 from rag.passwords import check_password_rules, hash_password, verify_password
 from settings import Settings
 from storage import NotFoundError
@@ -295,47 +297,118 @@ class AuthService:
 
     # -- OIDC ---------------------------------------------------------------------------------
 
-    def oidc_user(self, email: str, name: str, admin_emails: Collection[str]) -> User:
-        """The user of an e-mail the identity provider vouched for, made a member on first sign-in.
+    def oidc_user(self, claims: Mapping[str, object], policy: OidcPolicy) -> User:
+        """The account of the person an ID token's claims (``st.user``) name; refused in Russian otherwise.
 
-        ``name`` is the provider's display name; it is not stored (a user's name is their e-mail).
-        An e-mail in ``admin_emails`` signs in as an admin; a member is promoted once listed.
+        The account is keyed on the issuer and ``sub``. The address counts only when the provider
+        verified it: for the admin list, the allow-lists, and binding an account made before
+        identities were stored (rag.oidc). A first sign-in creates an active member, or under
+        RAG_OIDC_NEW_USERS=pending an inactive account that an admin approves.
         """
-        address = email.strip()
-        key = address.lower()
-        if not key:
-            raise SignInRefused("Провайдер входа не сообщил адрес электронной почты.")
-        wanted = Role.ADMIN if key in {e.strip().lower() for e in admin_emails if e.strip()} else None
+        identity = OidcIdentity.from_claims(claims)
+        if isinstance(identity, str):
+            raise SignInRefused(identity)
+        reason = policy.refusal(identity)
+        if reason is not None:
+            raise SignInRefused(reason)
+        admin = policy.is_admin(identity)
         with self._admin_lock:
-            user = self._by_email(key)
-            became_admin = False
+            user = self.users.by_oidc(identity.issuer, identity.subject) or self._bind_earlier(identity)
+            created = user is None
             if user is None:
-                try:
-                    user = self.users.create(key, role=wanted or Role.MEMBER, email=address)
-                except AlreadyExists:  # a concurrent first sign-in made it a moment ago
-                    user = self.users.by_name(key)
-                    if user is None:
-                        raise
-                else:
-                    became_admin = user.role == Role.ADMIN
-                    log.info("user %r created at first OIDC sign-in", user.name)
-            if not user.active:
+                user = self._create_oidc(identity, policy, admin)
+            changes: dict[str, object] = {}
+            if user.pending and not user.active and admin:
+                changes.update(active=True, pending=False)  # the operator named them: no wait
+            elif not user.active:
+                if user.pending:
+                    raise SignInRefused(PENDING.format(address=identity.address))
                 raise Forbidden(ACCOUNT_DISABLED)
-            if wanted == Role.ADMIN and user.role != Role.ADMIN:
-                user = self.users.update(user.id, role=Role.ADMIN)
-                became_admin = True
+            if identity.verified and user.email != identity.address:
+                changes["email"] = identity.address  # a label only: the account is the identity
+            if admin and user.role != Role.ADMIN:
+                changes["role"] = Role.ADMIN
+            if changes:
+                user = self.users.update(user.id, **changes)
+            became_admin = user.role == Role.ADMIN and (created or "role" in changes)
             if became_admin and self.users.admins()[0].id == user.id:
                 # The first admin of the install receives the rows from before teams.
                 self.users.claim_unowned(user.id)
         return user
 
-    def _by_email(self, key: str) -> User | None:
-        """The user with this e-mail (any case), or named by it."""
-        # A linear scan: the repo has no e-mail lookup, and a team's users are few.
-        for user in self.users.list_all():
-            if (user.email or "").strip().lower() == key:
-                return user
-        return self.users.by_name(key)
+    def _bind_earlier(self, identity: OidcIdentity) -> User | None:
+        """The account made before identities were stored that this verified address owns, now bound.
+
+        Only accounts without an identity qualify (an earlier release's OIDC users, or accounts
+        an admin made under the address); one bound to another identity is never taken over.
+        """
+        if not identity.verified:
+            return None
+        for user in self.users.list_all():  # a team's users are few
+            if user.oidc_subject is not None:
+                continue
+            if identity.key not in (user.name, (user.email or "").strip().lower()):
+                continue
+            if self.users.bind_oidc(user.id, identity.issuer, identity.subject):
+                log.info("user %r bound to their OIDC identity", user.name)
+                return self.users.get(user.id)
+        return None
+
+    def _create_oidc(self, identity: OidcIdentity, policy: OidcPolicy, admin: bool) -> User:
+        """The account of a first sign-in; SignInRefused when its verified address is another's."""
+        active = admin or policy.new_users == "member"
+        name = identity.key if identity.verified else identity.unverified_name()
+        try:
+            user = self.users.create(
+                name,
+                role=Role.ADMIN if admin else Role.MEMBER,
+                email=identity.address if identity.verified else None,
+                oidc_issuer=identity.issuer,
+                oidc_subject=identity.subject,
+                active=active,
+                pending=not active,
+            )
+        except AlreadyExists:
+            # A concurrent first sign-in of the same person made it a moment ago; otherwise the
+            # name, and so the verified address, belongs to another identity's account.
+            user_or_none = self.users.by_oidc(identity.issuer, identity.subject)
+            if user_or_none is None:
+                raise SignInRefused(ADDRESS_TAKEN.format(address=identity.address)) from None
+            return user_or_none
+        log.info("user %r created at first OIDC sign-in%s", user.name, "" if active else " (pending)")
+        return user
+
+    def pending_users(self, actor: User) -> list[User]:
+        """Accounts that wait for an admin's approval, oldest first (admins only)."""
+        self._require_current_admin(actor)
+        waiting = [u for u in self.users.list_all() if u.pending and not u.active]
+        return sorted(waiting, key=lambda u: u.created_at)
+
+    def approve_user(self, actor: User, user_id: str) -> User:
+        """Let a waiting account in (admins only)."""
+        return self._settle(actor, user_id, active=True)
+
+    def reject_user(self, actor: User, user_id: str) -> User:
+        """Turn a waiting account away: it stays, disabled, so the same sign-in is refused (admins only)."""
+        return self._settle(actor, user_id, active=False)
+
+    def _settle(self, actor: User, user_id: str, active: bool) -> User:
+        admin = self._require_current_admin(actor)
+        target = self.users.get(user_id)
+        if not target.pending or target.active:
+            raise Forbidden(NOT_PENDING.format(name=target.name))
+        settled = self.users.update(target.id, active=active, pending=False)
+        log.info("user %r %s by %r", settled.name, "approved" if active else "rejected", admin.name)
+        return settled
+
+    def _require_current_admin(self, actor: User) -> User:
+        """The actor as stored now if an active admin, else Forbidden (a stale object proves nothing)."""
+        try:
+            current = self.users.get(actor.id)
+        except NotFoundError:
+            raise Forbidden("Это действие доступно только администратору.") from None
+        self.access.require_admin(current)
+        return current
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -59,14 +59,25 @@ class Access(StrEnum):
 class User(SQLModel, table=True):
     """A person who signs in (or the single local user when sign-in is off)."""
 
+    # Under OIDC an account is the provider's person, whatever address they have (rag.oidc).
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_oidc_identity"),)
+
     id: str = Field(default_factory=new_id, primary_key=True)
-    # The sign-in name, stored lowercased; under OIDC the e-mail.
+    # The sign-in name, stored lowercased; under OIDC the verified e-mail (an unverified one
+    # with a mark of the identity appended, so it never holds somebody else's address).
     name: str = Field(unique=True, index=True)
     email: str | None = Field(default=None, index=True)
     role: Role = Role.MEMBER
     password_hash: str | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    # Under OIDC: the provider (``iss``) and its never reassigned id of the person (``sub``).
+    # None for password and local users, and for an account made before these were stored,
+    # until its owner's next sign-in with a verified address.
+    oidc_issuer: str | None = None
+    oidc_subject: str | None = None
+    # Made by a first OIDC sign-in under RAG_OIDC_NEW_USERS=pending: inactive until an admin approves.
+    pending: bool = False
 
 
 class Collection(SQLModel, table=True):

@@ -62,6 +62,28 @@ class UserRepo:
         with Session(self.engine, expire_on_commit=False) as s:
             return s.exec(select(User).where(col(User.name) == normalise_name(name))).first()
 
+    def by_oidc(self, issuer: str, subject: str) -> User | None:
+        """The user an OpenID Connect provider's person (``iss``, ``sub``) is bound to, if any."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(User).where(col(User.oidc_issuer) == issuer, col(User.oidc_subject) == subject)
+            return s.exec(stmt).first()
+
+    def bind_oidc(self, user_id: str, issuer: str, subject: str) -> bool:
+        """Bind a user without an identity to one; False when they got one meanwhile (or it is taken)."""
+        stmt = (
+            update(User)
+            .where(col(User.id) == user_id, col(User.oidc_subject).is_(None))
+            .values(oidc_issuer=issuer, oidc_subject=subject)
+        )
+        try:
+            with Session(self.engine) as s:
+                # One conditional UPDATE: two replicas binding the same account cannot both win.
+                bound = s.exec(stmt).rowcount == 1
+                s.commit()
+        except IntegrityError:  # the identity was bound to (or created as) another user meanwhile
+            return False
+        return bound
+
     def list_all(self) -> list[User]:
         """Every user, by name."""
         with Session(self.engine, expire_on_commit=False) as s:

@@ -15,6 +15,7 @@ import streamlit as st
 
 from rag import RagError
 from rag.auth import SignInRefused
+from rag.oidc import OidcPolicy
 from storage import NotFoundError
 from storage.models import User
 from ui.markup import literal
@@ -176,16 +177,11 @@ def _oidc_user() -> User | None:
         if st.button("Войти", type="primary"):
             st.login()
         return None
-    email = str(st.user.get("email") or "")
-    if not email:
-        st.error("Провайдер входа не передал адрес электронной почты: обратитесь к администратору.")
-        return None
-    settings = get_settings()
-    admins = {e.strip().lower() for e in settings.admin_emails.split(",") if e.strip()}
     try:
-        user = get_auth_service().oidc_user(email, str(st.user.get("name") or email), admins)
+        # The service reads who this is (issuer and sub) and whether the address is verified.
+        user = get_auth_service().oidc_user(st.user, OidcPolicy.from_settings(get_settings()))
     except RagError as exc:
-        st.error(str(exc))
+        st.error(literal(str(exc)))  # it quotes the provider's address, which the user may choose
         if st.button("Выйти"):
             st.logout()
         return None

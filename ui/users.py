@@ -14,6 +14,7 @@ import streamlit as st
 from rag import RagError
 from storage.models import Role, User
 from ui.markup import literal
+from ui.pending import pending_section
 from ui.resources import get_auth_service, get_library, get_settings
 
 ROLE_RU = {Role.ADMIN: "администратор", Role.MEMBER: "участник"}
@@ -24,6 +25,7 @@ def users_section(me: User) -> None:
     settings = get_settings()
     library = get_library()
     auth = get_auth_service()
+    pending_section(me)  # accounts waiting for approval (ui/pending.py)
     st.subheader("Пользователи")
     if settings.auth_mode == "none":
         st.caption(

@@ -1,10 +1,15 @@
 """A real OpenID Connect provider for the RAG_AUTH=oidc tests: ``node tests/e2e/oidc/server.mjs``.
 
 panva's certified ``oidc-provider`` (npm, pinned in ``tests/e2e/oidc/package-lock.json``;
-``scripts/test-servers.sh`` installs it) with one confidential client and two accounts:
+``scripts/test-servers.sh`` installs it) with one confidential client and these accounts (the
+name typed into the provider's form / password; each account's ``sub`` is that name):
 
 * ``alice@example.test`` / ``alice-pass``: an admin in the test configuration;
-* ``bob@example.test`` / ``bob-pass``: a member.
+* ``bob@example.test`` / ``bob-pass``: a member;
+* ``carol@example.test`` / ``carol-pass``: a newcomer (waits for approval under ``pending``);
+* ``mallory`` / ``mallory-pass``: claims alice's address, which the provider has not verified;
+* ``twin`` / ``twin-pass``: a second account whose verified address is bob's;
+* ``eve@elsewhere.test`` / ``eve-pass``: a verified address outside the allowed domain.
 
 Without ``node`` or the installed packages the tests skip themselves on a developer machine and
 fail in CI (env ``CI`` set).
@@ -30,6 +35,10 @@ OIDC_DIR = REPO_ROOT / "tests" / "e2e" / "oidc"
 CLIENT_ID = "rag-test"
 ALICE = ("alice@example.test", "alice-pass")
 BOB = ("bob@example.test", "bob-pass")
+CAROL = ("carol@example.test", "carol-pass")
+MALLORY = ("mallory", "mallory-pass")
+TWIN = ("twin", "twin-pass")
+EVE = ("eve@elsewhere.test", "eve-pass")
 READY_TIMEOUT = 30.0
 
 

@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import shutil
+import sqlite3
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.harness import REPO_ROOT, AppServer, browser, free_port, wait_for_app
-from tests.e2e.oidc_provider import ALICE, BOB, Provider, run_provider
+from tests.e2e.oidc_provider import ALICE, BOB, CAROL, EVE, MALLORY, TWIN, Provider, run_provider
 
 SHOTS = REPO_ROOT / "artifacts" / "e2e"
 ADMIN_BUTTONS = ("Очистить все чаты", "Проверить целостность", "Пересчитать векторы")
@@ -195,10 +196,9 @@ class Stack:
     chromium: Any
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One provider, one app (RAG_AUTH=oidc, alice an admin) and one browser for the module."""
-    root = tmp_path_factory.mktemp("oidc")
+@contextmanager
+def running_stack(root: Path, env: dict[str, str], chromium: Any) -> Iterator[Stack]:
+    """A provider and the app (RAG_AUTH=oidc and ``env``), seen through the module's browser."""
     port = free_port()
     redirect_uri = f"http://localhost:{port}/oauth2callback"
     with run_provider([redirect_uri]) as provider:
@@ -207,16 +207,55 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         app = OidcApp(
             data_dir=root / "data",
             log_path=root / "app.log",
-            env={"RAG_AUTH": "oidc", "RAG_ADMIN_EMAILS": ALICE[0]},
+            env={"RAG_AUTH": "oidc", **env},
             port=port,
             workdir=workdir,
         )
         app.start()
         try:
-            with browser() as chromium:
-                yield Stack(app=app, provider=provider, chromium=chromium)
+            yield Stack(app=app, provider=provider, chromium=chromium)
         finally:
             app.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One browser for the module (Playwright's sync API allows one at a time)."""
+    with browser() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[Stack]:
+    """One provider and one app: alice an admin, anyone the provider knows may come in."""
+    env = {"RAG_ADMIN_EMAILS": ALICE[0]}
+    with running_stack(tmp_path_factory.mktemp("oidc"), env, chromium) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[Stack]:
+    """An app that admits only verified addresses of example.test, whose newcomers wait for approval."""
+    env = {
+        "RAG_ADMIN_EMAILS": ALICE[0],
+        "RAG_OIDC_ALLOWED_DOMAINS": "example.test",
+        "RAG_OIDC_NEW_USERS": "pending",
+    }
+    with running_stack(tmp_path_factory.mktemp("oidc-strict"), env, chromium) as running:
+        yield running
+
+
+def shown(address: str) -> re.Pattern[str]:
+    """An address as the page shows it: a word joiner may follow the «@» (ui.markup.literal)."""
+    local, _, domain = address.partition("@")
+    return re.compile(f"{re.escape(local)}@\u2060?{re.escape(domain)}")
+
+
+def user_rows(stack: Stack) -> list[tuple[str, str | None, bool]]:
+    """Every account of the app's library: name, e-mail, active."""
+    with sqlite3.connect(stack.app.data_dir / "rag.sqlite3") as conn:
+        rows = conn.execute('SELECT name, email, active FROM "user" ORDER BY name').fetchall()
+    return [(name, email, bool(active)) for name, email, active in rows]
 
 
 def new_page(stack: Stack) -> Any:
@@ -246,20 +285,35 @@ def open_signed_out(page: Any, stack: Stack) -> None:
     expect(sign_in_button(page)).to_be_visible(timeout=20_000)
 
 
-def sign_in(page: Any, stack: Stack, email: str, password: str) -> None:
-    """From the signed-out page through the provider's form back to the app's chat page."""
+def through_provider(page: Any, stack: Stack, login: str, password: str) -> None:
+    """From the signed-out page through the provider's form back to the app."""
     open_signed_out(page, stack)
     sign_in_button(page).click()
     page.wait_for_url(f"{stack.provider.issuer}/interaction/**", timeout=30_000)
-    fill_login_form(page, email, password)
+    fill_login_form(page, login, password)
     page.wait_for_url(f"{stack.app.url}/**", timeout=30_000)
+
+
+def sign_in(page: Any, stack: Stack, email: str, password: str) -> None:
+    """Sign in through the provider and wait for the app's chat page."""
+    through_provider(page, stack, email, password)
     page.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)
     wait_for_app(page)
 
 
+def sign_in_refused(page: Any, stack: Stack, login: str, password: str, reason: str) -> None:
+    """Sign in through the provider; the app shows ``reason`` and nothing of the library."""
+    through_provider(page, stack, login, password)
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text(reason)).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    expect(page.get_by_test_id("stChatInputTextArea")).to_have_count(0)
+    expect(page.get_by_role("link", name="Администрирование")).to_have_count(0)
+
+
 def expect_signed_in_as(page: Any, email: str) -> None:
     sidebar = page.get_by_test_id("stSidebar")
-    expect(sidebar.get_by_text(email)).to_be_visible(timeout=20_000)
+    expect(sidebar.get_by_text(shown(email))).to_be_visible(timeout=20_000)
     expect(sidebar.get_by_role("button", name="Выйти")).to_be_visible()
     expect(sign_in_button(page)).to_have_count(0)
 
@@ -304,7 +358,7 @@ def test_admin_signs_in_keeps_session_on_reload_and_signs_out(stack: Stack) -> N
         page.reload()
         wait_for_app(page)
         expect(sign_in_button(page)).to_be_visible(timeout=20_000)
-        expect(page.get_by_text(ALICE[0])).to_have_count(0)
+        expect(page.get_by_text(shown(ALICE[0]))).to_have_count(0)
 
 
 def test_member_sees_no_admin_page(stack: Stack) -> None:
@@ -326,3 +380,86 @@ def test_member_sees_no_admin_page(stack: Stack) -> None:
         expect(page.get_by_role("heading", name="Проиндексированные файлы")).to_have_count(0)
         # Still bob, still signed in.
         expect_signed_in_as(page, BOB[0])
+
+
+# ---------------------------------------------------------------- who the app lets in (issue 18)
+
+
+def test_an_unverified_address_equal_to_the_admins_gets_no_rights(stack: Stack) -> None:
+    """mallory's provider account claims alice's address, unverified: her own member account, not alice's."""
+    page = new_page(stack)
+    with diagnosed(stack, page, "mallory"):
+        sign_in(page, stack, *MALLORY)
+        shot(page, "40-mallory-signed-in")
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("(участник)")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("link", name="Администрирование")).to_have_count(0)
+        page.goto(f"{stack.app.url}/admin")
+        wait_for_app(page)
+        for label in ADMIN_BUTTONS:
+            expect(page.get_by_role("button", name=label)).to_have_count(0)
+    accounts = {name: (email, active) for name, email, active in user_rows(stack)}
+    # No account holds alice's address for mallory, so alice still gets hers (and admin rights).
+    assert ALICE[0] not in accounts or accounts[ALICE[0]] == (ALICE[0], True)
+    assert [n for n in accounts if n.startswith(ALICE[0]) and n != ALICE[0]], accounts
+
+
+def test_a_second_account_with_the_same_address_is_refused(stack: Stack) -> None:
+    bob = new_page(stack)
+    with diagnosed(stack, bob, "bob-first"):
+        sign_in(bob, stack, *BOB)
+        expect_signed_in_as(bob, BOB[0])
+    before = user_rows(stack)
+    page = new_page(stack)
+    with diagnosed(stack, page, "twin"):
+        sign_in_refused(page, stack, *TWIN, reason="уже принадлежит другой учётной записи")
+        shot(page, "41-twin-refused")
+    assert user_rows(stack) == before
+
+
+def test_a_domain_outside_the_list_is_refused(strict: Stack) -> None:
+    page = new_page(strict)
+    with diagnosed(strict, page, "eve"):
+        sign_in_refused(page, strict, *EVE, reason="вход в это приложение не разрешён")
+        shot(page, "50-eve-refused")
+        page.reload()
+        wait_for_app(page)
+        expect(page.get_by_test_id("stChatInputTextArea")).to_have_count(0)
+    assert [row for row in user_rows(strict) if "elsewhere" in row[0]] == []
+
+
+def test_an_unverified_address_is_refused_under_an_allow_list(strict: Stack) -> None:
+    page = new_page(strict)
+    with diagnosed(strict, page, "mallory-strict"):
+        sign_in_refused(page, strict, *MALLORY, reason="не подтверждён")
+        shot(page, "51-mallory-refused")
+    assert [row for row in user_rows(strict) if row[0].startswith(ALICE[0])] == []
+
+
+def test_a_newcomer_waits_until_an_admin_approves(strict: Stack) -> None:
+    carol = new_page(strict)
+    with diagnosed(strict, carol, "carol-pending"):
+        sign_in_refused(carol, strict, *CAROL, reason="ждёт одобрения администратора")
+        shot(carol, "52-carol-waits")
+    assert (CAROL[0], CAROL[0], False) in user_rows(strict)
+
+    alice = new_page(strict)
+    with diagnosed(strict, alice, "alice-approves"):
+        sign_in(alice, strict, *ALICE)
+        alice.get_by_role("link", name="Администрирование").click()
+        alice.get_by_role("heading", name="Ждут одобрения").wait_for(timeout=60_000)
+        wait_for_app(alice)
+        expect(alice.get_by_test_id("stMain").get_by_text(shown(CAROL[0])).first).to_be_visible()
+        shot(alice, "53-alice-sees-carol")
+        alice.get_by_role("button", name="Одобрить").click()
+        notice = re.compile(f"«{shown(CAROL[0]).pattern}» одобрен")
+        expect(alice.get_by_text(notice)).to_be_visible(timeout=30_000)
+        expect(alice.get_by_role("button", name="Одобрить")).to_have_count(0)
+    assert (CAROL[0], CAROL[0], True) in user_rows(strict)
+
+    with diagnosed(strict, carol, "carol-approved"):
+        carol.reload()
+        carol.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)
+        wait_for_app(carol)
+        expect_signed_in_as(carol, CAROL[0])
+        shot(carol, "54-carol-approved")

@@ -312,46 +312,7 @@ def test_the_last_admin_cannot_be_disabled_or_demoted(auth: AuthService, admin: 
         auth.set_active(promoted, alice.id, False)
 
 
-# -- OIDC ---------------------------------------------------------------------------------------
-
-
-def test_oidc_creates_a_member_and_finds_them_again(library: Library, auth: AuthService) -> None:
-    old_chat = library.chats.create(title="старый")
-    user = auth.oidc_user("Ivan.Petrov@Example.com", "Иван Петров", admin_emails=[])
-    assert (user.name, user.role, user.active) == ("ivan.petrov@example.com", Role.MEMBER, True)
-    assert user.password_hash is None
-    # A member receives nothing of the old rows.
-    assert library.chats.get(old_chat.id).owner_id is None
-    again = auth.oidc_user("ivan.petrov@example.COM", "Иван", admin_emails=[])
-    assert again.id == user.id
-    assert len(library.users.list_all()) == 1
-
-
-def test_oidc_listed_admin_is_created_admin_and_claims_old_rows(library: Library, auth: AuthService) -> None:
-    old_chat = library.chats.create(title="старый")
-    boss = auth.oidc_user("boss@example.com", "Boss", admin_emails=[" BOSS@example.com ", ""])
-    assert boss.role == Role.ADMIN
-    assert library.chats.get(old_chat.id).owner_id == boss.id
-
-
-def test_oidc_promotes_a_member_added_to_the_list(auth: AuthService) -> None:
-    member = auth.oidc_user("ann@example.com", "Ann", admin_emails=["boss@example.com"])
-    assert member.role == Role.MEMBER
-    promoted = auth.oidc_user("ann@example.com", "Ann", admin_emails=["ann@example.com"])
-    assert promoted.id == member.id and promoted.role == Role.ADMIN
-    # Leaving the list later does not demote: the admin may have been made one on the page.
-    assert auth.oidc_user("ann@example.com", "Ann", admin_emails=[]).role == Role.ADMIN
-
-
-def test_oidc_refuses_a_disabled_user(auth: AuthService) -> None:
-    boss = auth.oidc_user("boss@example.com", "Boss", admin_emails=["boss@example.com"])
-    ann = auth.oidc_user("ann@example.com", "Ann", admin_emails=[])
-    auth.set_active(boss, ann.id, False)
-    with pytest.raises(Forbidden, match="Учётная запись отключена"):
-        auth.oidc_user("Ann@example.com", "Ann", admin_emails=["ann@example.com"])
-    assert auth.users.get(ann.id).role == Role.MEMBER
-    with pytest.raises(SignInRefused):
-        auth.oidc_user("  ", "Nobody", admin_emails=[])
+# -- OIDC: tests/unit/test_oidc_identity.py ------------------------------------------------------
 
 
 # -- the session secret -------------------------------------------------------------------------

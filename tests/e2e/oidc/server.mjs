@@ -31,19 +31,32 @@ if (!Number.isInteger(port) || port <= 0 || !clientSecret || redirectUris.length
 const issuer = `http://127.0.0.1:${port}`;
 const CLIENT_ID = 'rag-test';
 
-// The accounts of the test configuration: alice is an admin there (RAG_ADMIN_EMAILS), bob a member.
+// The accounts of the test configuration, by the name typed into the login form: alice is an admin
+// there (RAG_ADMIN_EMAILS), bob a member. The others try to get in as someone they are not:
+// mallory claims alice's address without the provider having verified it, twin is a second account
+// whose (verified) address is bob's, and eve's verified address is outside the allowed domains.
+// carol is an ordinary newcomer (her account waits for an admin when RAG_OIDC_NEW_USERS=pending).
 const ACCOUNTS = {
   'alice@example.test': { password: 'alice-pass', name: 'Alice Admin' },
   'bob@example.test': { password: 'bob-pass', name: 'Bob Member' },
+  'carol@example.test': { password: 'carol-pass', name: 'Carol Newcomer' },
+  mallory: { password: 'mallory-pass', name: 'Mallory', email: 'alice@example.test', verified: false },
+  twin: { password: 'twin-pass', name: 'Bob Twin', email: 'bob@example.test' },
+  'eve@elsewhere.test': { password: 'eve-pass', name: 'Eve Outsider' },
 };
 
-function account(email) {
-  const known = ACCOUNTS[email];
+const lookUp = (login) => (Object.hasOwn(ACCOUNTS, login) ? ACCOUNTS[login] : undefined);
+
+function account(login) {
+  const known = lookUp(login);
   if (!known) return undefined;
+  // The subject is the login name: stable per account, and never another account's.
+  const email = known.email ?? login;
+  const verified = known.verified ?? true;
   return {
-    accountId: email,
+    accountId: login,
     async claims() {
-      return { sub: email, email, email_verified: true, name: known.name };
+      return { sub: login, email, email_verified: verified, name: known.name };
     },
   };
 }
@@ -154,7 +167,7 @@ function loginForm(uid, { login = '', error = '' } = {}) {
     `<h1>Test OIDC provider</h1>
 ${error ? `<p role="alert">${escape(error)}</p>` : ''}
 <form method="post" action="/interaction/${escape(uid)}/login" autocomplete="off">
-<label for="login">E-mail</label><input id="login" name="login" type="email" value="${escape(login)}" required autofocus>
+<label for="login">E-mail</label><input id="login" name="login" type="text" value="${escape(login)}" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" required>
 <button type="submit">Sign in</button>
 </form>`,
@@ -190,7 +203,7 @@ async function interaction(req, res) {
   if (req.method === 'POST' && url.pathname === `/interaction/${uid}/login`) {
     const form = await readForm(req);
     const login = (form.get('login') ?? '').trim().toLowerCase();
-    const known = ACCOUNTS[login];
+    const known = lookUp(login);
     if (!known || known.password !== form.get('password')) {
       send(res, 200, loginForm(uid, { login, error: 'Wrong e-mail or password.' }));
       return;
