@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # the password they have, so changing it in the UI survives a restart.
     admin_user: str | None = Field(default=None, alias="RAG_ADMIN_USER")
     admin_password: SecretStr | None = Field(default=None, alias="RAG_ADMIN_PASSWORD")
+    # argon2 checks of passwords at once per process (each holds 64 MiB): more sign-ins wait.
+    max_password_checks: int = Field(default=4, ge=1, le=64, alias="RAG_MAX_PASSWORD_CHECKS")
     # Comma-separated e-mails that sign in as admins under RAG_AUTH=oidc (only when the provider
     # verified the address).
     admin_emails: str = Field(default="", alias="RAG_ADMIN_EMAILS")

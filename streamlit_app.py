@@ -8,7 +8,9 @@ import streamlit as st
 from ui.auth import account_panel, signed_in_user
 from ui.resources import begin_run, get_library
 
-st.set_page_config(page_title="Мультимодальный RAG", page_icon=":material/library_books:", layout="wide")
+# An emoji icon is drawn by the browser itself (a data: URL); a :material/…: page icon would be
+# fetched from fonts.gstatic.com on every page load.
+st.set_page_config(page_title="Мультимодальный RAG", page_icon="📚", layout="wide")
 
 CHAT = st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True)
 DOCUMENTS = st.Page("app_pages/documents.py", title="Документы", icon=":material/description:")
@@ -18,6 +20,9 @@ try:
     begin_run()  # settings are read once per run, and a bad one is reported like any page error
     user = signed_in_user()
     if user is None:  # a sign-in or first-run screen was drawn instead
+        # The browser keeps the last menu it was sent: send one with nothing in it, or the menu
+        # of the session that just signed out (with «Администрирование») would stay.
+        st.navigation([CHAT, DOCUMENTS, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)], position="hidden")
         st.stop()
     account_panel(user)
     # A member's menu has no admin page; a bookmarked /admin still reaches it, hidden, and the

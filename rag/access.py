@@ -66,9 +66,11 @@ class AccessControl:
         """The single admin of the no-sign-in mode; created, with what older releases left, on first use."""
         user = self.users.by_name(LOCAL_USER)
         if user is None:
-            user = self.users.create(LOCAL_USER, role=Role.ADMIN)
-            # What a release without users left (migrated chats, documents, «Общие документы»).
-            self.users.claim_unowned(user.id)
+            # Several first visits at once (sessions, replicas) make one row: the others take it.
+            user, created = self.users.get_or_create(LOCAL_USER, role=Role.ADMIN)
+            if created:
+                # What a release without users left (migrated chats, documents, «Общие документы»).
+                self.users.claim_unowned(user.id)
         if user.role != Role.ADMIN or not user.active:
             # Without sign-in this is the only person there is: a lock-out would close the app.
             user = self.users.update(user.id, role=Role.ADMIN, active=True)
@@ -128,7 +130,8 @@ class AccessControl:
     def personal_collection(self, user: User) -> Collection:
         """The user's own «Мои документы», created on first use."""
         coll = self.collections.by_name(PERSONAL_COLLECTION, user.id)
-        return coll or self.collections.create(PERSONAL_COLLECTION, user.id)
+        # Made in one statement that yields to a concurrent first use (another tab, a replica).
+        return coll or self.collections.get_or_create(PERSONAL_COLLECTION, user.id)
 
     # -- documents ----------------------------------------------------------------------------
 

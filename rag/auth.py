@@ -9,8 +9,13 @@ stay in ``rag.access``. Every refusal a user should read is a ``SignInRefused`` 
   (``bootstrap``); then everyone signs in by name and password (``sign_in``).
 - RAG_AUTH=oidc: the identity provider names the person (issuer and ``sub``) and may vouch for
   their e-mail (``oidc_user``, rules in ``rag.oidc``); RAG_OIDC_* decide who gets an account.
-- Either way the session is a signed token (``issue_token``/``user_from_token``) that dies
-  with a password change, a reset or the account being disabled.
+- Either way the session is a signed token (``issue_token``/``user_from_token``) that carries
+  the user's session version: a password change, a reset, a sign-out and disabling raise it,
+  which ends every session made before, cookies and open tabs alike (``session_user``).
+- Locks that guard accounts are database locks (``storage.teams.exclusive``), so replicas
+  never create two first admins nor demote the last one between them. Failed sign-ins count
+  per name and per client address, in the database, by one statement each; at most
+  RAG_MAX_PASSWORD_CHECKS argon2 checks run at once per process.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -38,7 +43,7 @@ from rag.passwords import check_password_rules, hash_password, verify_password
 from settings import Settings
 from storage import NotFoundError
 from storage.models import Role, User
-from storage.teams import AlreadyExists, UserRepo, normalise_name
+from storage.teams import AlreadyExists, LastAdmin, UserRepo, normalise_name
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,14 @@ TOKEN_MAX_AGE_S = 14 * 24 * 3600
 # Failed sign-ins of one name that cost no wait; each later failure doubles the wait.
 FREE_FAILURES = 3
 MAX_WAIT_S = 300.0
+# One client address (behind a NAT or a proxy, many people) gets more free failures; its count
+# starts afresh after this long without a failure.
+ADDRESS_FREE_FAILURES = 10
+ADDRESS_FRESH_AFTER_S = 900.0
+# argon2 holds 64 MiB per check: this many at once per process unless RAG_MAX_PASSWORD_CHECKS.
+DEFAULT_PASSWORD_CHECKS = 4
+# A sign-in that waits longer than this for a free check slot is told to try again.
+CHECK_SLOT_WAIT_S = 60.0
 # Above this many remembered names, those whose wait is long over are forgotten, so a flood
 # of made-up names cannot grow the table without bound.
 THROTTLE_PRUNE_AT = 10_000
@@ -55,6 +68,11 @@ THROTTLE_PRUNE_AT = 10_000
 BAD_CREDENTIALS = "Неверное имя пользователя или пароль."
 WRONG_CURRENT_PASSWORD = "Текущий пароль неверен."
 ACCOUNT_DISABLED = "Учётная запись отключена: обратитесь к администратору."
+BUSY = "Сервер сейчас проверяет много паролей. Повторите вход через минуту."
+LAST_ADMIN = (
+    "Нельзя {what} последнего администратора, который может войти: сначала назначьте "
+    "администратором кого-то ещё."
+)
 
 
 class SignInRefused(RagError):
@@ -114,11 +132,16 @@ class AuthService:
         access: AccessControl,
         secret: str,
         clock: Callable[[], float] = time.time,
+        mode: str = "password",
+        max_password_checks: int = DEFAULT_PASSWORD_CHECKS,
     ) -> None:
         self.users = users
         self.access = access
         self._serializer = URLSafeTimedSerializer(secret, salt=TOKEN_SALT)
         self._clock = clock
+        # RAG_AUTH: decides which admins can sign in, and so which count as the last one.
+        self.mode = mode
+        self._check_slots = threading.BoundedSemaphore(max_password_checks)
         # Failures are counted in the database, so every app replica (and a restart) sees them;
         # the clock is wall time for the same reason. Attempts on one name run one after
         # another within a process, so parallel guesses cannot slip past the wait.
@@ -131,17 +154,30 @@ class AuthService:
     # -- the first admin ----------------------------------------------------------------------
 
     def needs_first_admin(self) -> bool:
-        """Whether no active admin with a password exists (a fresh RAG_AUTH=password install)."""
+        """Whether the library never had an admin with a password (a fresh RAG_AUTH=password install).
+
+        A library that had one and lost it (disabled, demoted) is the operator's to repair
+        through the CLI: the first visitor never gets to create an admin there.
+        """
+        if self.users.had_admin():
+            return False
         return not any(u.password_hash for u in self.users.admins())
 
     def create_first_admin(self, name: str, password: str) -> User:
         """Create the first admin of a fresh install; they receive every row from before teams."""
-        with self._admin_lock:
-            if not self.needs_first_admin():
-                raise Forbidden("Администратор уже создан: войдите под своей учётной записью.")
-            admin = self._create(name, Role.ADMIN, password)
-            # Chats, documents and collections of a release without users become the admin's.
-            self.users.claim_unowned(admin.id)
+        key = normalise_name(name)
+        if not key:
+            raise SignInRefused("Укажите имя пользователя.")
+        password_hash = self._new_hash(password)
+        try:
+            # The check and the insert run under a database lock: two replicas, one admin.
+            admin = self.users.create_first_admin(key, password_hash)
+        except AlreadyExists:
+            raise SignInRefused(f"Имя «{key}» уже занято.") from None
+        if admin is None:
+            raise Forbidden("Администратор уже создан: войдите под своей учётной записью.")
+        # Chats, documents and collections of a release without users become the admin's.
+        self.users.claim_unowned(admin.id)
         log.info("first admin %r created", admin.name)
         return admin
 
@@ -175,32 +211,70 @@ class AuthService:
 
     # -- signing in ---------------------------------------------------------------------------
 
-    def sign_in(self, name: str, password: str) -> User:
-        """The user with this name and password; SignInRefused, saying nothing of which was wrong."""
+    def sign_in(self, name: str, password: str, address: str | None = None) -> User:
+        """The user with this name and password; SignInRefused, saying nothing of which was wrong.
+
+        ``address`` is the client's (None when unknown, e.g. on loopback): failures count per
+        address as well, so one password tried against many names is slowed down too.
+        """
         key = normalise_name(name)
         with self._lock_of(key):
-            attempts = self.users.failures(key)
-            now = self._clock()
-            if now < attempts.until:
-                wait = max(1, math.ceil(attempts.until - now))
-                raise SignInRefused(f"Слишком много неудачных попыток. Повторите через {wait} с.")
+            self._refuse_while_held(key, address)
             user = self.users.by_name(key) if key else None
             stored = user.password_hash if user is not None else None
             # An unknown name (or one without a password) is checked against a dummy hash, so
             # the time taken does not tell which names exist.
-            matched = verify_password(stored or _dummy_hash(), password) and stored is not None
+            matched = self._verify(stored or _dummy_hash(), password) and stored is not None
             if user is not None and matched and user.active:
-                if attempts.failures:
-                    self.users.set_failures(key, 0, 0.0)
+                self._forget_name_failures(key)
                 return user
             # A disabled user with the right password counts as a failure too: anything else
             # would tell a guesser the password was right.
-            failures, until = attempts.failures + 1, 0.0
-            if failures >= FREE_FAILURES:
-                until = self._clock() + min(MAX_WAIT_S, 2.0 ** (failures - FREE_FAILURES))
-                log.warning("sign-in of %r failed %d times in a row", key, failures)
-            self.users.set_failures(key, failures, until)
+            self._count_failure(key, address)
         raise SignInRefused(BAD_CREDENTIALS)
+
+    def _refuse_while_held(self, key: str, address: str | None) -> None:
+        """SignInRefused with the wait when the name or the address is being made to wait."""
+        now = self._clock()
+        until = self.users.failures(key).until
+        if address:
+            until = max(until, self.users.address_failures(address).until)
+        if now < until:
+            wait = max(1, math.ceil(until - now))
+            raise SignInRefused(f"Слишком много неудачных попыток. Повторите через {wait} с.")
+
+    def _count_failure(self, key: str, address: str | None) -> None:
+        """Count a failure of the name and of the address (atomically in SQL), and set their waits."""
+        failures = self.users.count_failure(key)
+        if failures >= FREE_FAILURES:
+            self.users.hold(key, self._clock() + min(MAX_WAIT_S, 2.0 ** (failures - FREE_FAILURES)))
+            log.warning("sign-in of %r failed %d times in a row", key, failures)
+        if address:
+            now = self._clock()
+            count = self.users.count_address_failure(address, now, now - ADDRESS_FRESH_AFTER_S)
+            if count >= ADDRESS_FREE_FAILURES:
+                wait = min(MAX_WAIT_S, 2.0 ** (count - ADDRESS_FREE_FAILURES))
+                self.users.hold_address(address, now + wait)
+                log.warning("%d failed sign-ins from %s", count, address)
+
+    def _forget_name_failures(self, key: str) -> None:
+        if self.users.failures(key).failures:
+            self.users.set_failures(key, 0, 0.0)
+
+    def _verify(self, stored: str | None, password: str) -> bool:
+        """verify_password within this process's limit of argon2 checks at once."""
+        with self._check_slot():
+            return verify_password(stored, password)
+
+    @contextlib.contextmanager
+    def _check_slot(self) -> Iterator[None]:
+        # Each argon2 check holds 64 MiB: parallel sign-ins wait here instead of exhausting memory.
+        if not self._check_slots.acquire(timeout=CHECK_SLOT_WAIT_S):
+            raise SignInRefused(BUSY)
+        try:
+            yield
+        finally:
+            self._check_slots.release()
 
     def _lock_of(self, key: str) -> threading.Lock:
         """This process's lock for attempts on a normalised name."""
@@ -217,7 +291,8 @@ class AuthService:
 
     def issue_token(self, user: User) -> str:
         """A signed session token for the user (for a cookie)."""
-        return self._serializer.dumps({"uid": user.id, "pw": _fingerprint(user.password_hash)})
+        payload = {"uid": user.id, "pw": _fingerprint(user.password_hash), "sv": user.session_version}
+        return self._serializer.dumps(payload)
 
     def user_from_token(self, token: str, max_age_s: int = TOKEN_MAX_AGE_S) -> User | None:
         """The active user a token was issued to; None when it is forged, expired or outdated."""
@@ -239,18 +314,52 @@ class AuthService:
         # A changed or reset password ends every session made with the old one.
         if not hmac.compare_digest(fingerprint, _fingerprint(user.password_hash)):
             return None
+        # So does a sign-out or disabling (tokens from before session versions count as 0).
+        if payload.get("sv", 0) != user.session_version:
+            return None
         return user
+
+    def session_user(self, user_id: str, version: int) -> User | None:
+        """The user of an open session begun at this session version; None once it has ended.
+
+        The page asks on every rerun, so a tab left open ends as soon as its user changes their
+        password, signs out elsewhere, is reset or is disabled.
+        """
+        try:
+            user = self.users.get(user_id)
+        except NotFoundError:
+            return None
+        if not user.active or user.session_version != version:
+            return None
+        return user
+
+    def sign_out(self, user: User) -> None:
+        """End every session of the user, this one included: the server forgets their tokens."""
+        try:
+            self.users.end_sessions(user.id)
+        except NotFoundError:
+            return
 
     # -- one's own account --------------------------------------------------------------------
 
-    def change_password(self, user: User, old: str, new: str) -> User:
-        """Change one's own password (the current one is asked for); old sessions end, issue a new token."""
+    def change_password(self, user: User, old: str, new: str, address: str | None = None) -> User:
+        """Change one's own password (the current one is asked for); old sessions end, issue a new token.
+
+        Wrong current passwords count like failed sign-ins of the name (and the address).
+        """
         current = self.users.get(user.id)
         if not current.active:
             raise Forbidden(ACCOUNT_DISABLED)
-        if not verify_password(current.password_hash, old):
-            raise SignInRefused(WRONG_CURRENT_PASSWORD)
-        return self.users.update(current.id, password_hash=self._new_hash(new))
+        reason = check_password_rules(new)
+        if reason is not None:
+            raise SignInRefused(reason)
+        with self._lock_of(current.name):
+            self._refuse_while_held(current.name, address)
+            if not self._verify(current.password_hash, old):
+                self._count_failure(current.name, address)
+                raise SignInRefused(WRONG_CURRENT_PASSWORD)
+            self._forget_name_failures(current.name)
+        return self.users.end_sessions(current.id, password_hash=self._new_hash(new))
 
     # -- management by an admin ---------------------------------------------------------------
 
@@ -265,35 +374,57 @@ class AuthService:
         """Set a user's password (admins only); their sessions end."""
         self.access.require_admin(actor)
         target = self.users.get(user_id)
-        return self.users.update(target.id, password_hash=self._new_hash(new))
+        return self.users.end_sessions(target.id, password_hash=self._new_hash(new))
 
     def set_active(self, actor: User, user_id: str, active: bool) -> User:
-        """Enable or disable a user (admins only); the last active admin cannot be disabled."""
+        """Enable or disable a user (admins only); the last admin who can sign in cannot be disabled."""
         self.access.require_admin(actor)
-        with self._admin_lock:
-            target = self.users.get(user_id)
-            if not active and self._is_last_admin(target):
-                raise Forbidden("Нельзя отключить последнего администратора: сначала назначьте другого.")
-            if target.active == active:
-                return target
-            return self.users.update(target.id, active=active)
+        return self.operator_set_active(user_id, active)
 
     def set_role(self, actor: User, user_id: str, role: Role) -> User:
-        """Change a user's role (admins only); the last active admin cannot be demoted."""
+        """Change a user's role (admins only); the last admin who can sign in cannot be demoted."""
         self.access.require_admin(actor)
-        role = Role(role)
-        with self._admin_lock:
-            target = self.users.get(user_id)
-            if role != Role.ADMIN and self._is_last_admin(target):
-                raise Forbidden("Нельзя лишить прав последнего администратора: сначала назначьте другого.")
-            if target.role == role:
-                return target
-            return self.users.update(target.id, role=role)
+        return self.operator_set_role(user_id, role)
 
-    def _is_last_admin(self, user: User) -> bool:
-        """Whether the user is the only active admin (only they could act, so it is the actor)."""
-        admins = self.users.admins()
-        return len(admins) == 1 and admins[0].id == user.id
+    def operator_set_active(self, user_id: str, active: bool) -> User:
+        """``set_active`` for the operator (the CLI, who holds the data directory): no acting user."""
+        target = self.users.get(user_id)
+        if target.active == active:
+            return target
+        if active:
+            # Enabling an account that waits for approval (rag.oidc) approves it.
+            return self.users.update(target.id, active=True, pending=False)
+        try:
+            # Disabling ends the user's sessions as well.
+            return self.users.update_keeping_admin(
+                target.id, self.can_sign_in, {"active": False}, end_sessions=True
+            )
+        except LastAdmin:
+            raise Forbidden(LAST_ADMIN.format(what="отключить")) from None
+
+    def operator_set_role(self, user_id: str, role: Role) -> User:
+        """``set_role`` for the operator (the CLI): no acting user."""
+        role = Role(role)
+        target = self.users.get(user_id)
+        if target.role == role:
+            return target
+        try:
+            return self.users.update_keeping_admin(target.id, self.can_sign_in, {"role": role})
+        except LastAdmin:
+            raise Forbidden(LAST_ADMIN.format(what="лишить прав")) from None
+
+    def can_sign_in(self, user: User) -> bool:
+        """Whether the user is an active admin who can sign in under this mode (RAG_AUTH).
+
+        A password-less ``local`` admin of RAG_AUTH=none does not count under ``password``.
+        """
+        if user.role != Role.ADMIN or not user.active:
+            return False
+        if self.mode == "password":
+            return bool(user.password_hash)
+        if self.mode == "oidc":
+            return bool(user.oidc_subject or user.email)
+        return True
 
     # -- OIDC ---------------------------------------------------------------------------------
 
@@ -423,10 +554,21 @@ class AuthService:
         except AlreadyExists:
             raise SignInRefused(f"Имя «{key}» уже занято.") from None
 
-    @staticmethod
-    def _new_hash(password: str) -> str:
+    def _new_hash(self, password: str) -> str:
         """The hash of an acceptable password; SignInRefused with the reason otherwise."""
         reason = check_password_rules(password)
         if reason is not None:
             raise SignInRefused(reason)
-        return hash_password(password)
+        with self._check_slot():  # hashing costs argon2's memory as a check does
+            return hash_password(password)
+
+
+def auth_service(users: UserRepo, access: AccessControl, settings: Settings) -> AuthService:
+    """The process's AuthService for these settings (its mode, its key, its limit of checks at once)."""
+    return AuthService(
+        users,
+        access,
+        session_secret(settings),
+        mode=settings.auth_mode,
+        max_password_checks=settings.max_password_checks,
+    )

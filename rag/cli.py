@@ -13,12 +13,13 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from providers import PROVIDER_NAMES, ProviderError, build_providers
 from providers.offline import embedder_similarity
 from rag.access import Forbidden
+from rag.auth import AuthService, auth_service
 from rag.chat import ChatService, TurnChoice
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
 from rag.ingest import SUPPORTED_EXTENSIONS
@@ -376,17 +377,53 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the operator does when the last admin who can sign in would go.
+ADD_ADMIN_FIRST = (
+    "Сначала добавьте другого администратора: python -m rag users add ИМЯ --role admin --password-stdin "
+    "(или назначьте существующего: python -m rag users role ИМЯ admin)."
+)
+
+
+def _accounts(lib: Library) -> AuthService:
+    """The account rules (the last admin, sessions) for the operator's commands."""
+    return auth_service(lib.users, lib.access, lib.settings)
+
+
+def _keeping_an_admin(change: Callable[[], User]) -> User:
+    try:
+        return change()
+    except Forbidden as exc:
+        raise CliError(f"{exc} {ADD_ADMIN_FIRST}") from None
+
+
 def cmd_users_disable(args: argparse.Namespace) -> int:
-    """Disable an account: it can no longer sign in or act; its documents and chats stay."""
+    """Disable an account: it can no longer sign in or act, its sessions end; documents and chats stay."""
     lib = open_library(_settings(args), recover=False)
     user = _user_named(lib, args.name)
     if not user.active:
         print(f"Пользователь «{user.name}» уже отключён.")
         return 0
-    lib.users.update(user.id, active=False)
+    # Refused for the last admin who can sign in under this RAG_AUTH (checked under a database lock).
+    _keeping_an_admin(lambda: _accounts(lib).operator_set_active(user.id, False))
     print(f"Пользователь «{user.name}» отключён.")
-    if user.role == Role.ADMIN and not lib.users.admins():
-        print("Активных администраторов не осталось.", file=sys.stderr)
+    return 0
+
+
+def cmd_users_enable(args: argparse.Namespace) -> int:
+    """Enable a disabled account again."""
+    lib = open_library(_settings(args), recover=False)
+    user = _user_named(lib, args.name)
+    _accounts(lib).operator_set_active(user.id, True)
+    print(f"Пользователь «{user.name}» снова может входить.")
+    return 0
+
+
+def cmd_users_role(args: argparse.Namespace) -> int:
+    """Make an account an admin or a member; the last admin who can sign in stays one."""
+    lib = open_library(_settings(args), recover=False)
+    user = _user_named(lib, args.name)
+    changed = _keeping_an_admin(lambda: _accounts(lib).operator_set_role(user.id, Role(args.role)))
+    print(f"Пользователь «{changed.name}»: роль {Role(changed.role).value}.")
     return 0
 
 
@@ -545,6 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     u_off.add_argument("name")
     u_off.add_argument("--data-dir")
     u_off.set_defaults(func=cmd_users_disable)
+    u_on = users.add_parser("enable", help="enable a disabled account")
+    u_on.add_argument("name")
+    u_on.add_argument("--data-dir")
+    u_on.set_defaults(func=cmd_users_enable)
+    u_role = users.add_parser("role", help="make an account an admin or a member")
+    u_role.add_argument("name")
+    u_role.add_argument("role", choices=[r.value for r in Role])
+    u_role.add_argument("--data-dir")
+    u_role.set_defaults(func=cmd_users_role)
 
     colls = sub.add_parser("collections", help="manage collections").add_subparsers(
         dest="action", required=True

@@ -6,6 +6,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_PASSWORD_LENGTH = 8
+# The one upper limit: every password field (sign-in, change, reset, first run) takes this many
+# characters, and the services and the CLI refuse more, so nobody sets a password they cannot type in.
+MAX_PASSWORD_LENGTH = 256
 
 # argon2-cffi's defaults (RFC 9106 low-memory profile): tuned by the library, not by us.
 _HASHER = PasswordHasher()
@@ -30,4 +33,6 @@ def check_password_rules(plain: str) -> str | None:
     """Why the password is not acceptable (in Russian), or None when it is."""
     if len(plain) < MIN_PASSWORD_LENGTH:
         return f"Пароль слишком короткий: нужно не меньше {MIN_PASSWORD_LENGTH} символов."
+    if len(plain) > MAX_PASSWORD_LENGTH:
+        return f"Пароль слишком длинный: можно не больше {MAX_PASSWORD_LENGTH} символов."
     return None

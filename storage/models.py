@@ -78,6 +78,9 @@ class User(SQLModel, table=True):
     oidc_subject: str | None = None
     # Made by a first OIDC sign-in under RAG_OIDC_NEW_USERS=pending: inactive until an admin approves.
     pending: bool = False
+    # Raised by a password change or reset, a sign-out and disabling: every session (cookie or
+    # open tab) that began under an older value ends at its next check (rag.auth).
+    session_version: int = 0
 
 
 class Collection(SQLModel, table=True):
@@ -271,3 +274,22 @@ class SignInFailures(SQLModel, table=True):
     name: str = Field(primary_key=True)
     failures: int = 0
     until: float = 0.0  # wall-clock seconds before which new attempts are refused
+
+class AddressFailures(SQLModel, table=True):
+    """Failed sign-ins from one client address, whatever the names tried: shared by every replica."""
+
+    __tablename__ = "signinaddressfailures"
+
+    address: str = Field(primary_key=True)
+    failures: int = 0
+    until: float = 0.0  # wall-clock seconds before which new attempts from there are refused
+    last_at: float = 0.0  # the latest failure: a quiet address starts afresh after a while
+
+
+class LibraryFlag(SQLModel, table=True):
+    """A fact about the library that, once true, stays true (e.g. it has had an admin)."""
+
+    __tablename__ = "libraryflag"
+
+    name: str = Field(primary_key=True)
+    set_at: datetime = Field(default_factory=utcnow)

@@ -8,6 +8,7 @@ here: the services enforce them (``rag.access``); this module only establishes w
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 
@@ -16,12 +17,16 @@ import streamlit as st
 from rag import RagError
 from rag.auth import SignInRefused
 from rag.oidc import OidcPolicy
+from rag.passwords import MAX_PASSWORD_LENGTH
 from storage import NotFoundError
 from storage.models import User
 from ui.markup import literal
 from ui.resources import get_auth_service, get_library, get_settings
 
 SESSION_USER = "rag_user_id"
+# The user's session version when this session began: a later one (password change, sign-out
+# elsewhere, reset, disabling) ends it at its next rerun.
+SESSION_VERSION = "rag_session_version"
 COOKIE = "rag_session"
 COOKIE_DAYS = 14
 _PENDING_COOKIE = "rag_cookie_pending"  # a token to hand to the browser in this run
@@ -53,27 +58,41 @@ def _session_user() -> User | None:
     user_id = st.session_state.get(SESSION_USER)
     if not user_id:
         return None
-    try:
-        user = get_library().users.get(user_id)
-    except NotFoundError:
-        user = None
-    if user is None or not user.active:
-        # Deactivated while signed in: the next click ends the session.
+    version = st.session_state.get(SESSION_VERSION)
+    if version is None:
+        # A session begun by a path that recorded no version (OIDC): from now on it counts.
+        try:
+            version = get_library().users.get(user_id).session_version
+        except NotFoundError:
+            version = -1
+        st.session_state[SESSION_VERSION] = version
+    user = get_auth_service().session_user(user_id, version)
+    if user is None:
+        # Disabled, signed out elsewhere or its password changed: this rerun ends the session.
         st.session_state.pop(SESSION_USER, None)
+        st.session_state.pop(SESSION_VERSION, None)
         return None
     return user
 
 
 def _begin_session(user: User, remember: bool) -> None:
     st.session_state[SESSION_USER] = user.id
+    st.session_state[SESSION_VERSION] = user.session_version
     st.session_state.pop(_SIGNED_OUT, None)
     if remember:
         st.session_state[_PENDING_COOKIE] = get_auth_service().issue_token(user)
 
 
 def sign_out() -> None:
-    """End this session and forget the browser's cookie (a button callback)."""
+    """End this session and every other of the user, and forget the browser's cookie (a button callback)."""
+    user_id = st.session_state.get(SESSION_USER)
+    if user_id and get_settings().auth_mode == "password":
+        user = get_auth_service().session_user(user_id, st.session_state.get(SESSION_VERSION, -1))
+        if user is not None:
+            # On the server: the cookie, a copy of it, and tabs open elsewhere all stop working.
+            get_auth_service().sign_out(user)
     st.session_state.pop(SESSION_USER, None)
+    st.session_state.pop(SESSION_VERSION, None)
     st.session_state[_DROP_COOKIE] = True
     # The request that opened this session carried the cookie, and st.context keeps showing it:
     # it must not sign the user back in on the next rerun.
@@ -98,21 +117,42 @@ def _sync_cookie() -> None:
             token,
             expires_at=datetime.now(UTC) + timedelta(days=COOKIE_DAYS),
             same_site="lax",
+            secure=_over_https(),
             key="rag_cookie_set",
         )
+
+
+def _client_address() -> str | None:
+    """The browser's IP address as the server sees it (None on loopback or when unknown)."""
+    address = st.context.ip_address
+    # Behind a proxy this is the proxy's: failures then count for everyone behind it, which
+    # is why an address gets more free failures than a name (rag.auth).
+    return address if isinstance(address, str) and address else None
+
+
+def _over_https() -> bool:
+    """Whether the browser reached the app over HTTPS (directly, or through a TLS-ending proxy)."""
+    url = st.context.url or ""
+    forwarded = str(st.context.headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+    return url.lower().startswith("https://") or forwarded == "https"
 
 
 def _password_user() -> User | None:
     auth = get_auth_service()
     if st.session_state.pop(_DROP_COOKIE, False):
-        # Signing out: the browser's cookie is deleted before anything reads it again.
-        _cookie_manager().delete(COOKIE, key="rag_cookie_delete")  # type: ignore[attr-defined]
+        # Signing out: the browser's cookie is deleted before anything reads it again. The
+        # component's delete sends the order to the browser, then drops the name from its own
+        # copy of the cookies, which a manager made in this run has not read yet (KeyError): the
+        # order has gone out by then, so that part is moot.
+        with contextlib.suppress(KeyError):
+            _cookie_manager().delete(COOKIE, key="rag_cookie_delete")  # type: ignore[attr-defined]
     else:
         token = None if st.session_state.get(_SIGNED_OUT) else st.context.cookies.get(COOKIE)
         if token and not st.session_state.get("rag_cookie_rejected"):
             user = auth.user_from_token(token)
             if user is not None:
                 st.session_state[SESSION_USER] = user.id
+                st.session_state[SESSION_VERSION] = user.session_version
                 return user
             st.session_state["rag_cookie_rejected"] = True  # expired, or its password changed
     if auth.needs_first_admin():
@@ -127,8 +167,8 @@ def _first_run_form() -> None:
     st.write("Создайте учётную запись администратора. Он управляет пользователями и видит все документы.")
     with st.form("first_admin"):
         name = st.text_input("Имя пользователя", max_chars=64)
-        password = st.text_input("Пароль", type="password", max_chars=256)
-        again = st.text_input("Пароль ещё раз", type="password", max_chars=256)
+        password = st.text_input("Пароль", type="password", max_chars=MAX_PASSWORD_LENGTH)
+        again = st.text_input("Пароль ещё раз", type="password", max_chars=MAX_PASSWORD_LENGTH)
         submitted = st.form_submit_button("Создать администратора", type="primary")
     if submitted:
         if not name.strip():
@@ -149,12 +189,12 @@ def _sign_in_form() -> None:
     st.title("Вход")
     with st.form("sign_in"):
         name = st.text_input("Имя пользователя", max_chars=64)
-        password = st.text_input("Пароль", type="password", max_chars=256)
+        password = st.text_input("Пароль", type="password", max_chars=MAX_PASSWORD_LENGTH)
         remember = st.checkbox("Запомнить на этом устройстве", value=True)
         submitted = st.form_submit_button("Войти", type="primary")
     if submitted:
         try:
-            user = get_auth_service().sign_in(name, password)
+            user = get_auth_service().sign_in(name, password, address=_client_address())
         except SignInRefused as exc:
             st.error(str(exc))
         else:
@@ -206,15 +246,17 @@ def account_panel(user: User) -> None:
     sb.button("Выйти", on_click=sign_out, icon=":material/logout:")
     if settings.auth_mode == "password":
         with sb.expander("Сменить пароль"), st.form("change_password", clear_on_submit=True):
-            old = st.text_input("Текущий пароль", type="password")
-            new = st.text_input("Новый пароль", type="password")
-            again = st.text_input("Новый пароль ещё раз", type="password")
+            old = st.text_input("Текущий пароль", type="password", max_chars=MAX_PASSWORD_LENGTH)
+            new = st.text_input("Новый пароль", type="password", max_chars=MAX_PASSWORD_LENGTH)
+            again = st.text_input("Новый пароль ещё раз", type="password", max_chars=MAX_PASSWORD_LENGTH)
             if st.form_submit_button("Сменить"):
                 if new != again:
                     st.error("Новые пароли не совпадают.")
                 else:
                     try:
-                        changed = get_auth_service().change_password(user, old, new)
+                        changed = get_auth_service().change_password(
+                            user, old, new, address=_client_address()
+                        )
                     except RagError as exc:
                         st.error(str(exc))
                     else:

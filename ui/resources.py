@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
-from rag.auth import AuthService, session_secret
+from rag.auth import AuthService, auth_service
 from rag.chat import ChatService
 from rag.jobs import IndexingQueue, Queue
 from rag.library import Library, open_library
@@ -111,7 +111,7 @@ def get_indexing_queue() -> Queue:
 @st.cache_resource(show_spinner=False)
 def _auth_service(_library: Library, settings_json: str, _settings: Settings) -> AuthService:
     # The full settings (with RAG_SECRET_KEY, RAG_ADMIN_PASSWORD): the library's copy has no secrets.
-    service = AuthService(_library.users, _library.access, session_secret(_settings))
+    service = auth_service(_library.users, _library.access, _settings)
     service.bootstrap(_settings)  # RAG_ADMIN_USER / RAG_ADMIN_PASSWORD, for unattended deploys
     return service
 

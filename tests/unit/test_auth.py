@@ -258,7 +258,9 @@ def test_a_disabled_user_loses_the_session(auth: AuthService, admin: User, alice
     auth.set_active(admin, alice.id, False)
     assert auth.user_from_token(token) is None
     auth.set_active(admin, alice.id, True)
-    assert auth.user_from_token(token) is not None
+    # Enabling again does not bring back the sessions that disabling ended.
+    assert auth.user_from_token(token) is None
+    assert auth.user_from_token(auth.issue_token(auth.users.get(alice.id))) is not None
 
 
 def test_an_expired_token_is_refused(auth: AuthService, alice: User) -> None:
@@ -369,3 +371,133 @@ def test_new_secrets_are_hidden_by_without_secrets(
     bare = settings.without_secrets()
     assert bare.secret_key is None and bare.admin_password is None
     assert bare.admin_user == "root"
+
+
+# -- issue 18: ways in --------------------------------------------------------------------------
+
+ADDRESS = "203.0.113.7"
+ADDRESS_FREE_FAILURES = 10
+
+
+def test_the_first_admin_is_never_asked_for_again_once_there_was_one(
+    library: Library, auth: AuthService, admin: User
+) -> None:
+    # Whatever took the admin away (SQL by hand, an older CLI), the library had one: repairing
+    # that is the operator's job, never the first visitor's.
+    library.users.update(admin.id, active=False)
+    assert not auth.needs_first_admin()
+    with pytest.raises(Forbidden):
+        auth.create_first_admin("intruder", PASSWORD)
+    library.users.update(admin.id, active=True, role=Role.MEMBER)
+    assert not auth.needs_first_admin()
+    assert library.users.by_name("intruder") is None
+
+
+def test_a_passwordless_admin_does_not_count_as_another_admin(
+    library: Library, auth: AuthService, admin: User
+) -> None:
+    library.access.local_user()  # the admin of an earlier RAG_AUTH=none: nobody can sign in as it
+    with pytest.raises(Forbidden, match="последнего администратора"):
+        auth.set_active(admin, admin.id, False)
+    with pytest.raises(Forbidden, match="последнего администратора"):
+        auth.set_role(admin, admin.id, Role.MEMBER)
+    assert auth.users.get(admin.id).role == Role.ADMIN and auth.users.get(admin.id).active
+
+
+def test_sign_out_ends_every_session_of_the_user(auth: AuthService, alice: User) -> None:
+    laptop, phone = auth.issue_token(alice), auth.issue_token(alice)
+    auth.sign_out(alice)
+    assert auth.user_from_token(laptop) is None and auth.user_from_token(phone) is None
+    assert auth.user_from_token(auth.issue_token(auth.users.get(alice.id))) is not None
+
+
+def test_an_open_session_ends_at_its_next_check(auth: AuthService, admin: User, alice: User) -> None:
+    # What the page checks on every rerun: the user and the session version it began with.
+    for end in (
+        lambda: auth.change_password(auth.users.get(alice.id), PASSWORD, OTHER),
+        lambda: auth.reset_password(admin, alice.id, PASSWORD),
+        lambda: auth.sign_out(auth.users.get(alice.id)),
+        lambda: auth.set_active(admin, alice.id, False),
+    ):
+        version = auth.users.get(alice.id).session_version
+        assert auth.session_user(alice.id, version) is not None
+        end()
+        assert auth.session_user(alice.id, version) is None
+    assert auth.session_user("nobody", 0) is None
+
+
+def test_change_password_is_throttled_like_sign_in(auth: AuthService, clock: FakeClock, alice: User) -> None:
+    for _ in range(3):
+        with pytest.raises(SignInRefused, match="Текущий пароль неверен"):
+            auth.change_password(alice, "wrong password", OTHER)
+    with pytest.raises(SignInRefused) as exc:
+        auth.change_password(alice, PASSWORD, OTHER)
+    assert str(exc.value) == _wait_message(1)
+    # One count for both doors: a guess at the form is a guess at the sign-in too.
+    assert _refused(auth, "alice", PASSWORD) == _wait_message(1)
+    clock.advance(1)
+    assert auth.change_password(alice, PASSWORD, OTHER).id == alice.id
+
+
+def test_one_address_trying_many_names_is_slowed(auth: AuthService, clock: FakeClock, admin: User) -> None:
+    for i in range(ADDRESS_FREE_FAILURES):
+        with pytest.raises(SignInRefused, match="Неверное"):
+            auth.sign_in(f"name{i}", "password-1", address=ADDRESS)
+    with pytest.raises(SignInRefused) as exc:
+        auth.sign_in("boss", PASSWORD, address=ADDRESS)
+    assert str(exc.value) == _wait_message(1)
+    # Someone at another address is not held up, nor is the name itself.
+    assert auth.sign_in("boss", PASSWORD, address="198.51.100.1").id == admin.id
+    clock.advance(1)
+    assert auth.sign_in("boss", PASSWORD, address=ADDRESS).id == admin.id
+
+
+def test_at_most_n_argon2_checks_run_at_once(library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = AuthService(library.users, library.access, "test-secret", max_password_checks=2)
+    running, most = 0, 0
+    count = threading.Lock()
+    real = rag.auth.verify_password
+
+    def counting(hash: str | None, plain: str) -> bool:
+        nonlocal running, most
+        with count:
+            running += 1
+            most = max(most, running)
+        try:
+            return real(hash, plain)
+        finally:
+            with count:
+                running -= 1
+
+    monkeypatch.setattr(rag.auth, "verify_password", counting)
+    start = threading.Barrier(6)
+    refusals: list[str] = []
+
+    def attempt(i: int) -> None:
+        start.wait()
+        try:
+            auth.sign_in(f"guest{i}", PASSWORD)
+        except SignInRefused as exc:
+            refusals.append(str(exc))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert refusals == [BAD] * 6
+    assert most <= 2
+
+
+def test_one_password_length_limit_everywhere(library: Library, auth: AuthService, admin: User) -> None:
+    alice = auth.add_user(admin, "alice", Role.MEMBER, "a" * 256)
+    assert auth.sign_in("alice", "a" * 256).id == alice.id
+    for call in (
+        lambda: auth.change_password(alice, "a" * 256, "b" * 257),
+        lambda: auth.reset_password(admin, alice.id, "b" * 300),
+        lambda: auth.add_user(admin, "carol", Role.MEMBER, "c" * 257),
+    ):
+        with pytest.raises(SignInRefused, match="256"):
+            call()
+    assert library.users.by_name("carol") is None
+    assert auth.sign_in("alice", "a" * 256).id == alice.id

@@ -334,3 +334,35 @@ def test_with_sign_in_on_a_user_must_be_named(
 def test_without_sign_in_the_local_admin_reads_everything(run: Cli, team: dict[str, Path]) -> None:
     data = ask_json(run)
     assert SECRET_NAME in {s["filename"] for s in data["sources"]}
+
+
+# -- the last admin and the password limit (issue 18, 24) -------------------------------------
+
+
+def test_the_cli_never_takes_away_the_last_admin_who_can_sign_in(
+    run: Cli, inspect: Callable[[], Library], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(run("users", "add", "local", "--role", "admin"))  # as RAG_AUTH=none leaves it: no password
+    monkeypatch.setenv("RAG_AUTH", "password")
+    ok(run("users", "add", "boss", "--role", "admin", "--password-stdin", stdin="boss-password\n"))
+    # The password-less admin cannot sign in under RAG_AUTH=password: boss is the last one.
+    how = "python -m rag users add ИМЯ --role admin --password-stdin"
+    refused(run("users", "disable", "boss"), "последнего администратора", how)
+    refused(run("users", "role", "boss", "member"), "последнего администратора", how)
+    boss = inspect().users.by_name("boss")
+    assert boss is not None and boss.active and boss.role == "admin"
+
+    ok(run("users", "add", "ann", "--role", "admin", "--password-stdin", stdin="ann-password\n"))
+    ok(run("users", "role", "boss", "member"))
+    refused(run("users", "disable", "ann"), "последнего администратора")
+    ok(run("users", "role", "boss", "admin"))
+    ok(run("users", "disable", "ann"))
+    ok(run("users", "enable", "ann"))
+    assert "ann\tadmin\tактивен\tпароль задан" in ok(run("users", "list")).out
+
+
+def test_the_cli_takes_passwords_no_longer_than_the_sign_in_field(run: Cli) -> None:
+    refused(run("users", "add", "carol", "--password-stdin", stdin="x" * 257 + "\n"), "256")
+    ok(run("users", "add", "carol", "--password-stdin", stdin="x" * 256 + "\n"))
+    reason = check_password_rules("x" * 257)
+    assert reason is not None and "256" in reason

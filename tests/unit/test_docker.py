@@ -231,6 +231,34 @@ def test_the_start_script_serves_the_app_and_the_healthcheck_sees_it(
     assert res.returncode == 0, res.stderr
 
 
+def test_the_start_script_refuses_an_open_app_beyond_loopback(
+    tmp_path: Path, server: list[subprocess.Popen[bytes]]
+) -> None:
+    port = _free_port()
+    for auth in ({}, {"RAG_AUTH": "none"}):
+        env = _script_env(PORT=str(port), RAG_SERVER_ADDRESS="0.0.0.0", RAG_DATA_DIR=str(tmp_path), **auth)
+        try:
+            res = subprocess.run(
+                [DEPLOY / "start-app.sh"], env=env, capture_output=True, text=True, timeout=30
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("the app started without sign-in on every interface")
+        assert res.returncode != 0
+        # In Russian, naming both ways out.
+        assert "RAG_AUTH=password" in res.stderr and "RAG_ALLOW_OPEN_ACCESS=1" in res.stderr, res.stderr
+        assert "вход" in res.stderr.lower()
+    # The deployer who means it says so; the app then starts and warns on its page as before.
+    env = _script_env(
+        PORT=str(port), RAG_SERVER_ADDRESS="0.0.0.0", RAG_DATA_DIR=str(tmp_path), RAG_ALLOW_OPEN_ACCESS="1"
+    )
+    server.append(
+        subprocess.Popen(
+            [DEPLOY / "start-app.sh"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    )
+    _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", server[0], timeout_s=60)
+
+
 def test_the_chroma_script_serves_a_chroma_server(
     tmp_path: Path, server: list[subprocess.Popen[bytes]]
 ) -> None:
