@@ -279,3 +279,16 @@ def test_policy_from_settings() -> None:
     assert OidcPolicy.from_settings(Settings(_env_file=None)) == OPEN
     with pytest.raises(ValueError):
         Settings(_env_file=None, RAG_OIDC_NEW_USERS="everyone")
+
+
+def test_enabling_a_waiting_account_in_the_user_list_settles_it(auth: AuthService, boss: User) -> None:
+    """«Включить» in the user list is an approval too: disabled later, the account is not «waiting»."""
+    pending = OidcPolicy(new_users="pending")
+    _refused(auth, claims("sub-eli", "eli@example.com"), pending)
+    [eli] = auth.pending_users(boss)
+    auth.set_active(boss, eli.id, True)
+    assert auth.pending_users(boss) == []
+    auth.set_active(boss, eli.id, False)
+    assert auth.pending_users(boss) == []
+    with pytest.raises(Forbidden, match="Учётная запись отключена"):
+        auth.oidc_user(claims("sub-eli", "eli@example.com"), pending)
