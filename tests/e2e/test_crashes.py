@@ -196,3 +196,98 @@ def test_app_killed_while_streaming_an_answer(tmp_path: Path) -> None:
             page.get_by_role("button", name="Проверить целостность").click()
             page.get_by_text("Расхождений нет").wait_for(timeout=60_000)
             assert "Traceback" not in app.log()
+
+
+REINDEX_CHILD = """
+import sys
+from pathlib import Path
+from settings import Settings
+from rag.library import open_library
+lib = open_library(Settings(_env_file=None))
+if sys.argv[1] == "ingest":
+    print(lib.ingest("big.txt", Path(sys.argv[2]).read_bytes()).status, flush=True)
+else:
+    [doc] = lib.docs.list_all()
+    print("reindexing", flush=True)
+    print(lib.reindex(doc.id).status, flush=True)
+"""
+
+
+def _new_vectors(engine: Any) -> int:
+    """Vectors the re-index has stored so far (counted on the row it writes, not yet ready)."""
+    from sqlalchemy import text
+
+    sql = "SELECT max(embedded_chunks) FROM document WHERE status <> 'READY'"
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    except Exception:  # the table is being written: ask again
+        return 0
+
+
+def test_a_worker_killed_mid_reindex_leaves_the_current_version(
+    tmp_path: Path, child_env: dict[str, str], backend: str, test_servers: Any
+) -> None:
+    from sqlalchemy import text
+
+    from storage import make_engine
+
+    data = tmp_path / "data"
+    backend_env = test_servers.fresh() if test_servers is not None else {}
+    env = {**child_env, **backend_env, "RAG_DATA_DIR": str(data), "RAG_CHUNK_WORDS": "20"}
+    source = tmp_path / "big.txt"
+    source.write_text(long_text(60), encoding="utf-8")
+    made = subprocess.run(
+        [sys.executable, "-c", REINDEX_CHILD, "ingest", str(source)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.stdout.strip() == "indexed", made.stderr
+    settings = Settings(_env_file=None, RAG_DATA_DIR=data, RAG_CHUNK_WORDS=20, **backend_env)  # type: ignore[call-arg]
+    engine = make_engine(settings.resolved_database_url)
+    with engine.connect() as conn:
+        before = {r[0] for r in conn.execute(text("SELECT id FROM chunk"))}
+    assert len(before) > 64
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REINDEX_CHILD, "reindex"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        # Killed in the new version's vector stage: its fragments and some vectors are written.
+        while not _new_vectors(engine):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the re-index never reached its vector stage"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, _ = proc.communicate()
+    engine.dispose()
+    assert proc.returncode == -signal.SIGKILL and b"indexed" not in out
+
+    lib = open_library(settings)  # start-up recovery drops the unfinished version
+    try:
+        [doc] = lib.docs.list_all()
+        assert doc.status == DocumentStatus.READY
+        assert {c.id for c in lib.docs.chunks(doc.id)} == before
+        assert lib.docs.versions_in_progress() == []
+        for model in lib.embedding_models:
+            assert lib.vectors.ids_of_document(doc.id, model) == before
+        assert lib.originals.get(doc.stored_path or "") == source.read_bytes()
+        for method in ("keyword", "dense", "hybrid"):
+            hits = lib.retriever.search("охрана труда журнал замечание", k=3, method=method)  # type: ignore[arg-type]
+            assert hits and hits[0].filename == "big.txt" and hits[0].chunk_id in before, method
+        assert lib.check().ok, lib.check().findings()
+        assert lib.reindex(doc.id).status == "indexed"  # the lock died with the worker
+        assert lib.check().ok
+    finally:
+        lib.engine.dispose()
