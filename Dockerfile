@@ -4,6 +4,9 @@
 #   docker build -t multimodal-rag-ru .
 #   docker run -d -p 8501:8501 -v rag-data:/data -e RAG_AUTH=password ... multimodal-rag-ru
 #
+# It listens on 0.0.0.0, so it refuses to start without sign-in (RAG_AUTH=none, the default)
+# unless RAG_ALLOW_OPEN_ACCESS=1 says that something in front of it already signs people in.
+#
 # The Russian Trusted Root CA (GigaChat) is added when deploy/certs holds it (see its README).
 # The scale-out set (PostgreSQL, Chroma server, two replicas, a worker, haproxy): deploy/compose.yaml.
 FROM python:3.11-slim-bookworm
