@@ -6,17 +6,20 @@ The service is driven with the claims of an ID token, as ``st.user`` hands them 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from rag import RagError
-from rag.access import Forbidden
+from rag.access import AccessControl, Forbidden
 from rag.auth import AuthService, SignInRefused
 from rag.library import Library
 from rag.oidc import OidcPolicy
 from settings import Settings
+from storage import make_engine
 from storage.models import Role, User
+from storage.teams import CollectionRepo, UserRepo
 
 ISSUER = "https://id.example.com"
 OTHER_ISSUER = "https://login.other.example"
@@ -292,3 +295,59 @@ def test_enabling_a_waiting_account_in_the_user_list_settles_it(auth: AuthServic
     assert auth.pending_users(boss) == []
     with pytest.raises(Forbidden, match="Учётная запись отключена"):
         auth.oidc_user(claims("sub-eli", "eli@example.com"), pending)
+
+
+# -- two replicas at once -------------------------------------------------------------------------
+
+RACE_ROUNDS = 8
+
+
+def _replica(library: Library) -> AuthService:
+    """Another app replica over the same database: its own engine, its own process-local locks."""
+    engine = make_engine(library.settings.resolved_database_url)
+    users = UserRepo(engine)
+    return AuthService(users, AccessControl(users, CollectionRepo(engine)), "test-secret")
+
+
+def _together(sign_ins: list[tuple[AuthService, dict[str, Any]]]) -> list[User | str]:
+    """Each replica signs its token in, in threads released at once; each user, or the refusal."""
+    results: list[User | str] = ["" for _ in sign_ins]
+    start = threading.Barrier(len(sign_ins))
+
+    def run(i: int) -> None:
+        replica, token = sign_ins[i]
+        start.wait()
+        try:
+            results[i] = replica.oidc_user(token, OPEN)
+        except RagError as exc:
+            results[i] = str(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sign_ins))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_two_replicas_signing_in_at_once(library: Library) -> None:
+    a, b = _replica(library), _replica(library)
+    for r in range(RACE_ROUNDS):
+        # The same person's first sign-in on both replicas: one account.
+        same = claims(f"sub-{r}", f"user{r}@example.com")
+        first, second = _together([(a, same), (b, same)])
+        assert isinstance(first, User) and isinstance(second, User), (first, second)
+        assert first.id == second.id
+        # Two people with one verified address, each on a replica: one account, one refusal.
+        shared = f"shared{r}@example.com"
+        results = _together([(a, claims(f"sub-{r}-x", shared)), (b, claims(f"sub-{r}-y", shared))])
+        assert sorted(type(x).__name__ for x in results) == ["User", "str"], results
+        assert any("уже принадлежит другой учётной записи" in x for x in results if isinstance(x, str))
+        # Two people racing to bind one account made before identities: one binds it.
+        old = f"old{r}@example.com"
+        legacy = library.users.create(old, email=old)
+        results = _together([(a, claims(f"sub-{r}-p", old)), (b, claims(f"sub-{r}-q", old))])
+        assert [x.id for x in results if isinstance(x, User)] == [legacy.id], results
+        assert library.users.get(legacy.id).oidc_subject in {f"sub-{r}-p", f"sub-{r}-q"}
+    names = [u.name for u in library.users.list_all()]
+    assert len(names) == len(set(names)) == 3 * RACE_ROUNDS
