@@ -14,6 +14,7 @@ from storage import DocumentStatus, NotFoundError
 from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
 from ui.markup import literal
+from ui.queue import queue_section
 from ui.resources import get_indexing_queue, get_library
 from ui.tables import documents_frame, status_label
 from ui.users import users_section
@@ -132,6 +133,9 @@ if findings := st.session_state.get("check_report"):
         track_job(JOBS, queue.repair(me))
         st.session_state.pop("check_report", None)
         st.rerun()
+
+# -- the indexing queue: who uses it; an admin cancels any job --------------------------------
+queue_section(me)
 
 # -- users ----------------------------------------------------------------------------------
 users_section(me)

@@ -80,6 +80,15 @@ def too_large_message(name: str, size: int, settings: Settings) -> str:
     )
 
 
+def too_many_fragments_message(name: str, count: int, settings: Settings) -> str:
+    """The Russian refusal for a document over RAG_MAX_CHUNKS_PER_DOCUMENT."""
+    return (
+        f"«{name}»: в документе {count} фрагм., а допускается не больше "
+        f"{settings.max_chunks_per_document} (RAG_MAX_CHUNKS_PER_DOCUMENT). Разделите файл на части "
+        "или попросите администратора увеличить RAG_MAX_CHUNKS_PER_DOCUMENT."
+    )
+
+
 def _no_progress(_fraction: float, _text: str) -> None:
     return None
 
@@ -532,6 +541,7 @@ class Library:
         progress(0.02, f"Чтение «{name}»")
         options = Options(
             max_pages=self.settings.max_pages,
+            max_ocr_pages=self.settings.max_ocr_pages,
             # Extraction (OCR of scans above all) is the first 60 % of the bar.
             progress=lambda f, t: progress(0.02 + 0.58 * f, t),
         )
@@ -545,6 +555,8 @@ class Library:
         )
         if not drafts:
             raise IngestError(f"«{name}»: в файле не найдено текста.")
+        if len(drafts) > self.settings.max_chunks_per_document:  # fair indexing: vectors take long
+            raise IngestError(too_many_fragments_message(name, len(drafts), self.settings))
         chunks = [
             Chunk(
                 document_id=doc_id,

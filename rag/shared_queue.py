@@ -2,16 +2,24 @@
 
 Any number of app replicas queue jobs and any number of workers run them, all through one
 database (and one Chroma server for the vectors). Procrastinate carries the jobs: it hands each
-to one worker, keeps at most one job per document waiting (``queueing_lock``) and runs the
-jobs of one document one after another (``lock``). Its workers send heartbeats; a job whose
-worker stopped sending them (killed, its machine gone) is started again by another worker
-(``recover_stalled``), and only such jobs: the work of live workers is never touched.
+to one worker and runs the jobs of one document one after another (``lock``). Its workers send
+heartbeats; a job whose worker stopped sending them (killed, its machine gone) is started again
+by another worker (``recover_stalled``), and only such jobs: the work of live workers is never
+touched. Whether a job is alive is procrastinate's to say (``storage.jobs``), never our record's.
 
 What a page reads about a job (progress, outcome, a cancel request) is an ``IndexJob`` row
-that the worker updates as it goes, so the page that queued a job sees it from any replica.
-An upload is admitted by the page (checks, deduplication, the document row in «queued», the
-original into the shared store) before its job is queued, so a worker needs nothing from the
-page's process.
+that the worker updates as it goes, so the page that queued a job sees it from any replica; the
+row always ends, whatever fails. An upload is admitted by the page (checks, deduplication, the
+document row in «queued», the original into the shared store) before its job is queued, so a
+worker needs nothing from the page's process.
+
+Only the hand-out and the records are this module's: the work is ``rag.jobs.job_work``, the
+ending ``rag.jobs.run_job``, as in the in-process queue. Uploaders take turns here too: a job's
+priority is minus the number of its user's live jobs when it is queued (procrastinate runs higher
+priorities first, so each user's first waiting job comes before anyone's second), and at each
+progress step a running job lets one waiting job of another user run on the same worker
+(``rag.jobs.Turns``): that job is claimed from procrastinate like any other, under this worker's
+heartbeat.
 """
 
 from __future__ import annotations
@@ -23,14 +31,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import procrastinate
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from rag import IngestCancelled
-from rag.jobs import Job, JobKind, Work, run_job
+from rag.jobs import (
+    DOCUMENT_KINDS,
+    INTERNAL,
+    Job,
+    JobKind,
+    Turns,
+    check_cancel,
+    job_work,
+    run_job,
+    settle_unstarted,
+    target_collection,
+    visible,
+)
 from rag.library import IngestResult, Library
 from storage import NotFoundError
 from storage.jobs import JobRepo
@@ -44,13 +62,44 @@ QUEUE = "indexing"
 SAVE_EVERY_S = 0.3
 _SCHEMA_LOCK = 0x52414702
 
+# One waiting job of a user not on this worker's stack, about a document not on it, taken as
+# procrastinate's own fetch would take it (its lock free, nothing earlier under its lock).
+_CLAIM = """
+WITH candidate AS (
+    SELECT jobs.id
+      FROM procrastinate_jobs AS jobs
+      JOIN indexjob AS i ON i.id = jobs.args->>'job_id'
+     WHERE jobs.status = 'todo'
+       AND jobs.queue_name = :queue
+       AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+       AND i.kind = ANY(:kinds)
+       AND coalesce(i.user_id, '') <> ALL(:users)
+       AND coalesce(i.document_id, '') <> ALL(:documents)
+       AND NOT EXISTS (
+           SELECT 1 FROM procrastinate_jobs AS other
+            WHERE jobs.lock IS NOT NULL AND other.lock = jobs.lock
+              AND (other.status = 'doing'
+                   OR (other.status = 'todo'
+                       AND (other.priority > jobs.priority
+                            OR (other.priority = jobs.priority AND other.id < jobs.id)))))
+     ORDER BY jobs.priority DESC, jobs.id ASC
+     LIMIT 1
+       FOR UPDATE OF jobs SKIP LOCKED
+)
+UPDATE procrastinate_jobs AS p
+   SET status = 'doing', worker_id = :worker
+  FROM candidate
+ WHERE p.id = candidate.id
+RETURNING p.id, p.args->>'job_id' AS job_id
+"""
+_FINISH = "SELECT procrastinate_finish_job_v1(:id, CAST(:status AS procrastinate_job_status), :delete)"
+
 
 def conninfo(engine: Engine) -> str:
     """The libpq connection string of a SQLAlchemy PostgreSQL engine (for procrastinate)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@dataclass
 class SharedJob(Job):
     """A job as its ``IndexJob`` row had it when read; ``wait`` reads it again until done."""
 
@@ -75,6 +124,8 @@ def _job_of(row: IndexJob, repo: JobRepo) -> SharedJob:
         kind=row.kind,  # type: ignore[arg-type]
         filename=row.filename,
         document_id=row.document_id,
+        user_id=row.user_id,
+        collection_id=row.collection_id,
         id=row.id,
         state=row.state,  # type: ignore[arg-type]
         fraction=row.fraction,
@@ -82,8 +133,8 @@ def _job_of(row: IndexJob, repo: JobRepo) -> SharedJob:
         result=result,
         message=row.message,
         failed=row.failed,
-        repo=repo,
     )
+    job.repo = repo
     if row.cancel:
         job.cancel.set()
     return job
@@ -103,12 +154,14 @@ class SharedQueue:
         self.app = procrastinate.App(
             connector=procrastinate.SyncPsycopgConnector(conninfo=self._conninfo, min_size=1, max_size=4)
         )
-        self.app.task(name=TASK, queue=QUEUE, pass_context=False)(self._run)
+        self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._task)
         self._ensure_schema()
         self.app.open()
         # Jobs this process runs: the documents they write are "busy here", not "elsewhere".
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
+        self._turns = Turns(self._claim)
+        self._worker = threading.local()  # procrastinate's id of the worker running this thread's jobs
         library.elsewhere = self._documents_elsewhere
         library.queued_elsewhere = self.jobs.queued_documents
 
@@ -138,13 +191,15 @@ class SharedQueue:
     ) -> Job:
         """Admit an upload here and queue its indexing for a worker."""
         actor = self.library.actor(user)
-        admitted = self.library.admit(filename, data, actor, collection_id, status=DocumentStatus.QUEUED)
+        target = target_collection(self.library, actor, collection_id)
+        admitted = self.library.admit(filename, data, actor, target, status=DocumentStatus.QUEUED)
         if isinstance(admitted, IngestResult):  # nothing to index: the outcome is known now
             row = IndexJob(
                 kind="ingest",
                 filename=admitted.filename,
                 document_id=admitted.document.id if admitted.document else None,
                 user_id=actor.id,
+                collection_id=target,
                 state="done",
                 fraction=1.0,
                 text="",
@@ -155,8 +210,15 @@ class SharedQueue:
                 finished_at=utcnow(),
             )
             return _job_of(self.jobs.add(row), self.jobs)
-        row = IndexJob(kind="ingest", filename=admitted.filename, document_id=admitted.id, user_id=actor.id)
-        return self._queue(row)
+        return self._queue(
+            IndexJob(
+                kind="ingest",
+                filename=admitted.filename,
+                document_id=admitted.id,
+                user_id=actor.id,
+                collection_id=target,
+            )
+        )
 
     def _admin(self, user: User | None) -> User:
         actor = self.library.actor(user)
@@ -196,43 +258,102 @@ class SharedQueue:
         return self._queue(row)
 
     def _queue(self, row: IndexJob) -> Job:
-        self.jobs.add(row)
         # One job per document at a time, in the order queued; whole-library work has one lock.
         lock = f"doc:{row.document_id}" if row.document_id else f"library:{row.kind}"
+        # Uploaders in turn: each user's n-th live job after everyone's (n-1)-th; never before a
+        # job queued earlier under the same lock (procrastinate would run it first).
+        priority = -self.jobs.user_load(row.user_id)
+        under_lock = self.jobs.lock_priority(lock)
+        if under_lock is not None:
+            priority = min(priority, under_lock)
+        self.jobs.add(row)
         try:
-            self.app.configure_task(TASK, lock=lock, queue=QUEUE).defer(job_id=row.id)
+            self.app.configure_task(TASK, lock=lock, queue=QUEUE, priority=priority).defer(job_id=row.id)
         except Exception:
             self.jobs.update(
                 row.id,
                 state="done",
                 failed=True,
                 message=f"«{row.filename}»: не удалось поставить в очередь.",
+                finished_at=utcnow(),
             )
             raise
         return _job_of(self.jobs.get(row.id), self.jobs)
 
     # -- reading (any replica) ---------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job | None:
-        """A job's current state (None for an unknown id)."""
+    def get(self, job_id: str, user: User | None = None) -> Job | None:
+        """A job's current state, for whoever queued it or an admin (None otherwise, or unknown)."""
+        actor = self.library.actor(user)
         try:
-            return _job_of(self.jobs.get(job_id), self.jobs)
+            job = _job_of(self.jobs.get(job_id), self.jobs)
         except NotFoundError:
             return None
+        return job if visible(self.library, job, actor) else None
 
     def pending(self, kind: JobKind | None = None, document_id: str | None = None) -> Job | None:
-        """A queued or running job of this kind (any if None) and document, if there is one."""
+        """A live queued or running job of this kind (any if None) and document, if there is one."""
         found = self.jobs.active(kind, document_id)
         return _job_of(found[0], self.jobs) if found else None
 
-    def cancel(self, job_id: str) -> None:
-        """Ask the job to stop: a worker checks at each progress step, and before it starts."""
-        self.jobs.request_cancel(job_id)
+    def cancel(self, job_id: str, user: User | None = None) -> None:
+        """Ask the job to stop (its uploader or an admin): a worker checks at each step and before it."""
+        actor = self.library.actor(user)
+        try:
+            job: Job | None = _job_of(self.jobs.get(job_id), self.jobs)
+        except NotFoundError:
+            job = None
+        if check_cancel(self.library, job, actor):
+            self.jobs.request_cancel(job_id)
+
+    def overview(self, user: User | None = None) -> list[Job]:
+        """Every live queued or running job, oldest first, with who queued it (admins)."""
+        self._admin(user)
+        return [_job_of(row, self.jobs) for row in self.jobs.active()]
 
     # -- working (workers) ------------------------------------------------------------------
 
-    def _run(self, job_id: str) -> None:
-        """Procrastinate's task: run one job to its outcome and save it."""
+    def _task(self, context: procrastinate.JobContext, job_id: str) -> None:
+        """Procrastinate's task: run one job (and the turns it gives) to its outcome and save it."""
+        self._worker.id = context.job.worker_id
+        self._execute(job_id)
+
+    def _claim(self, users: frozenset[str | None], documents: frozenset[str]) -> Callable[[], None] | None:
+        worker_id = getattr(self._worker, "id", None)
+        if worker_id is None:
+            return None
+        with self.library.engine.begin() as conn:
+            found = conn.execute(
+                text(_CLAIM),
+                {
+                    "queue": QUEUE,
+                    "kinds": list(DOCUMENT_KINDS),
+                    "users": [u or "" for u in users],
+                    "documents": list(documents),
+                    "worker": worker_id,
+                },
+            ).first()
+        if found is None:
+            return None
+        task_id, job_id = int(found.id), str(found.job_id)
+
+        def run() -> None:
+            ended = "failed"
+            try:
+                self._execute(job_id)
+                ended = "succeeded"
+            finally:
+                # As procrastinate ends a job it ran: a succeeded one goes (delete_jobs="successful").
+                with self.library.engine.begin() as conn:
+                    conn.execute(
+                        text(_FINISH),
+                        {"id": task_id, "status": ended, "delete": ended == "succeeded"},
+                    )
+
+        return run
+
+    def _execute(self, job_id: str) -> None:
+        """Run one job to its outcome; its record ends whatever fails, the bookkeeping included."""
         try:
             row = self.jobs.get(job_id)
         except NotFoundError:
@@ -242,6 +363,7 @@ class SharedQueue:
             return
         with self._running_lock:
             self._running.add(job_id)
+        ended = False
         try:
             self.jobs.update(job_id, state="running", attempts=row.attempts + 1, text="Выполняется")
             job = _job_of(row, self.jobs)
@@ -257,9 +379,22 @@ class SharedQueue:
                 if fresh.cancel:
                     current.cancel.set()
 
-            run_job(job, self._work(row), on_progress)
-            if job.kind == "ingest" and job.document_id:
-                self._drop_if_never_started(job.document_id)
+            with self._turns.running(job):
+                run_job(job, job_work(self.library, job), on_progress, self._turns.checkpoint)
+            link = settle_unstarted(self.library, job)
+            # Someone else put the same bytes in, and no job of theirs will index them: queue one.
+            if link is not None and not [
+                r for r in self.jobs.active("ingest", job.document_id) if r.id != job_id
+            ]:
+                self._queue(
+                    IndexJob(
+                        kind="ingest",
+                        filename=link.filename,
+                        document_id=link.document_id,
+                        user_id=link.added_by,
+                        collection_id=link.collection_id,
+                    )
+                )
             result = job.result
             self.jobs.update(
                 job_id,
@@ -272,54 +407,31 @@ class SharedQueue:
                 warnings=list(result.warnings) if result is not None else [],
                 finished_at=utcnow(),
             )
+            ended = True
+        except Exception:
+            log.exception("bookkeeping of job %s failed", job_id)
         finally:
             with self._running_lock:
                 self._running.discard(job_id)
+            if not ended:
+                self._end_failed(job_id, row.filename)
 
-    def _drop_if_never_started(self, document_id: str) -> None:
-        # Cancelled (or refused) before indexing began: as with the local queue, the upload
-        # leaves nothing behind, rather than a document waiting in «queued» for ever.
-        with contextlib.suppress(NotFoundError):
-            if self.library.docs.get(document_id).status == DocumentStatus.QUEUED:
-                self.library.delete(document_id)
-
-    def _work(self, row: IndexJob) -> Work:
-        library = self.library
-        doc_id = row.document_id
-
-        def ingest(job: Job, progress: Callable[[float, str], None]) -> None:
-            assert doc_id is not None
-            if job.cancel.is_set():
-                raise IngestCancelled(f"«{job.filename}»: индексация отменена.")
-            job.result = library.index_admitted(doc_id, progress)
-
-        def reindex(job: Job, progress: Callable[[float, str], None]) -> None:
-            assert doc_id is not None
-            job.result = library.reindex(doc_id, progress)
-            if job.result.status == "indexed":
-                job.message = f"«{job.filename}» переиндексирован."
-
-        def delete(job: Job, _progress: Callable[[float, str], None]) -> None:
-            assert doc_id is not None
-            with contextlib.suppress(NotFoundError):  # already gone: what the admin asked for
-                library.delete(doc_id)
-            job.message = f"Файл «{job.filename}» удалён."
-
-        def reembed(job: Job, progress: Callable[[float, str], None]) -> None:
-            job.message = f"Векторы пересчитаны для {library.reembed(progress)} док."
-
-        def repair(job: Job, _progress: Callable[[float, str], None]) -> None:
-            report = library.check(repair=True)
-            job.message = "Расхождения исправлены." if not report.ok else "Расхождений не было."
-
-        works: dict[str, Work] = {
-            "ingest": ingest,
-            "reindex": reindex,
-            "delete": delete,
-            "reembed": reembed,
-            "repair": repair,
-        }
-        return works[row.kind]
+    def _end_failed(self, job_id: str, filename: str) -> None:
+        # The last word on a record whose job broke outside the work itself: never «running» for ever.
+        message = f"«{filename}»: {INTERNAL}"
+        try:
+            self.jobs.update(
+                job_id,
+                state="done",
+                fraction=1.0,
+                text="",
+                failed=True,
+                message=message,
+                result_status="failed" if self.jobs.get(job_id).kind == "ingest" else None,
+                finished_at=utcnow(),
+            )
+        except Exception:
+            log.exception("could not end the record of job %s", job_id)
 
     def recover_stalled(self, seconds_since_heartbeat: float) -> list[str]:
         """Queue again the jobs whose worker sent no heartbeat for this long; their job ids."""

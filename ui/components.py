@@ -191,10 +191,13 @@ def _outcomes(job: Job) -> list[tuple[str, str]]:
 @st.fragment(run_every=1.0)
 def _live_progress(jobs_key: str, results_key: str) -> None:
     """Per-job and overall progress, refreshed every second while the jobs run."""
+    from ui.auth import current_user
     from ui.resources import get_indexing_queue
 
     queue = get_indexing_queue()
-    jobs = [j for j in (queue.get(i) for i in st.session_state.get(jobs_key, [])) if j is not None]
+    # The queue shows a job only to whoever queued it (or an admin), and lets only them cancel it.
+    user = current_user()
+    jobs = [j for j in (queue.get(i, user) for i in st.session_state.get(jobs_key, [])) if j is not None]
     if not jobs:
         st.session_state[jobs_key] = []
         return
@@ -207,7 +210,7 @@ def _live_progress(jobs_key: str, results_key: str) -> None:
             continue
         st.progress(min(1.0, job.fraction), text=literal(f"{job.filename}: {job.text}"))
         if st.button("Отменить", key=f"cancel_{job.id}", icon=":material/cancel:"):
-            queue.cancel(job.id)
+            queue.cancel(job.id, user)
     if len(finished) == len(jobs):
         # Idempotent on purpose: with fast reruns a stopping run and the new one can both get
         # here; both must produce the same report, and neither may hide it from the other.

@@ -24,6 +24,7 @@ from pathlib import PurePath
 from rag import IngestError
 from rag.ingest.html import extract_html
 from rag.ingest.images import IMAGE_EXTENSIONS, extract_image
+from rag.ingest.ocr import page_limit as ocr_page_limit
 from rag.ingest.office import extract_docx, extract_odt, extract_rtf
 from rag.ingest.pdf import extract_pdf
 from rag.ingest.tabular import extract_csv, extract_json
@@ -60,4 +61,7 @@ def extract(data: bytes, filename: str, options: Options | None = None) -> Extra
         raise IngestError(f"«{filename}»: формат {ext or 'без расширения'} не поддерживается ({known}).")
     if not data:
         raise IngestError(f"«{filename}»: файл пуст.")
-    return extractor(data, filename, options or Options())
+    options = options or Options()
+    # Recognition is the slow part: the page budget holds across the file's every OCR call.
+    with ocr_page_limit(options.max_ocr_pages, filename):
+        return extractor(data, filename, options)

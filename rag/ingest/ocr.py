@@ -25,13 +25,16 @@ import os
 import re
 import subprocess
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from rag import RagError
+from rag import IngestError, RagError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,46 @@ INSTALL_HINT = (
 
 class OcrError(RagError):
     """Tesseract failed on one image (crashed, timed out or is missing)."""
+
+
+@dataclass
+class _PageBudget:
+    limit: int
+    filename: str
+    used: int = 0
+
+
+# The OCR pages left to the file being extracted on this thread (set by ``page_limit``).
+_budget: ContextVar[_PageBudget | None] = ContextVar("ocr_page_budget", default=None)
+
+
+@contextmanager
+def page_limit(limit: int | None, filename: str) -> Iterator[None]:
+    """Within: ``run_parallel`` refuses the file once it needs more than ``limit`` pages recognised.
+
+    One upload must not hold the indexing queue for everyone (a scan of 2,000 blank pages took
+    nine minutes); None sets no limit.
+    """
+    token = _budget.set(None if limit is None else _PageBudget(limit, filename))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _counted(jobs: Iterable[Callable[[], str]]) -> Iterator[Callable[[], str]]:
+    """The jobs, refusing the file (IngestError) when one more would exceed its page budget."""
+    for job in jobs:
+        budget = _budget.get()
+        if budget is not None:
+            budget.used += 1
+            if budget.used > budget.limit:
+                raise IngestError(
+                    f"«{budget.filename}»: страниц для распознавания (OCR) больше, чем допускается "
+                    f"для одной загрузки — не больше {budget.limit} (RAG_MAX_OCR_PAGES). Разделите "
+                    "файл на части или попросите администратора увеличить RAG_MAX_OCR_PAGES."
+                )
+        yield job
 
 
 def _tesseract_cmd() -> str:
@@ -273,7 +316,7 @@ def run_parallel(jobs: Iterable[Callable[[], str]]) -> Generator[str | Exception
     generator (the consumer stopped, e.g. indexing was cancelled) drops the jobs not started.
     """
     count = workers()
-    source = iter(jobs)
+    source = _counted(jobs)
     if count == 1:
         for job in source:
             try:

@@ -38,6 +38,8 @@ class Options:
     max_pages: int = 2000
     # Bound on what an archive-based format (DOCX, ODT) may unpack: no decompression bombs.
     max_unpacked_bytes: int = 200 * 1024 * 1024
+    # Pages one upload may send to OCR (RAG_MAX_OCR_PAGES); None: no limit.
+    max_ocr_pages: int | None = None
     progress: Callable[[float, str], None] | None = None
 
     def report(self, fraction: float, text: str) -> None:

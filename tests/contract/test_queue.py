@@ -51,7 +51,7 @@ def queue(library: Library, test_servers: Servers | None) -> Iterator[Queue]:
     shared.close()
 
 
-def _wait(queue: Queue, job: Any, timeout: float = 120) -> Any:
+def _wait(queue: Queue, job: Any, timeout: float = 600) -> Any:
     """The job once done (a shared job's record is read again)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -75,7 +75,7 @@ def test_jobs_index_in_order_and_report_progress(library: Any, queue: Queue) -> 
 
 def test_cancelled_job_leaves_nothing_behind(library: Any, queue: Queue) -> None:
     job = queue.submit("big.txt", (SENTENCE * 400).encode())
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     seen: list[float] = []
     while job.state != "running" or job.fraction < 0.6:  # extraction done, embedding about to start
         assert time.monotonic() < deadline
@@ -154,3 +154,84 @@ def test_whole_library_work_is_for_admins(queue: Queue) -> None:
     assert library.docs.get(doc_id).status == DocumentStatus.READY
     gone = _wait(queue, queue.delete(doc_id, admin))
     assert not gone.failed and library.docs.list_all() == []
+
+
+def _idle(queue: Queue, timeout: float = 600) -> None:
+    """Wait until no job is queued or running (including jobs the queue made by itself)."""
+    deadline = time.monotonic() + timeout
+    while queue.pending() is not None:
+        assert time.monotonic() < deadline, "the queue did not empty"
+        time.sleep(0.05)
+
+
+def test_a_small_upload_is_not_stuck_behind_another_members_large_one(queue: Queue) -> None:
+    library = queue.library  # type: ignore[attr-defined]
+    alice, bob = library.users.create("alice"), library.users.create("bob")
+    # About fifty fragments: two batches of vectors, each a point where the queue serves someone else.
+    large = queue.submit("large.txt", (SENTENCE * 400).encode(), user=alice)
+    small = queue.submit("small.txt", "Склад работает с 8:00 до 20:00 без выходных.".encode(), user=bob)
+    small = _wait(queue, small, 600)
+    assert small.result is not None and small.result.status == "indexed"
+    # Bob's upload waited for at most one step of Alice's, not for her whole file.
+    statuses = {d.filename: d.status for d in library.docs.list_all()}
+    assert statuses["small.txt"] == DocumentStatus.READY
+    assert statuses["large.txt"] != DocumentStatus.READY
+    large = _wait(queue, large, 600)
+    assert large.result is not None and large.result.status == "indexed"
+    assert library.docs.get(large.document_id).status == DocumentStatus.READY
+
+
+def test_only_the_uploader_follows_and_cancels_a_job_and_an_admin_cancels_any(queue: Queue) -> None:
+    library = queue.library  # type: ignore[attr-defined]
+    boss = library.users.create("boss", role=Role.ADMIN)
+    alice, bob = library.users.create("alice"), library.users.create("bob")
+    blocker = queue.submit("first.txt", (SENTENCE * 60).encode(), user=alice)
+    job = queue.submit("second.txt", "Текст, который так и не проиндексируют.".encode(), user=alice)
+    assert queue.get(job.id, bob) is None  # another member learns nothing about it
+    with pytest.raises(Forbidden):
+        queue.cancel(job.id, bob)
+    mine = queue.get(job.id, alice)
+    assert mine is not None and mine.filename == "second.txt"
+    queue.cancel(job.id, boss)
+    job = _wait(queue, job)
+    assert job.failed and "отменена" in job.message
+    _wait(queue, blocker)
+    assert [d.filename for d in library.docs.list_all()] == ["first.txt"]
+
+
+def test_cancelling_an_upload_keeps_the_document_for_another_member_who_added_it(queue: Queue) -> None:
+    library = queue.library  # type: ignore[attr-defined]
+    alice, bob = library.users.create("alice"), library.users.create("bob")
+    data = ("Общий регламент приёмки товара на складе. " * 20).encode()
+    blocker = queue.submit("first.txt", (SENTENCE * 60).encode(), user=alice)
+    mine = queue.submit("regl.txt", data, user=alice)  # waits behind Alice's own first file
+    queue.submit("priemka.txt", data, user=bob)  # the same bytes, in Bob's collection
+    queue.cancel(mine.id, alice)
+    _wait(queue, blocker)
+    assert _wait(queue, mine).failed
+    _idle(queue)
+    (entry,) = library.documents(bob)
+    assert entry.name == "priemka.txt"
+    assert entry.document.status == DocumentStatus.READY
+    assert [e.name for e in library.documents(alice)] == ["first.txt"]
+
+
+def test_an_admin_sees_who_uses_the_queue(queue: Queue) -> None:
+    library = queue.library  # type: ignore[attr-defined]
+    boss = library.users.create("boss", role=Role.ADMIN)
+    alice, bob = library.users.create("alice"), library.users.create("bob")
+    first = queue.submit("first.txt", (SENTENCE * 300).encode(), user=alice)
+    second = queue.submit("second.txt", "Второй файл Алисы.".encode(), user=alice)
+    third = queue.submit("third.txt", "Файл Боба о складе.".encode(), user=bob)
+    with pytest.raises(Forbidden):
+        queue.overview(alice)
+    jobs = queue.overview(boss)
+    assert {j.id for j in jobs} <= {first.id, second.id, third.id}
+    by_user = {j.id: j.user_id for j in jobs}
+    assert by_user.get(second.id, alice.id) == alice.id and by_user.get(third.id, bob.id) == bob.id
+    assert second.id in by_user  # Alice's second file waits behind her first
+    queue.cancel(second.id, boss)
+    for job in (first, second, third):
+        _wait(queue, job)
+    assert queue.overview(boss) == []
+    assert queue.get(second.id).failed

@@ -74,3 +74,89 @@ def test_a_worker_process_runs_what_a_replica_queued(
     assert check.returncode == 0, check.stdout + check.stderr
     assert json.loads(check.stdout)["ok"] is True
     queue.close()
+
+
+@pytest.fixture
+def shared_library(shared: Servers, tmp_path: Path, make_library: Callable[..., Library]) -> Library:
+    """A library on the test servers with the shared queue's settings."""
+    return make_library(tmp_path / "replica", **shared.fresh(), RAG_QUEUE="postgres")
+
+
+def test_a_dead_record_never_keeps_a_document_busy(shared_library: Library) -> None:
+    from sqlalchemy import text
+
+    from rag.shared_queue import QUEUE, TASK, SharedQueue
+    from storage.jobs import JobRepo
+    from storage.models import IndexJob
+
+    library = shared_library
+    queue = SharedQueue(library)  # procrastinate's tables
+    doc = library.ingest("dogovor.txt", LEASE.encode()).document
+    assert doc is not None
+    jobs = JobRepo(library.engine)
+    # A record left «running» by a worker that died before procrastinate had its job.
+    jobs.add(IndexJob(kind="reindex", filename="dogovor.txt", document_id=doc.id, state="running"))
+    assert not library.is_busy(doc.id)
+    assert queue.pending(document_id=doc.id) is None
+
+    def running_under(heartbeat_age_s: int) -> str:
+        row = jobs.add(IndexJob(kind="reindex", filename="dogovor.txt", document_id=doc.id, state="running"))
+        with library.engine.begin() as conn:
+            worker = conn.execute(
+                text(
+                    "INSERT INTO procrastinate_workers (last_heartbeat) "
+                    "VALUES (now() - make_interval(secs => :age)) RETURNING id"
+                ),
+                {"age": heartbeat_age_s},
+            ).scalar()
+            conn.execute(
+                text(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, status, worker_id) "
+                    "VALUES (:q, :t, :lock, CAST(:args AS jsonb), 'doing', :w)"
+                ),
+                {
+                    "q": QUEUE,
+                    "t": TASK,
+                    "lock": f"test:{row.id}",  # procrastinate allows one running job per lock
+                    "args": json.dumps({"job_id": row.id}),
+                    "w": worker,
+                },
+            )
+        return row.id
+
+    running_under(3600)  # its worker has been silent for an hour: dead
+    assert not library.is_busy(doc.id)
+    assert queue.pending(document_id=doc.id) is None
+    live = running_under(0)  # a worker that is alive: the document is busy while it runs
+    assert library.is_busy(doc.id)
+    pending = queue.pending(document_id=doc.id)
+    assert pending is not None and pending.id == live
+    queue.close()
+
+
+def test_the_record_ends_even_when_the_queues_own_bookkeeping_fails(
+    shared_library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from rag.shared_queue import SharedQueue
+    from storage.jobs import JobRepo
+
+    queue = SharedQueue(shared_library)
+    job = queue.submit("marshrut.txt", ROUTE.encode())
+    real_update = JobRepo.update
+    broken: list[str] = []
+
+    def update(self: JobRepo, job_id: str, **fields: object) -> object:
+        if fields.get("state") == "done" and not broken:  # the database hiccups once, at the end
+            broken.append(job_id)
+            raise RuntimeError("connection lost")
+        return real_update(self, job_id, **fields)
+
+    monkeypatch.setattr(JobRepo, "update", update)
+    queue.run_worker(heartbeat_s=1.0, wait=False, stop=threading.Event())
+    assert broken == [job.id]
+    ended = queue.get(job.id)
+    assert ended is not None and ended.state == "done" and ended.failed
+    assert "внутренняя ошибка" in ended.message
+    queue.close()
