@@ -43,7 +43,7 @@ def pending_section(me: User) -> None:
     )
     for user in waiting:
         left, approve, reject = st.columns([4, 1, 1], vertical_alignment="center")
-        when = user.created_at.strftime("%d.%m.%Y %H:%M")
+        when = user.created_at.strftime("%d.%m.%Y %H:%M UTC")  # stored in UTC
         left.markdown(f"{literal(user.email or user.name)} · {when}")
         label = user.email or user.name
         if approve.button("Одобрить", key=f"pending_approve_{user.id}", type="primary"):
