@@ -34,19 +34,35 @@ class Forbidden(RagError):
 
 @dataclass(frozen=True)
 class Scope:
-    """What a search may draw on: readable document ids, each with the name its reader knows.
+    """What a search may draw on, and the name each reader knows each document by.
 
-    ``names`` None means every document under its own name (an admin searching everything).
+    Either the documents of some collections (``collections``: what ``AccessControl.scope``
+    gives, searched through a subquery however many documents they hold), or named documents
+    (``names``: id to name). Neither means every document under its own name (an admin
+    searching everything).
     """
 
     names: dict[str, str] | None = None
+    collections: frozenset[str] | None = None
+
+    @property
+    def everything(self) -> bool:
+        """Whether nothing is filtered out."""
+        return self.names is None and self.collections is None
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing at all may be searched."""
+        return self.names == {} or self.collections == frozenset()
 
     def allows(self, document_id: str) -> bool:
-        """Whether the document may be searched and shown."""
+        """Whether a document named in the scope may be searched and shown (``names`` scopes)."""
+        if self.collections is not None:
+            raise TypeError("a scope of collections is checked by the retriever, in the database")
         return self.names is None or document_id in self.names
 
     def name(self, document_id: str, default: str) -> str:
-        """The name to show for a document."""
+        """The name to show for a document (``names`` scopes)."""
         return default if self.names is None else self.names.get(document_id, default)
 
 
@@ -148,10 +164,11 @@ class AccessControl:
         """What a search by this user, over these collections (every readable one when None), sees."""
         if self.is_admin(user) and collection_ids is None:
             return EVERYTHING
-        names: dict[str, str] = {}
-        for link in self.readable_links(user, collection_ids):
-            names.setdefault(link.document_id, link.filename)
-        return Scope(names)
+        allowed = {c.id for c in self.readable(user)}
+        if collection_ids is not None:
+            allowed &= set(collection_ids)
+        # The collections, not their documents: a member may read tens of thousands of them.
+        return Scope(collections=frozenset(allowed)) if allowed else Scope(names={})
 
     def known_name(self, user: User, document_id: str) -> str | None:
         """The name the user knows a document by, or None when they may not read it."""
@@ -165,7 +182,9 @@ class AccessControl:
 
     def document_name(self, user: User, document_id: str, own_name: str) -> str:
         """The name the user knows a document by; NotFoundError if they may not read it."""
-        scope = self.scope(user)
-        if not scope.allows(document_id):
+        if self.is_admin(user):
+            return own_name
+        name = self.known_name(user, document_id)
+        if name is None:
             raise NotFoundError(document_id)
-        return scope.name(document_id, own_name)
+        return name

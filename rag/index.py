@@ -26,6 +26,8 @@ from rag.embedding import Vectors  # noqa: E402
 from settings import Settings as AppSettings  # noqa: E402
 
 T = TypeVar("T")
+# Allowed documents named in a Chroma filter at most; more are filtered after the search.
+FILTER_MAX = 2000
 
 
 def open_chroma(path: Path) -> Any:
@@ -127,12 +129,14 @@ class VectorIndex:
         """Nearest chunk ids with cosine similarity, best first (only of ``documents`` if given)."""
         if documents is not None and not documents:
             return []
+        query = np.asarray(vector, dtype=np.float32)
+        if documents is not None and len(documents) > FILTER_MAX:
+            return self._query_wide(model, query, k, set(documents))
         # Filtered inside the index: filtering the global top k afterwards would leave a member
         # with a small collection in a large library with nothing.
         where = None if documents is None else {"document_id": {"$in": sorted(documents)}}
         # No count() first: Chroma 1.5 clamps n_results and answers an empty collection with no
         # ids, and count() costs 4x the search itself at 100k vectors (bench/README.md).
-        query = np.asarray(vector, dtype=np.float32)
         res = self._on(
             model,
             lambda col: col.query(query_embeddings=[query], n_results=k, where=where, include=["distances"]),
@@ -140,6 +144,27 @@ class VectorIndex:
         ids = res["ids"][0]
         dists = res["distances"][0] if res.get("distances") else [0.0] * len(ids)
         return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
+    def _query_wide(self, model: str, query: Vectors, k: int, documents: set[str]) -> list[tuple[str, float]]:
+        """The nearest of many allowed documents: Chroma binds one SQL variable per ``$in`` value
+        and fails past SQLite's limit, so the unfiltered ranking is read deeper and deeper and
+        kept where its document is allowed (a scope this large is most of the library)."""
+        n = max(4 * k, 100)
+        while True:
+
+            def nearest(col: Any, n: int = n) -> Any:
+                return col.query(query_embeddings=[query], n_results=n, include=["distances", "metadatas"])
+
+            res = self._on(model, nearest)
+            ids, dists, metas = res["ids"][0], res["distances"][0], res["metadatas"][0]
+            kept = [
+                (i, 1.0 - float(d))
+                for i, d, m in zip(ids, dists, metas, strict=True)
+                if m and str(m.get("document_id")) in documents
+            ]
+            if len(kept) >= k or len(ids) < n:
+                return kept[:k]
+            n *= 4
 
     def retag(self, model: str, ids: list[str], document_id: str) -> None:
         """Say that these chunk vectors now belong to another document (a re-index's swap)."""

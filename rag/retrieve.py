@@ -16,6 +16,7 @@ from rag.embedding import Embedder
 from rag.index import VectorIndex
 from rag.terms import TermIndex
 from storage import Chunk, Document, DocumentRepo, Source
+from storage.keywords import InCollections, Only
 
 Method = Literal["keyword", "dense", "hybrid"]
 METHODS: tuple[Method, ...] = ("keyword", "dense", "hybrid")
@@ -62,9 +63,22 @@ class Retriever:
         # The vocabulary of the cross-lingual embedder (the second one), when there is one.
         self.terms = terms
 
+    @staticmethod
+    def _filter(scope: Scope) -> Only:
+        """The keyword search's filter: the collections' documents by a subquery, or named ids."""
+        if scope.collections is not None:
+            return InCollections(tuple(sorted(scope.collections)))
+        return scope.names
+
+    def _documents(self, scope: Scope) -> set[str] | None:
+        """The ids of the documents a scope allows (None: every document)."""
+        if scope.collections is not None:
+            return self.repo.documents_in(scope.collections)
+        return None if scope.names is None else set(scope.names)
+
     def keyword(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by stemmed BM25."""
-        return self.repo.keyword_search(query_terms(query), limit, documents=scope.names)
+        return self.repo.keyword_search(query_terms(query), limit, documents=self._filter(scope))
 
     def translated_keyword(
         self, query: str, limit: int, scope: Scope = EVERYTHING
@@ -74,20 +88,22 @@ class Retriever:
         if self.terms is None or len(embedders) < 2:
             return []
         stems = self.terms.translate(query, embedders[1])
-        return self.repo.keyword_search(stems, limit, documents=scope.names) if stems else []
+        return self.repo.keyword_search(stems, limit, documents=self._filter(scope)) if stems else []
 
     def dense(self, query: str, limit: int, scope: Scope = EVERYTHING) -> list[tuple[str, float]]:
         """Chunk ids by cosine similarity with the main embedding model."""
-        return self._dense(self._embedders()[0], query, limit, scope)
+        return self._dense(self._embedders()[0], query, limit, self._documents(scope))
 
-    def _dense(self, emb: Embedder, query: str, limit: int, scope: Scope) -> list[tuple[str, float]]:
-        return self.vectors.query(emb.name, emb.embed_query(query), limit, documents=scope.names)
+    def _dense(
+        self, emb: Embedder, query: str, limit: int, documents: set[str] | None
+    ) -> list[tuple[str, float]]:
+        return self.vectors.query(emb.name, emb.embed_query(query), limit, documents=documents)
 
     def search(
         self, query: str, k: int = 5, method: Method = "hybrid", scope: Scope = EVERYTHING
     ) -> list[Source]:
         """Top-k chunks of the ready documents a scope allows, numbered 1..k for citation."""
-        if not query.strip() or scope.names == {}:
+        if not query.strip() or scope.empty:
             return []
         # Deep enough for the score statistics of the fusion to mean something.
         pool = max(k * 4, FUSION_POOL)
@@ -98,15 +114,17 @@ class Retriever:
         else:
             # An English-only embedder would only drag good keyword ranks down on Russian.
             usable = [e for e in self._embedders() if e.reads_cyrillic or not has_cyrillic(query)]
+            documents = self._documents(scope) if usable else None
             lists = [
                 self.keyword(query, pool, scope),
                 self.translated_keyword(query, pool, scope),
-                *(self._dense(e, query, pool, scope) for e in usable),
+                *(self._dense(e, query, pool, documents) for e in usable),
             ]
             scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
         ids = [cid for cid, _ in ranked]
         rows: dict[str, tuple[Chunk, Document]] = {}
+        names: dict[str, str] = {}
         fetched = 0
         hits: list[Source] = []
         for i, (cid, score) in enumerate(ranked):
@@ -114,19 +132,24 @@ class Retriever:
                 # The rows (texts) of the best 2k first, the rest only if some of those drop out:
                 # a hybrid query ranks up to 4 x 40 ids.
                 step = 2 * k if fetched == 0 and k > 0 else len(ranked)
-                rows.update(self.repo.chunks_by_ids(ids[fetched : fetched + step]))
+                batch = self.repo.chunks_by_ids(ids[fetched : fetched + step])
+                rows.update(batch)
                 fetched += step
+                if scope.collections is not None:  # the names these documents have there
+                    names.update(self.repo.names_in(scope.collections, {d.id for _, d in batch.values()}))
             if cid not in rows:  # vector of a deleted or not-ready document
                 continue
             chunk, doc = rows[cid]
-            if not scope.allows(doc.id):  # never shown, whichever list let it through
-                continue
+            if not (doc.id in names if scope.collections is not None else scope.allows(doc.id)):
+                continue  # never shown, whichever list let it through
             hits.append(
                 Source(
                     n=len(hits) + 1,
                     chunk_id=cid,
                     document_id=doc.id,
-                    filename=scope.name(doc.id, doc.filename),
+                    filename=names[doc.id]
+                    if scope.collections is not None
+                    else scope.name(doc.id, doc.filename),
                     page=chunk.page,
                     ordinal=chunk.ordinal,
                     text=chunk.text,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, text
@@ -22,8 +23,31 @@ FTS_TABLE = "chunk_fts"
 # Stems are letters and digits; anything else would be query syntax in either engine.
 _TERM = re.compile(r"^\w+$")
 _INSERT = f"INSERT INTO {FTS_TABLE}(stems, chunk_id, document_id) VALUES (:stems, :chunk_id, :document_id)"
+
+
+@dataclass(frozen=True)
+class InCollections:
+    """The documents of these collections: a subquery with one parameter per collection, so a
+    member who may read tens of thousands of documents binds a handful of values, not one each."""
+
+    ids: tuple[str, ...]
+
+
 # Only these documents' rows (None: every document's).
-Only = Collection[str] | None
+Only = Collection[str] | InCollections | None
+
+
+def only_clause(documents: Only) -> tuple[str, dict[str, Any], list[Any]]:
+    """The filter by documents for a search statement: its SQL, parameters and expanding binds."""
+    if documents is None:
+        return "", {}, []
+    if isinstance(documents, InCollections):
+        sql = (
+            "AND f.document_id IN (SELECT document_id FROM collectiondocument "
+            "WHERE collection_id IN :colls) "
+        )
+        return sql, {"colls": list(documents.ids)}, [bindparam("colls", expanding=True)]
+    return "AND f.document_id IN :docs ", {"docs": sorted(documents)}, [bindparam("docs", expanding=True)]
 
 
 def safe_terms(terms: Sequence[str]) -> list[str]:
@@ -68,12 +92,9 @@ class _SqlKeywords:
         self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
     ) -> list[tuple[str, float]]:
         """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
-        only = "AND f.document_id IN :docs " if documents is not None else ""
-        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True))
-        params: dict[str, Any] = {"q": self.match(terms), "n": limit, "ready": list(ready)}
-        if documents is not None:
-            sql = sql.bindparams(bindparam("docs", expanding=True))
-            params["docs"] = sorted(documents)
+        only, extra, binds = only_clause(documents)
+        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True), *binds)
+        params: dict[str, Any] = {"q": self.match(terms), "n": limit, "ready": list(ready), **extra}
         return [(str(r[0]), self.sign * float(r[1])) for r in conn.execute(sql, params)]
 
 
@@ -116,12 +137,9 @@ class Fts5Keywords(_SqlKeywords):
             found = self._top(conn, terms, limit, ready)
             if found is not None:
                 return found
-        only = "AND f.document_id IN :docs " if documents is not None else ""
-        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True))
-        params: dict[str, Any] = {"q": self.match(terms), "ready": list(ready)}
-        if documents is not None:
-            sql = sql.bindparams(bindparam("docs", expanding=True))
-            params["docs"] = sorted(documents)
+        only, extra, binds = only_clause(documents)
+        sql = text(self.select.format(only=only)).bindparams(bindparam("ready", expanding=True), *binds)
+        params: dict[str, Any] = {"q": self.match(terms), "ready": list(ready), **extra}
         # One row more than asked shows whether the last one ties with rows past the limit; if
         # so, fetch until every tied row is in, so that ties go by rowid and never by the order
         # FTS5's rank sort happened to leave them in.

@@ -14,8 +14,17 @@ from sqlalchemy import delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from storage.keywords import FTS_TABLE, keyword_index, safe_terms
-from storage.models import SEARCHABLE, Chat, Chunk, Document, DocumentStatus, Message, utcnow
+from storage.keywords import FTS_TABLE, InCollections, Only, keyword_index, safe_terms
+from storage.models import (
+    SEARCHABLE,
+    Chat,
+    Chunk,
+    CollectionDocument,
+    Document,
+    DocumentStatus,
+    Message,
+    utcnow,
+)
 
 
 class StorageError(Exception):
@@ -267,6 +276,31 @@ class DocumentRepo:
                 out.update(s.exec(select(Chunk.id).where(col(Chunk.id).in_(batch))))
         return out
 
+    def documents_in(self, collection_ids: Collection[str]) -> set[str]:
+        """Ids of the documents in any of these collections."""
+        with Session(self.engine) as s:
+            stmt = select(CollectionDocument.document_id).where(
+                col(CollectionDocument.collection_id).in_(list(collection_ids))
+            )
+            return set(s.exec(stmt.distinct()))
+
+    def names_in(self, collection_ids: Collection[str], document_ids: Collection[str]) -> dict[str, str]:
+        """Each of these documents that is in one of the collections, under its name there (the
+        first place it was put, when several)."""
+        out: dict[str, str] = {}
+        if not collection_ids or not document_ids:
+            return out
+        with Session(self.engine) as s:
+            stmt = (
+                select(CollectionDocument.document_id, CollectionDocument.filename)
+                .where(col(CollectionDocument.collection_id).in_(list(collection_ids)))
+                .where(col(CollectionDocument.document_id).in_(list(document_ids)))
+                .order_by(col(CollectionDocument.added_at))
+            )
+            for doc_id, name in s.exec(stmt):
+                out.setdefault(doc_id, name)
+        return out
+
     def stems_in_use(self, stems: Sequence[str]) -> set[str]:
         """Those of the stems some fragment's keyword row still has (any document, any state)."""
         states = [st.name for st in DocumentStatus]
@@ -312,11 +346,17 @@ class DocumentRepo:
             return {c.id: (c, d) for c, d in s.exec(stmt)}
 
     def keyword_search(
-        self, terms: Sequence[str], limit: int, documents: Collection[str] | None = None
+        self, terms: Sequence[str], limit: int, documents: Only = None
     ) -> list[tuple[str, float]]:
-        """Chunk ids of searchable documents matching any of the stems, best first (only of ``documents``)."""
+        """Chunk ids of searchable documents matching any of the stems, best first (only of ``documents``:
+        ids, or the documents of some collections)."""
         terms = safe_terms(terms)
-        if not terms or (documents is not None and not documents):
+        empty = (
+            documents.ids == ()
+            if isinstance(documents, InCollections)
+            else documents is not None and not documents
+        )
+        if not terms or empty:
             return []
         with self.engine.connect() as conn:
             # SQLAlchemy stores enum members by name.
