@@ -190,13 +190,20 @@ class AuthService:
             return None
         with self._admin_lock:
             admin = self.users.by_name(settings.admin_user)
+            created = False
             if admin is None:
                 try:
-                    admin = self._create(settings.admin_user, Role.ADMIN, password)
+                    password_hash = self._new_hash(password)
                 except SignInRefused as exc:
                     raise SignInRefused(f"RAG_ADMIN_PASSWORD: {exc}") from exc
-                log.info("admin %r created from RAG_ADMIN_USER", admin.name)
-            else:
+                # Every replica of a fresh deployment starts with the same settings: the first
+                # one makes the admin, the others take that row (one statement, no error).
+                admin, created = self.users.get_or_create(
+                    settings.admin_user, role=Role.ADMIN, password_hash=password_hash
+                )
+                if created:
+                    log.info("admin %r created from RAG_ADMIN_USER", admin.name)
+            if not created:
                 # The operator's configuration says this person is an admin; the password they
                 # may have changed since is theirs, so a restart leaves it alone.
                 changes: dict[str, object] = {}

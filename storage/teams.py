@@ -116,6 +116,8 @@ class UserRepo:
         fresh = User(name=normalise_name(name), **fields)
         with Session(self.engine, expire_on_commit=False) as s:
             created = _insert_ignore(s, User, fresh.model_dump())
+            if created and _can_sign_in_with_password(fresh):
+                _insert_ignore(s, LibraryFlag, {"name": HAD_ADMIN, "set_at": utcnow()})
             s.commit()
         user = self.by_name(name)
         if user is None:  # the conflict was on something else than the name

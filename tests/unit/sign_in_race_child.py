@@ -18,6 +18,7 @@ from typing import Any
 from rag import RagError
 from rag.access import AccessControl
 from rag.auth import AuthService
+from settings import Settings
 from storage import make_engine
 from storage.models import Role
 from storage.teams import CollectionRepo, UserRepo
@@ -45,6 +46,10 @@ def act(auth: AuthService, action: str, args: list[str]) -> dict[str, Any]:
         if action == "fail":
             auth.sign_in(args[0], "wrong password", *args[1:])
             return {"ok": "signed in"}
+        if action == "bootstrap":
+            settings = Settings(_env_file=None, RAG_ADMIN_USER=args[0], RAG_ADMIN_PASSWORD=PASSWORD)  # type: ignore[call-arg]
+            admin = auth.bootstrap(settings)
+            return {"ok": admin.id if admin else None}
         if action == "local_user":
             return {"ok": auth.access.local_user().id}
         if action == "personal":

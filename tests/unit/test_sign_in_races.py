@@ -161,6 +161,27 @@ def test_two_threads_create_one_first_admin(new_url: Callable[[], str]) -> None:
         assert len(_admins(a)) == 1
 
 
+def test_two_replicas_starting_with_rag_admin_user_make_one_admin(
+    replicas: Replicas, new_url: Callable[[], str]
+) -> None:
+    # RAG_ADMIN_USER / RAG_ADMIN_PASSWORD on every replica of a fresh deployment.
+    for _ in range(PROCESS_ROUNDS):
+        url = new_url()
+        results = replicas.race(url, "bootstrap", [["root"], ["root"]])
+        _no_errors(results)
+        assert len({r.get("ok") for r in results}) == 1 and "refused" not in str(results), results
+        assert [u.name for u in _admins(_service(url))] == ["root"]
+
+
+def test_two_sessions_starting_with_rag_admin_user_make_one_admin(new_url: Callable[[], str]) -> None:
+    for _ in range(THREAD_ROUNDS):
+        url = new_url()
+        a, b = _service(url), _service(url)
+        results = _threads([(a, "bootstrap", ["root"]), (b, "bootstrap", ["root"])])
+        _no_errors(results)
+        assert len({r.get("ok") for r in results}) == 1 and "refused" not in str(results), results
+
+
 # -- two admins demoting each other -------------------------------------------------------------
 
 
