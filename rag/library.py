@@ -512,6 +512,8 @@ class Library:
             encoding=extracted.encoding,
             pages=extracted.page_count,
             warnings="; ".join(extracted.warnings) or None,
+            damaged_pages=extracted.damaged_pages,
+            ocr_pages=sum(1 for p in extracted.pages if p.ocr),
             indexed_at=utcnow(),
         )
         # The old version's vectors (under any model); a crash before this leaves them without
@@ -591,6 +593,8 @@ class Library:
                 encoding=extracted.encoding,
                 pages=extracted.page_count,
                 warnings="; ".join(extracted.warnings) or None,
+                damaged_pages=extracted.damaged_pages,
+                ocr_pages=sum(1 for p in extracted.pages if p.ocr),
             )
             keywords_ready = True
             self._store_vectors(

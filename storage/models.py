@@ -208,6 +208,10 @@ class Document(SQLModel, table=True):
     error: str | None = None
     # Problems that did not fail the document, e.g. pages that could not be read or recognised.
     warnings: str | None = None
+    # The PDF text-layer gauge (migration 0009): pages whose layer was unreadable or damaged
+    # (None: no text layer, e.g. not a PDF), and pages read by OCR (None: indexed before 0009).
+    damaged_pages: int | None = None
+    ocr_pages: int | None = None
     embedding_model: str | None = None
     stored_path: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag.ingest.pdf_text import gauge_label
 from storage import Document, DocumentStatus
 from ui.components import human_size
 
@@ -62,6 +63,7 @@ def documents_frame(docs: list[Document]) -> list[dict[str, Any]]:
             "Страниц": str(d.pages) if d.pages else "—",
             "Фрагментов": d.chunk_count,
             "Статус": status_label(d),
+            "Текстовый слой": gauge_label(d.damaged_pages, d.ocr_pages),
             "Ошибка": d.error or d.warnings or "",
             "Проиндексирован": d.indexed_at.strftime("%Y-%m-%d %H:%M") if d.indexed_at else "—",
             "Модель эмбеддингов": d.embedding_model or "—",

@@ -1,5 +1,7 @@
-"""PDF page by page: pypdf text layers, Tesseract OCR (PDFium renders) for scans and for pages
-whose text layer is unreadable (``looks_like_garbage``).
+"""PDF page by page: PDFium text layers read as printed (``pdf_text``), Tesseract OCR (PDFium
+renders) for scans and for pages whose text layer is unreadable (``looks_like_garbage``) or
+damaged (``pdf_text.damage``: glued words, bad characters, non-words). pypdf checks the file
+(encryption, page count) and reads a page only where PDFium cannot.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pypdf.errors import DependencyError, PdfReadError
 from language import CYRILLIC, has_cyrillic
 from rag import IngestError
 from rag.ingest import ocr
+from rag.ingest.pdf_text import PageText, damage, read_pdf_texts
 from rag.ingest.text import wrong_code_page
 from rag.ingest.types import Extracted, Options, Page
 
@@ -196,6 +199,12 @@ class _PdfRenderer:
             finally:
                 page.close()
 
+    def page_texts(self) -> list[PageText]:
+        """Every page's text as indexed (``pdf_text.read_pdf_texts``)."""
+        with _PDFIUM_LOCK:
+            document = self._document()
+        return read_pdf_texts(document, _PDFIUM_LOCK)
+
     def close(self) -> None:
         if self._doc is not None:
             with _PDFIUM_LOCK:
@@ -247,27 +256,33 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
     failed: list[int] = []  # pages whose recognition failed
     blank: list[int] = []  # pages that draw nothing: nothing to read, nothing to recognise
     todo: list[tuple[int, str, bool]] = []  # (page number, usable text layer, unreadable)
+    damaged: list[int] = []  # pages whose text layer was unreadable or damaged
     done = 0
     renderer = _PdfRenderer(data, password)
     try:
+        options.report(0.0, f"Чтение «{filename}»: стр. 1/{count}")
+        texts = _pdfium_texts(renderer, count, filename)
         # Pass 1: text layers (fast); pages that need OCR are set aside.
         for i, page in enumerate(reader.pages, start=1):
-            options.report(done / count, f"Чтение «{filename}»: стр. {i}/{count}")
-            unreadable = False
-            try:
-                text = page.extract_text() or ""
-            except DependencyError as exc:  # AES needs the `cryptography` package
-                raise IngestError(
-                    f"«{filename}»: PDF зашифрован (AES), а пакет cryptography для расшифровки не "
-                    "установлен. Установите его (pip install cryptography) или сохраните PDF без защиты."
-                ) from exc
-            except Exception as exc:  # a broken content stream should cost one page, not the file
-                log.warning("page %d of %s unreadable: %s", i, filename, exc)
-                text, unreadable = "", True
-            # Justified lines come out of pypdf with runs of spaces between words.
-            text = _SPACE_RUNS.sub(" ", text)
-            usable = "" if looks_like_garbage(text) else text  # what the layer gives without OCR
-            if usable.strip() and (_nonspace(usable) >= SPARSE_TEXT or not _has_images(renderer, i - 1)):
+            if i % 10 == 1:
+                options.report(done / count, f"Чтение «{filename}»: стр. {i}/{count}")
+            if texts and not texts[i - 1].text.strip() and texts[i - 1].layer_chars:
+                done += 1  # only furniture (a table of contents, a running head): nothing to index
+                continue
+            text, unreadable = (texts[i - 1].text, False) if texts else _pypdf_text(page, i, filename)
+            gauge = damage(text)
+            if texts and gauge.damaged:
+                # PDFium's layer is damaged here: pypdf's may not be (each where it is better).
+                other, broken = _pypdf_text(page, i, filename)
+                if not broken and not damage(other).damaged and not looks_like_garbage(other):
+                    text, gauge = other, damage(other)
+            bad = looks_like_garbage(text)
+            if bad or unreadable or gauge.damaged:
+                damaged.append(i)
+            usable = "" if bad else text  # what the layer gives without OCR
+            if i in damaged and usable.strip() and ocr.tesseract_available():
+                todo.append((i, usable, unreadable))  # a damaged layer: recognised, as a scan is
+            elif usable.strip() and (_nonspace(usable) >= SPARSE_TEXT or not _has_images(renderer, i - 1)):
                 pages.append(Page(i, usable))  # a good layer, or a short page (title, table)
                 done += 1
             elif not text.strip() and not unreadable and _is_blank(renderer, page, i - 1):
@@ -299,7 +314,7 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
                     warnings.append(f"стр. {i}: не удалось распознать")
                     if usable.strip():
                         pages.append(Page(i, usable))
-                elif _nonspace(result) > _nonspace(usable):
+                elif _nonspace(result) > _nonspace(usable) or _better_than_damaged(result, usable):
                     pages.append(Page(i, result, ocr=True))
                 elif usable.strip():
                     pages.append(Page(i, usable))
@@ -331,7 +346,52 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
             f"на страницах текста{why}."
         )
     options.report(1.0, f"Прочитан «{filename}»")
-    return Extracted(pages=pages, mime_type="application/pdf", page_count=count, warnings=warnings)
+    return Extracted(
+        pages=pages,
+        mime_type="application/pdf",
+        page_count=count,
+        warnings=warnings,
+        damaged_pages=len(damaged),
+    )
+
+
+def _pdfium_texts(renderer: _PdfRenderer, count: int, filename: str) -> list[PageText] | None:
+    """Every page's text from PDFium, or None when PDFium cannot read the file (pypdf then does)."""
+    try:
+        texts = renderer.page_texts()
+    except Exception as exc:  # PdfiumError, or anything a damaged file provokes
+        log.warning("PDFium cannot read the text of %s: %s", filename, exc)
+        return None
+    if len(texts) != count:  # the two readers disagree about the file: trust neither's pages
+        log.warning("PDFium sees %d pages in %s, pypdf %d", len(texts), filename, count)
+        return None
+    return texts
+
+
+def _pypdf_text(page: Any, number: int, filename: str) -> tuple[str, bool]:
+    """pypdf's text of one page, and whether the page could not be read at all."""
+    try:
+        text = page.extract_text() or ""
+    except DependencyError as exc:  # AES needs the `cryptography` package
+        raise IngestError(
+            f"«{filename}»: PDF зашифрован (AES), а пакет cryptography для расшифровки не "
+            "установлен. Установите его (pip install cryptography) или сохраните PDF без защиты."
+        ) from exc
+    except Exception as exc:  # a broken content stream should cost one page, not the file
+        log.warning("page %d of %s unreadable: %s", number, filename, exc)
+        return "", True
+    # Justified lines come out of pypdf with runs of spaces between words.
+    return _SPACE_RUNS.sub(" ", text), False
+
+
+def _better_than_damaged(recognised: str, layer: str) -> bool:
+    """OCR wins over a damaged text layer when it reads clean and about as much."""
+    return (
+        bool(layer.strip())
+        and damage(layer).damaged
+        and not damage(recognised).damaged
+        and _nonspace(recognised) >= 0.5 * _nonspace(layer)
+    )
 
 
 def _recognise_pdf_page(renderer: _PdfRenderer, index: int) -> str:

@@ -29,6 +29,9 @@ class Extracted:
     # Headings are Markdown '#' lines (Markdown, DOCX, ODT, HTML): the chunker keeps a heading
     # with its section.
     has_headings: bool = False
+    # PDF only: pages whose text layer was unreadable or damaged (glued words, bad characters);
+    # they were recognised (OCR) where Tesseract could. None for files without a text layer.
+    damaged_pages: int | None = None
 
 
 @dataclass(frozen=True)
