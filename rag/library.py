@@ -42,7 +42,7 @@ from storage import (
 from storage.jobs import JobRepo
 from storage.locks import DocumentLocks
 from storage.models import CollectionDocument, User, new_id
-from storage.originals import DatabaseOriginals, FileOriginals, OriginalStore
+from storage.originals import Originals, OriginalStore
 from storage.teams import CollectionRepo, UserRepo
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,9 @@ class Library:
         # there: recovery and the checks never touch them (set by open_library and SharedQueue).
         self.elsewhere: Callable[[], set[str]] = set
         self.queued_elsewhere: Callable[[], set[str]] = set
-        self.originals: OriginalStore = (
-            DatabaseOriginals(engine) if settings.originals_in_database else FileOriginals(settings.files_dir)
+        # Writes where RAG_ORIGINALS says, reads both kinds of key: switching loses nothing.
+        self.originals: OriginalStore = Originals(
+            settings.files_dir.absolute(), engine, in_database=settings.originals_in_database
         )
         cross = canonical_name(settings.crosslingual_model)
         main = embedder.name if embedder is not None else canonical_name(settings.embedding_model)

@@ -1,9 +1,11 @@
 """Uploaded originals, kept for re-indexing: in a folder, or in the database.
 
-A document's ``stored_path`` holds the key its store handed out: a file path for the folder
-(as every release before the database store wrote it), ``db:<sha256>`` for the database. A
-folder serves one machine, or several when it is a volume they all mount (RAG_FILES_DIR); the
-database serves every replica and worker that reaches it.
+A document's ``stored_path`` holds the key its store handed out: the file's name in the folder
+(releases before this one wrote a path, which is read by its name too, so neither the working
+directory nor a moved data directory matters), ``db:<sha256>`` for the database. A folder serves
+one machine, or several when it is a volume they all mount (RAG_FILES_DIR); the database serves
+every replica and worker that reaches it. ``Originals`` is the library's store: it writes where
+RAG_ORIGINALS says and reads both kinds of key, so switching stores loses no document.
 """
 
 from __future__ import annotations
@@ -57,19 +59,26 @@ class FileOriginals:
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
-        return str(path)
+        return path.name
+
+    def _path(self, key: str) -> Path | None:
+        """The file a key names: always in this folder, by the key's last part (an older key is a
+        path, relative to the working directory it was written from, or absolute)."""
+        if key.startswith(DB_PREFIX):
+            return None
+        name = PurePath(key.replace("\\", "/")).name
+        return self.folder / name if name and name not in (".", "..") else None
 
     def get(self, key: str) -> bytes | None:
         """The file's bytes (None for a key of another store or a missing file)."""
-        if key.startswith(DB_PREFIX):
-            return None
-        path = Path(key)
-        return path.read_bytes() if path.is_file() else None
+        path = self._path(key)
+        return path.read_bytes() if path is not None and path.is_file() else None
 
     def delete(self, key: str) -> None:
         """Remove the file."""
-        if not key.startswith(DB_PREFIX):
-            Path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Remove the folder."""
@@ -126,3 +135,36 @@ class DatabaseOriginals:
         """Rows in the table."""
         with Session(self.engine) as s:
             return int(s.exec(select(func.count()).select_from(StoredOriginal)).one())
+
+
+class Originals:
+    """The library's store: writes to the folder or the database, reads and deletes either key."""
+
+    def __init__(self, folder: Path, engine: Engine, in_database: bool) -> None:
+        self.files = FileOriginals(folder)
+        self.database = DatabaseOriginals(engine)
+        self._target: OriginalStore = self.database if in_database else self.files
+
+    def _of(self, key: str) -> OriginalStore:
+        return self.database if key.startswith(DB_PREFIX) else self.files
+
+    def put(self, sha256: str, filename: str, data: bytes) -> str:
+        """Store the bytes where the settings say; the key."""
+        return self._target.put(sha256, filename, data)
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under a key of either store (None when they are gone)."""
+        return self._of(key).get(key)
+
+    def delete(self, key: str) -> None:
+        """Forget the bytes under a key of either store."""
+        self._of(key).delete(key)
+
+    def clear(self) -> None:
+        """Forget every original in both stores."""
+        self.files.clear()
+        self.database.clear()
+
+    def count(self) -> int:
+        """Originals in both stores."""
+        return self.files.count() + self.database.count()

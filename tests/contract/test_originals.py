@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import make_engine
-from storage.originals import DatabaseOriginals, FileOriginals, OriginalStore
+from storage.originals import DatabaseOriginals, FileOriginals, Originals, OriginalStore
 from tests.backends import Servers
 
 
@@ -64,3 +64,46 @@ def test_a_key_it_does_not_hold_is_not_found(store: OriginalStore, tmp_path: Pat
     for key in ("db:" + "0" * 64, str(tmp_path / "missing.txt")):
         assert store.get(key) is None
         store.delete(key)
+
+
+def test_stored_keys_do_not_depend_on_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RAG_DATA_DIR=data (relative): the app started in one folder, the CLI or a worker in another.
+    monkeypatch.chdir(tmp_path)
+    data = "Акт сверки".encode()
+    key = FileOriginals(Path("data/files")).put(_sha(data), "акт.txt", data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert FileOriginals(tmp_path / "data" / "files").get(key) == data
+    # A data directory moved to another place keeps its originals too.
+    moved = tmp_path / "moved"
+    (tmp_path / "data").rename(moved)
+    assert FileOriginals(moved / "files").get(key) == data
+
+
+def test_one_store_reads_both_key_kinds(tmp_path: Path, test_servers: Servers | None) -> None:
+    # RAG_ORIGINALS switched (files <-> database), or the rows moved to PostgreSQL: the documents
+    # indexed before keep the keys of the other store, and re-indexing them must find the bytes.
+    engine = make_engine(
+        test_servers.new_database() if test_servers else f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    )
+    try:
+        old_file, old_row = b"from the folder", b"from the database"
+        file_key = FileOriginals(tmp_path / "files").put(_sha(old_file), "a.txt", old_file)
+        row_key = DatabaseOriginals(engine).put(_sha(old_row), "b.txt", old_row)
+        for in_database in (False, True):
+            store = Originals(tmp_path / "files", engine, in_database=in_database)
+            assert store.get(file_key) == old_file and store.get(row_key) == old_row
+            new = f"new {in_database}".encode()
+            key = store.put(_sha(new), "c.txt", new)
+            assert key.startswith("db:") == in_database and store.get(key) == new
+        assert store.count() == 4
+        store.delete(file_key)
+        store.delete(row_key)
+        assert store.get(file_key) is None and store.get(row_key) is None and store.count() == 2
+        store.clear()
+        assert store.count() == 0
+    finally:
+        engine.dispose()

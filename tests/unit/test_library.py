@@ -244,12 +244,31 @@ def test_file_names_never_become_paths(make_library: Callable[..., Library], tmp
         assert res.status == "indexed", res.message
         doc = lib.docs.get(res.document.id)  # type: ignore[union-attr]
         assert doc.filename == clean
-        stored = Path(doc.stored_path or "")
-        assert stored.parent == lib.settings.files_dir
-        assert stored.name == hashlib.sha256(data).hexdigest() + Path(clean).suffix
+        # The key is the file's name in the folder: it holds whatever the working directory.
+        assert doc.stored_path == hashlib.sha256(data).hexdigest() + Path(clean).suffix
+        assert (lib.settings.files_dir / doc.stored_path).read_bytes() == data
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(data_dir in p.parents for p in written)
     assert not (tmp_path / "a" / "etc").exists() and not (tmp_path / "etc").exists()
+
+
+def test_switching_where_originals_are_kept_finds_the_earlier_ones(
+    make_library: Callable[..., Library], tmp_path: Path
+) -> None:
+    in_files = make_library(embedder_=HashEmbedder(), RAG_ORIGINALS="files")
+    first = in_files.ingest("dogovor.txt", LEASE.encode()).document
+    assert first is not None
+    in_files.engine.dispose()
+    in_database = make_library(embedder_=HashEmbedder(), RAG_ORIGINALS="database")
+    assert in_database.reindex(first.id).status == "indexed"
+    second = in_database.ingest("borsch.txt", RECIPE.encode()).document
+    assert second is not None and (second.stored_path or "").startswith("db:")
+    in_database.engine.dispose()
+    back = make_library(embedder_=HashEmbedder(), RAG_ORIGINALS="files")
+    assert back.reindex(second.id).status == "indexed"
+    assert back.originals.get(first.stored_path or "") == LEASE.encode()
+    back.delete(second.id)
+    assert back.originals.get(second.stored_path or "") is None
 
 
 def test_delete_removes_everything(library: Library) -> None:
