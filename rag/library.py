@@ -359,6 +359,8 @@ class Library:
         name = PurePath(filename.replace("\\", "/")).name.strip() or "без имени"
         if len(data) > self.settings.max_file_bytes:
             return IngestResult(name, "failed", message=too_large_message(name, len(data), self.settings))
+        if not data:  # refused at the door: two empty files are not «the same document»
+            return IngestResult(name, "failed", message=f"«{name}»: файл пуст.")
         sha = hashlib.sha256(data).hexdigest()
         existing = self.docs.by_sha256(sha)
         if existing is not None and existing.status != DocumentStatus.FAILED:
