@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(default=None, alias="RAG_ADMIN_PASSWORD")
     # argon2 checks of passwords at once per process (each holds 64 MiB): more sign-ins wait.
     max_password_checks: int = Field(default=4, ge=1, le=64, alias="RAG_MAX_PASSWORD_CHECKS")
+    # Proxies (comma-separated addresses or networks) whose X-Forwarded-For names the client, so
+    # failed sign-ins count per person behind them rather than for everyone at once.
+    trusted_proxies: str = Field(default="", alias="RAG_TRUSTED_PROXIES")
     # Comma-separated e-mails that sign in as admins under RAG_AUTH=oidc (only when the provider
     # verified the address).
     admin_emails: str = Field(default="", alias="RAG_ADMIN_EMAILS")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import os
@@ -568,6 +569,40 @@ class AuthService:
             raise SignInRefused(reason)
         with self._check_slot():  # hashing costs argon2's memory as a check does
             return hash_password(password)
+
+
+def client_address(remote: str | None, forwarded_for: str | None, trusted_proxies: str) -> str | None:
+    """The client address failed sign-ins count against.
+
+    ``remote`` is the connection's address (None on loopback, as Streamlit reports it). When it
+    is one of ``trusted_proxies`` (RAG_TRUSTED_PROXIES: comma-separated addresses or networks),
+    the address is the last one in X-Forwarded-For that no trusted proxy added; otherwise the
+    header is ignored, since anyone can send it.
+    """
+    networks = []
+    for item in trusted_proxies.split(","):
+        with contextlib.suppress(ValueError):
+            if item.strip():
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    if not trusted(remote or "127.0.0.1"):
+        return remote
+    for hop in reversed((forwarded_for or "").split(",")):
+        hop = hop.strip()
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # a malformed hop: nothing to its left can be told apart from a forgery
+        if not trusted(hop):
+            return hop
+    return remote
 
 
 def auth_service(users: UserRepo, access: AccessControl, settings: Settings) -> AuthService:

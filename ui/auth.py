@@ -15,7 +15,7 @@ from ipaddress import ip_address
 import streamlit as st
 
 from rag import RagError
-from rag.auth import SignInRefused
+from rag.auth import SignInRefused, client_address
 from rag.oidc import OidcPolicy
 from rag.passwords import MAX_PASSWORD_LENGTH
 from storage import NotFoundError
@@ -124,10 +124,16 @@ def _sync_cookie() -> None:
 
 def _client_address() -> str | None:
     """The browser's IP address as the server sees it (None on loopback or when unknown)."""
-    address = st.context.ip_address
-    # Behind a proxy this is the proxy's: failures then count for everyone behind it, which
-    # is why an address gets more free failures than a name (rag.auth).
-    return address if isinstance(address, str) and address else None
+    remote = st.context.ip_address
+    # Behind a proxy this is the proxy's, shared by everyone behind it: RAG_TRUSTED_PROXIES lets
+    # its X-Forwarded-For name the browser instead (rag.auth.client_address).
+    forwarded = st.context.headers.get("X-Forwarded-For")
+    address = client_address(
+        remote if isinstance(remote, str) and remote else None,
+        forwarded if isinstance(forwarded, str) else None,
+        get_settings().trusted_proxies,
+    )
+    return address or None
 
 
 def _over_https() -> bool:

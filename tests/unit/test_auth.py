@@ -501,3 +501,21 @@ def test_one_password_length_limit_everywhere(library: Library, auth: AuthServic
             call()
     assert library.users.by_name("carol") is None
     assert auth.sign_in("alice", "a" * 256).id == alice.id
+
+
+def test_failures_count_against_the_client_behind_a_trusted_proxy() -> None:
+    from rag.auth import client_address
+
+    proxies = "10.0.0.0/8, 192.168.1.5"
+    # Straight from the browser: its own address, whatever X-Forwarded-For it claims.
+    assert client_address("203.0.113.7", "198.51.100.1", proxies) == "203.0.113.7"
+    assert client_address("203.0.113.7", None, "") == "203.0.113.7"
+    # Through haproxy (option forwardfor): the last address the trusted proxies did not add.
+    assert client_address("10.0.0.3", "198.51.100.1", proxies) == "198.51.100.1"
+    assert client_address("10.0.0.3", "6.6.6.6, 198.51.100.1, 192.168.1.5", proxies) == "198.51.100.1"
+    # A proxy that is not trusted cannot choose the address failures are counted against.
+    assert client_address("10.0.0.3", "198.51.100.1", "") == "10.0.0.3"
+    # Loopback (Streamlit says None) trusted explicitly, and garbage in the header ignored.
+    assert client_address(None, "198.51.100.1", "127.0.0.1") == "198.51.100.1"
+    assert client_address(None, "198.51.100.1", "") is None
+    assert client_address("10.0.0.3", "not-an-address", proxies) == "10.0.0.3"
