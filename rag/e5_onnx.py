@@ -40,6 +40,7 @@ import math
 import mmap
 import os
 import re
+import stat
 import struct
 import tempfile
 import threading
@@ -417,29 +418,56 @@ def build_graph(w: E5Weights, variant: str) -> bytes:
 
 
 def cached_graph(w: E5Weights, source: Path, variant: str, cache_dir: Path | None) -> Path:
-    """Path of the built graph, building it once per weights file, variant and builder version."""
+    """Path of the built graph, building it once per weights file, variant and builder version.
+
+    onnxruntime runs whatever graph it loads, so a cached one is used only from a folder that
+    this user owns and nobody else may write into: a folder another local user made first (the
+    shared temporary directory, a shared cache) could hold a planted graph. Such folders are
+    passed over; when none is left, the graph is built into a fresh private folder.
+    """
     if not w.digest:
         w.digest = file_digest(source)
     name = f"e5-small-{variant}-v{BUILDER_VERSION}-{w.digest[:16]}.onnx"
-    dirs = (
-        [cache_dir] if cache_dir else [default_cache_dir(), Path(tempfile.gettempdir()) / "multimodal-rag-ru"]
-    )
+    dirs = [cache_dir] if cache_dir else [default_cache_dir(), private_temp_dir()]
     for folder in dirs:
-        if (folder / name).exists():
+        if (folder / name).exists() and _private(folder) and _private(folder / name):
             return folder / name
     data = build_graph(w, variant)
-    for i, folder in enumerate(dirs):
+    for folder in dirs:
+        if not _private(folder, create=True):
+            log.warning("%s is not a private folder (another user may write there): not used", folder)
+            continue
         try:
             target = _write_atomically(folder / name, data)
         except OSError:
             # A read-only home: the temporary directory serves (the graph builds in seconds).
-            if i == len(dirs) - 1:
-                raise
             log.warning("cannot write %s, trying the next folder", folder, exc_info=True)
         else:
             log.info("built %s (%.1f MB)", target, len(data) / 1e6)
             return target
-    raise AssertionError("unreachable")
+    return _write_atomically(Path(tempfile.mkdtemp(prefix="multimodal-rag-ru-")) / name, data)
+
+
+def private_temp_dir() -> Path:
+    """This user's own folder in the temporary directory (never one shared by every user)."""
+    return Path(tempfile.gettempdir()) / f"multimodal-rag-ru-{os.getuid()}"
+
+
+def _private(path: Path, create: bool = False) -> bool:
+    """Whether a folder (made private when ``create``) or file is this user's alone: owned by
+    them, not a link, and writable by nobody else."""
+    if create:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return False
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid():
+        return False
+    return not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _write_atomically(target: Path, data: bytes) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -253,3 +254,35 @@ def test_onnx_graph_cache_is_keyed_and_reused(tmp_path: Path) -> None:
     assert second.path == first.path and second.path.stat().st_mtime_ns == built
     assert f"v{e5_onnx.BUILDER_VERSION}" in first.path.name
     assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no temporary left behind
+
+
+@pytest.mark.parametrize("hostile", ["world-writable", "someone else's"])
+def test_the_onnx_graph_cache_never_trusts_a_folder_others_can_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hostile: str
+) -> None:
+    # Another local user makes the cache folder first (the shared temporary directory, a shared
+    # XDG_CACHE_HOME) and plants a graph under the name the app will look for.
+    from rag import e5_onnx
+
+    honest = e5_onnx.E5Onnx(cache_dir=tmp_path / "honest")
+    bad = tmp_path / "shared-cache"
+    bad.mkdir()
+    planted = bad / honest.path.name
+    planted.write_bytes(b"not the model")  # onnxruntime would run whatever graph it is given
+    if hostile == "world-writable":
+        bad.chmod(0o777)
+        planted.chmod(0o666)
+    else:
+        os.chown(bad, 65534, 65534)
+        os.chown(planted, 65534, 65534)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    for cache_dir in (bad, None):
+        if cache_dir is None:
+            monkeypatch.setattr(e5_onnx, "default_cache_dir", lambda: bad)
+        model = e5_onnx.E5Onnx(cache_dir=cache_dir)
+        assert model.path.parent != bad
+        assert model.path.read_bytes() == honest.path.read_bytes()
+        mode = model.path.parent.stat()
+        assert mode.st_uid == os.getuid() and not mode.st_mode & 0o022
+        assert model.encode(["Срок аренды 11 месяцев."]).shape == (1, 384)
+    assert planted.read_bytes() == b"not the model"
