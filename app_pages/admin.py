@@ -13,9 +13,9 @@ import streamlit as st
 from storage import DocumentStatus, NotFoundError
 from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
-from ui.markup import literal
+from ui.markup import literal, plain
 from ui.queue import queue_section
-from ui.resources import get_indexing_queue, get_library
+from ui.resources import get_chat_service, get_indexing_queue, get_library
 from ui.tables import documents_frame, status_label
 from ui.users import users_section
 
@@ -49,7 +49,7 @@ if st.session_state.get("confirm_clear_all"):
     st.warning(f"Удалить все чаты ({n_chats}) и сообщения ({n_messages})? Это нельзя отменить.")
     c1, c2 = st.columns(2)
     if c1.button("Да, удалить все чаты", type="primary"):
-        removed = library.chats.delete_all()
+        removed = get_chat_service().clear_all(me)
         st.session_state.pop("confirm_clear_all", None)
         st.session_state["admin_notice"] = f"Удалено чатов: {removed}."
         st.rerun()
@@ -69,7 +69,7 @@ else:
     picked = st.selectbox(
         "Файл",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].filename} ({status_label(by_id[i])})",
+        format_func=lambda i: plain(f"{by_id[i].filename} ({status_label(by_id[i])})"),
         # A key keeps the choice when a file's status (part of its label) changes.
         key="admin_document",
     )

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rag.chat import TurnChoice, failed_answer
+from rag.chat import MAX_TITLE_CHARS, NO_COLLECTIONS, TurnChoice, failed_answer
 from storage.models import SEARCHABLE
 from ui.auth import current_user
 from ui.components import collection_labels, render_message, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
-from ui.markup import literal
+from ui.markup import literal, plain
 from ui.resources import get_chat_service, get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 
 library = get_library()
 providers = get_providers()
 service = get_chat_service()
-chats = library.chats
 user = current_user()
 wait_for_previous_answer()
 for key, value in DEFAULTS.items():
@@ -51,13 +50,13 @@ if all_chats:
         st.rerun()
 if chat is not None:
     with sb.expander("Переименовать или удалить чат"):
-        new_title = st.text_input("Название", value=chat.title, max_chars=120)
+        new_title = st.text_input("Название", value=chat.title, max_chars=MAX_TITLE_CHARS)
         cols = st.columns(2)
         if cols[0].button("Сохранить", width="stretch") and new_title.strip():
-            chats.update(chat.id, title=new_title.strip())
+            service.rename(chat.id, new_title, user)
             st.rerun()
         if cols[1].button("Удалить чат", type="primary", width="stretch"):
-            chats.delete(chat.id)
+            service.delete(chat.id, user)
             select_chat(None)
             st.rerun()
 
@@ -65,21 +64,25 @@ if chat is not None:
 sb.header("Документы")
 upload_panel(sb, key="chat_uploads")
 use_documents = sb.toggle("Использовать документы в ответах", key="use_documents")
-readable = library.access.readable(user)
+readable = service.searchable_collections(user)
 labels = collection_labels(readable, user)
-if chat is not None and len(readable) > 1:
-    in_search = [c for c in (chat.collection_ids or list(labels)) if c in labels]
+if chat is not None and (len(readable) > 1 or service.searches_nothing(chat)):
+    # None: every readable collection (new ones included); []: none, chosen on purpose.
+    chosen_ids = list(labels) if chat.collection_ids is None else chat.collection_ids
+    in_search = [c for c in chosen_ids if c in labels]
     picked_collections = sb.multiselect(
         "Искать в коллекциях",
         list(labels),
         default=in_search,
-        format_func=lambda i: literal(labels[i]),
+        format_func=lambda i: plain(labels[i]),  # options are plain text: no escapes
         key=f"collections_{chat.id}",
         help="По умолчанию — во всех коллекциях, доступных вам.",
     )
-    wanted = None if set(picked_collections) == set(labels) or not picked_collections else picked_collections
+    wanted = None if set(picked_collections) == set(labels) else picked_collections
     if wanted != chat.collection_ids:
-        chat = chats.update(chat.id, collection_ids=wanted)
+        chat = service.choose_collections(chat.id, wanted, user)
+    if service.searches_nothing(chat):
+        sb.warning(NO_COLLECTIONS, icon=":material/search_off:")
 searched = [
     e
     for e in library.documents(user)
@@ -144,7 +147,7 @@ with sb.expander("Параметры генерации"):
 # -- main: the feed -------------------------------------------------------------------------
 st.title("Чат с документами")
 if chat is not None:
-    messages = chats.messages(chat.id)
+    messages = service.messages(chat.id, user)
     head = st.columns([4, 1])
     head[0].caption(literal(chat.title))
     if messages and head[1].button("Очистить чат", width="stretch"):
@@ -153,7 +156,7 @@ if chat is not None:
         st.warning("Удалить все сообщения этого чата? Это нельзя отменить.")
         c1, c2 = st.columns(2)
         if c1.button("Да, очистить", type="primary", width="stretch"):
-            chats.clear_messages(chat.id)
+            service.clear(chat.id, user)
             st.session_state.pop("confirm_clear", None)
             st.rerun()
         if c2.button("Отмена", width="stretch"):
@@ -163,7 +166,7 @@ if chat is not None:
     if retrying:
         question = service.discard_failed(chat.id, retrying, user=user)
         if question is not None:
-            messages = chats.messages(chat.id)
+            messages = service.messages(chat.id, user)
             answer_again(question)
     for msg in messages:
         render_message(msg)

@@ -7,11 +7,10 @@ import streamlit as st
 from rag import RagError
 from storage import NotFoundError
 from storage.models import SEARCHABLE, Access
-from storage.teams import AlreadyExists
 from ui.auth import current_user
 from ui.components import collection_labels, upload_panel
-from ui.markup import literal
-from ui.resources import get_library
+from ui.markup import literal, plain
+from ui.resources import get_collection_service, get_library
 from ui.tables import documents_frame
 
 library = get_library()
@@ -48,18 +47,16 @@ with st.expander("Переместить документ в другую кол
         st.caption("Нужны свой документ и хотя бы две коллекции, в которые вы можете писать.")
     else:
         names = {e.document.id: e.name for e in movable}
-        doc_id = st.selectbox(
-            "Документ", list(names), format_func=lambda i: literal(names[i]), key="move_doc"
-        )
+        doc_id = st.selectbox("Документ", list(names), format_func=lambda i: plain(names[i]), key="move_doc")
         entry = next(e for e in movable if e.document.id == doc_id)
         sources = [c for c in entry.collections if c in writable_labels]
         source = st.selectbox(
-            "Из коллекции", sources, format_func=lambda i: literal(writable_labels[i]), key="move_from"
+            "Из коллекции", sources, format_func=lambda i: plain(writable_labels[i]), key="move_from"
         )
         target = st.selectbox(
             "В коллекцию",
             [c for c in writable_labels if c != source],
-            format_func=lambda i: literal(writable_labels[i]),
+            format_func=lambda i: plain(writable_labels[i]),
             key="move_to",
         )
         if st.button("Переместить") and target:
@@ -70,6 +67,44 @@ with st.expander("Переместить документ в другую кол
             else:
                 st.rerun()
 
+with st.expander("Удалить документ"):
+    # A member takes their documents out of the collections they may write to; the file itself
+    # (index, vectors, original) goes once no collection holds it. An admin deletes it outright.
+    removable = {e.document.id: e.name for e in movable}
+    if not removable:
+        st.caption("Здесь можно удалить документы из коллекций, в которые вы можете загружать.")
+    else:
+        doc_id = st.selectbox(
+            "Документ", list(removable), format_func=lambda i: plain(removable[i]), key="remove_doc"
+        )
+        if st.button("Удалить документ", key="remove_document"):
+            st.session_state["confirm_remove"] = doc_id
+        if st.session_state.get("confirm_remove") == doc_id:
+            st.warning(literal(f"Удалить «{removable[doc_id]}» из ваших коллекций? Это нельзя отменить."))
+            r1, r2 = st.columns(2)
+            if r1.button("Да, удалить", type="primary", key="confirm_remove_document"):
+                st.session_state.pop("confirm_remove", None)
+                try:
+                    library.remove(doc_id, user)
+                except RagError as exc:
+                    st.error(literal(str(exc)))
+                except NotFoundError:
+                    st.error("Документ не найден: возможно, его уже удалили. Обновите страницу.")
+                else:
+                    st.session_state["documents_notice"] = f"Документ «{removable[doc_id]}» удалён."
+                    st.rerun()
+            if r2.button("Отмена", key="cancel_remove_document"):
+                st.session_state.pop("confirm_remove", None)
+                st.rerun()
+    if notice := st.session_state.pop("documents_notice", None):
+        st.success(literal(notice))
+
+collections = get_collection_service()
+ACCESS_RU = {
+    Access.NONE: "только я",
+    Access.READ: "все участники читают",
+    Access.WRITE: "все участники читают и загружают",
+}
 with st.expander("Коллекции"):
     for c in readable:
         st.write(f"- {literal(labels[c.id])}")
@@ -78,17 +113,41 @@ with st.expander("Коллекции"):
         everyone = st.radio(
             "Доступ",
             [Access.NONE, Access.READ, Access.WRITE],
-            format_func=lambda a: {
-                Access.NONE: "только я",
-                Access.READ: "все участники читают",
-                Access.WRITE: "все участники читают и загружают",
-            }[a],
+            format_func=lambda a: ACCESS_RU[a],
             horizontal=True,
         )
         if st.form_submit_button("Создать") and name.strip():
             try:
-                library.collections.create(name, user.id, everyone=everyone)
-            except AlreadyExists:
-                st.error(f"Коллекция «{literal(name.strip())}» у вас уже есть.")
+                collections.create(user, name, everyone=everyone)
+            except RagError as exc:
+                st.error(literal(str(exc)))
             else:
                 st.rerun()
+    managed = {c.id: c for c in collections.managed_by(user)}
+    if managed:
+        managed_labels = collection_labels(list(managed.values()), user)
+        chosen = st.selectbox(
+            "Настроить коллекцию",
+            list(managed),
+            format_func=lambda i: plain(managed_labels[i]),
+            key="manage_collection",
+        )
+        coll = managed[chosen]
+        access = st.radio(
+            "Доступ для всех участников",
+            [Access.NONE, Access.READ, Access.WRITE],
+            index=[Access.NONE, Access.READ, Access.WRITE].index(coll.everyone),
+            format_func=lambda a: ACCESS_RU[a],
+            horizontal=True,
+            key=f"share_{coll.id}",
+        )
+        m1, m2 = st.columns(2)
+        try:
+            if m1.button("Сохранить доступ", key="share_collection") and access != coll.everyone:
+                collections.share(user, coll.id, access)
+                st.rerun()
+            if m2.button("Удалить коллекцию", key="delete_collection"):
+                collections.delete(user, coll.id)
+                st.rerun()
+        except (RagError, NotFoundError) as exc:
+            st.error(literal(str(exc)) if isinstance(exc, RagError) else "Коллекция не найдена.")

@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Literal
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from language import stem_string
+from names import clean_filename
 from rag import DocumentBusy, IngestCancelled, IngestError
 from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
@@ -356,7 +356,8 @@ class Library:
             if collection_id
             else self.access.personal_collection(actor)
         )
-        name = PurePath(filename.replace("\\", "/")).name.strip() or "без имени"
+        # Cleaned at the door: no bidi override can reverse a label, no invisible name.
+        name = clean_filename(filename)
         if len(data) > self.settings.max_file_bytes:
             return IngestResult(name, "failed", message=too_large_message(name, len(data), self.settings))
         if not data:  # refused at the door: two empty files are not «the same document»

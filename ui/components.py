@@ -7,11 +7,13 @@ from typing import Any
 
 import streamlit as st
 
+from names import clean_filename
 from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.jobs import Job
+from rag.library import too_large_message
 from storage import Message, Source
 from storage.models import Access, Collection, User
-from ui.markup import answer_markdown, literal
+from ui.markup import answer_markdown, literal, plain
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def upload_panel(container: Any, key: str = "uploads") -> None:
         container.selectbox(
             "Коллекция для загрузки",
             ids,
-            format_func=lambda i: literal(labels[i]),
+            format_func=lambda i: plain(labels[i]),  # options are plain text: no escapes
             key=f"{key}_collection",
         )
     else:
@@ -114,6 +116,7 @@ def upload_panel(container: Any, key: str = "uploads") -> None:
     counter_key = f"{key}_counter"
     st.session_state.setdefault(counter_key, 0)
     widget_key = f"{key}_{st.session_state[counter_key]}"
+    limit_mb, limit_name = upload_limit()
     container.file_uploader(
         "Загрузить документы",
         type=UPLOAD_TYPES,
@@ -126,8 +129,29 @@ def upload_panel(container: Any, key: str = "uploads") -> None:
             "DOCX, ODT, RTF, HTML и изображения (распознавание текста на русском и английском)."
         ),
     )
+    # Visible, not only on hover, and in Russian: Streamlit's own refusal is neither.
+    container.caption(f"Файл — не больше {limit_mb:g} МБ ({limit_name}).")
     with container:
         job_panel(key)
+
+
+def upload_limit() -> tuple[float, str]:
+    """The size limit a file is checked against (MB) and the setting that sets it.
+
+    Streamlit refuses a file over ``server.maxUploadSize`` in the browser, in English, before
+    the app sees it; the config keeps that cap above RAG_MAX_FILE_MB so a larger file reaches
+    the app and gets the Russian refusal. Should RAG_MAX_FILE_MB be set above the cap, the cap
+    is the real limit, and the page names it.
+    """
+    from streamlit import config
+
+    from ui.resources import get_settings
+
+    settings = get_settings()
+    cap = float(config.get_option("server.maxUploadSize"))
+    if settings.max_file_mb < cap:
+        return settings.max_file_mb, "RAG_MAX_FILE_MB"
+    return cap, "server.maxUploadSize в .streamlit/config.toml"
 
 
 def track_job(key: str, job: Job) -> None:
@@ -143,7 +167,8 @@ def job_panel(key: str) -> None:
     jobs_key, results_key = f"{key}_jobs", f"{key}_results"
     if st.session_state.get(jobs_key):
         _live_progress(jobs_key, results_key)
-    for level, message in st.session_state.get(results_key, []):
+    refused = st.session_state.get(f"{key}_refused", [])
+    for level, message in [*refused, *st.session_state.get(results_key, [])]:
         # Messages carry file names, which are the uploader's text, not markup.
         if level == "indexed":
             st.success(f"Проиндексирован: {literal(message)}", icon=":material/check_circle:")
@@ -166,12 +191,22 @@ def _queue_uploads(widget_key: str, counter_key: str, key: str) -> None:
     if not files:
         return
     from ui.auth import current_user
+    from ui.resources import get_settings
 
     queue = get_indexing_queue()
     user = current_user()
+    settings = get_settings()
     target = st.session_state.get(f"{key}_collection")  # None: the user's own collection
+    refused = []
+    st.session_state[f"{key}_results"] = []  # this upload's outcomes replace the last one's
     for f in files:
-        track_job(key, queue.submit(f.name, f.getvalue(), user=user, collection_id=target))
+        name = clean_filename(f.name)  # the job's label too: cleaned before anything shows it
+        if f.size > settings.max_file_bytes:
+            # Refused here, before the bytes are copied into a job, with the setting to change.
+            refused.append(("failed", too_large_message(name, f.size, settings)))
+            continue
+        track_job(key, queue.submit(name, f.getvalue(), user=user, collection_id=target))
+    st.session_state[f"{key}_refused"] = refused
     # A new uploader key empties the widget, so the same files are not queued again.
     st.session_state[counter_key] += 1
 

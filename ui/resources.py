@@ -20,6 +20,7 @@ from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.auth import AuthService, auth_service
 from rag.chat import ChatService
+from rag.collections import CollectionService
 from rag.jobs import IndexingQueue, Queue
 from rag.library import Library, open_library
 from rag.rewrite import rewriter_from
@@ -135,4 +136,10 @@ def get_chat_service() -> ChatService:
         rewriter=rewriter_from(library.settings),
         actor=library.actor,
         scope=library.scope,
+        access=library.access,
     )
+
+
+def get_collection_service() -> CollectionService:
+    """Creating, sharing and deleting collections over the shared library (cheap: built per run)."""
+    return CollectionService(get_library().access)

@@ -13,9 +13,9 @@ import streamlit as st
 
 from rag import RagError
 from storage.models import Role, User
-from ui.markup import literal
+from ui.markup import literal, plain
 from ui.pending import pending_section
-from ui.resources import get_auth_service, get_library, get_settings
+from ui.resources import get_auth_service, get_chat_service, get_library, get_settings
 
 ROLE_RU = {Role.ADMIN: "администратор", Role.MEMBER: "участник"}
 
@@ -59,7 +59,11 @@ def users_section(me: User) -> None:
         return
     by_id = {u.id: u for u in users}
     picked = st.selectbox(
-        "Пользователь", list(by_id), format_func=lambda i: literal(by_id[i].name), key="admin_user"
+        # Options are plain text: escapes would show there as backslashes.
+        "Пользователь",
+        list(by_id),
+        format_func=lambda i: plain(by_id[i].name),
+        key="admin_user",
     )
     user = by_id[picked]
     cols = st.columns(3)
@@ -72,12 +76,17 @@ def users_section(me: User) -> None:
     if cols[1].button(f"Сделать: {ROLE_RU[other]}", key="user_role"):
         _act(lambda: auth.set_role(me, user.id, other), f"«{user.name}»: теперь {ROLE_RU[other]}.")
     if cols[2].button("Удалить чаты пользователя", key="user_chats"):
-        n = library.chats.delete_all(owner_id=user.id)
-        st.session_state["users_notice"] = f"Удалено чатов пользователя «{user.name}»: {n}."
-        st.rerun()
+        try:
+            n = get_chat_service().clear_chats_of(user.id, me)
+        except RagError as exc:
+            st.error(literal(str(exc)))
+        else:
+            st.session_state["users_notice"] = f"Удалено чатов пользователя «{user.name}»: {n}."
+            st.rerun()
     if settings.auth_mode == "password":
         with st.form("reset_password", clear_on_submit=True):
-            new = st.text_input(f"Новый пароль для «{user.name}»", type="password", max_chars=256)
+            # A widget label is Markdown: the name is someone's text, shown as text.
+            new = st.text_input(f"Новый пароль для «{literal(user.name)}»", type="password", max_chars=256)
             if st.form_submit_button("Сбросить пароль"):
                 _act(lambda: auth.reset_password(me, user.id, new), f"Пароль «{user.name}» сброшен.")
 

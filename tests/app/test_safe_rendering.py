@@ -21,6 +21,8 @@ from streamlit.testing.v1 import AppTest
 from rag.library import open_library
 from settings import Settings
 from tests.app.conftest import make_app, upload
+from tests.app.inert import live
+from ui.markup import WORD_JOINER as WJ
 
 MARKUP = (
     "<script>alert(1)</script> <img src=x onerror=alert(1)> **жирный** "
@@ -29,15 +31,15 @@ MARKUP = (
 # As literal text: every character that could start markup is escaped.
 MARKUP_LITERAL = (
     "\\<script\\>alert(1)\\</script\\> \\<img src=x onerror=alert(1)\\> \\*\\*жирный\\*\\* "
-    "\\[ссылка\\](javascript:alert(1)) !\\[\\](http://example.com/x.png)"
+    f"\\[ссылка\\](javascript\\:alert(1)) !\\[\\](http{WJ}\\://example.com/x.png)"
 )
 # Inside a model answer: bold stays bold; tags, the link and the image are text.
 MARKUP_IN_ANSWER = (
     "\\<script>alert(1)\\</script> \\<img src=x onerror=alert(1)> **жирный** "
-    "\\[ссылка\\](javascript:alert(1)) !\\[\\](http://example.com/x.png)"
+    f"\\[ссылка\\](javascript\\:alert(1)) !\\[\\](http{WJ}://example.com/x.png)"
 )
 FILENAME = "<img src=x onerror=alert(1)> [x](javascript:alert(1)) **b** $x$.txt"
-FILENAME_LITERAL = "\\<img src=x onerror=alert(1)\\> \\[x\\](javascript:alert(1)) \\*\\*b\\*\\* \\$x\\$.txt"
+FILENAME_LITERAL = "\\<img src=x onerror=alert(1)\\> \\[x\\](javascript\\:alert(1)) \\*\\*b\\*\\* \\$x\\$.txt"
 SENTENCE = f"Пропуск выдаёт охрана на первом этаже: {MARKUP} — так выглядит разметка в документе."
 DOC = f"Памятка о пропусках.\n\n{SENTENCE}\n\nСрок действия пропуска один год."
 QUESTION = "Кто выдаёт пропуск? <img src=x onerror=alert(1)>"  # 48 characters: the whole chat title
@@ -77,6 +79,7 @@ def _assert_nothing_live(at) -> None:  # type: ignore[no-untyped-def]
     assert bodies
     for body in bodies:
         assert _live(body) == [], body
+        assert live(body, typography=False) == [], body  # Streamlit's own: autolinks, directives
 
 
 def test_document_markup_is_text_in_answer_sources_title_and_names(data_dir: Path) -> None:
@@ -93,7 +96,7 @@ def test_document_markup_is_text_in_answer_sources_title_and_names(data_dir: Pat
     answer_body = answer.markdown[0].value
     # The offline answer quotes the document, so its markup is shown as the document's text.
     tokens = list(_tokens(PARSER.parse(answer_body)))
-    shown = "".join(t.content for t in tokens if t.type == "text")
+    shown = "".join(t.content for t in tokens if t.type == "text").replace(WJ, "")
     assert "Пропуск выдаёт охрана на первом этаже: <script>alert(1)</script>" in shown
     assert "**жирный** [ссылка](javascript:alert(1)) ![](http://example.com/x.png)" in shown
     assert shown.endswith("— так выглядит разметка в документе. [1]")
@@ -155,7 +158,7 @@ def test_model_answer_and_server_error_markup_through_fake_server(
         assert not at.exception
         (error,) = [e.value for e in at.chat_message[-1].error]
         assert error.startswith("Сервер ") and error.endswith("проверьте модель и параметры генерации.")
-        assert f"отклонил запрос (422: {MARKUP_LITERAL})" in error, error
+        assert f"отклонил запрос (422\\: {MARKUP_LITERAL})" in error, error
         _assert_nothing_live(at)
 
 
@@ -206,7 +209,7 @@ def test_answer_is_safe_while_it_streams(data_dir: Path) -> None:
     at.run()
     assert not at.exception
     assert [md.value for md in at.markdown] == [
-        "Начало **жирный** !\\[\\](http://example.com/x.png) \\<script> \\[ссыл"
+        f"Начало **жирный** !\\[\\](http{WJ}://example.com/x.png) \\<script> \\[ссыл"
     ]
     assert at.caption[0].value == "оборвалось"
     _assert_nothing_live(at)

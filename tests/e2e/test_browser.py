@@ -232,3 +232,69 @@ def test_phone_viewport_has_no_horizontal_scroll(app: AppServer, chromium: Any) 
     expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible()
     expect(last).to_be_visible()
     page.close()
+
+
+HOSTILE_NAME = "счёт\u202efdp :red[x] www.evil.example.txt"
+HOSTILE_TEXT = (
+    "Памятка о пропусках.\n\n"
+    "Пропуск выдаёт охрана: пишите a@evil.example или https://evil.example/form "
+    ":red[срочно] :material/lock: ![](http://evil.example/p.png) -> ок.\n\n"
+    "Срок действия пропуска один год."
+)
+# What would be live in the page if any of that text were rendered as Markdown.
+LIVE_SELECTOR = ", ".join(
+    [
+        '[data-testid="stMarkdownContainer"] a[href*="evil"]',
+        'img[src*="evil"]',
+        ".stMarkdownColoredText",
+        ".stMarkdownColoredBackground",
+        '[data-testid="stMarkdownContainer"] span[role="img"]',
+    ]
+)
+
+
+def outside_requests(requests: list[str], app_url: str) -> list[str]:
+    """Requests to any host but the app's own (data: and blob: URLs never leave the browser)."""
+    own = app_url.rstrip("/")
+    return [u for u in requests if not u.startswith((own, "data:", "blob:"))]
+
+
+def test_no_request_leaves_the_app_and_hostile_text_stays_text(app: AppServer, chromium: Any) -> None:
+    page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(app.url)
+    page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+    wait_for_app(page)
+    nav = page.get_by_test_id("stSidebarNav")
+    for title, heading in (("Документы", "Документы"), ("Администрирование", "Администрирование")):
+        nav.get_by_text(title, exact=True).click()
+        page.get_by_role("heading", name=heading).first.wait_for()
+        wait_for_app(page)
+    nav.get_by_text("Чат", exact=True).click()
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    wait_for_app(page)
+    assert requests and outside_requests(requests, app.url) == []  # the page icon came from a font host
+
+    # A file whose name and text carry bidi overrides, bare addresses, directives and icons.
+    upload(page, [{"name": HOSTILE_NAME, "mimeType": "text/plain", "buffer": HOSTILE_TEXT.encode()}])
+    sidebar = page.get_by_test_id("stSidebar")
+    clean = "счётfdp :red[x] www.evil.example.txt"  # the override is gone, the rest is as typed
+    sidebar.get_by_text(f"Проиндексирован: {clean}").wait_for(timeout=180_000)
+    answer = ask(page, "Кто выдаёт пропуск? https://evil.example :red[x]")
+    cited = sources_text(answer)
+    assert clean in cited, cited
+    assert "https://evil.example/form" in answer.inner_text().replace("\u2060", "")
+    shot(page, "11-hostile-text")
+    assert page.locator(LIVE_SELECTOR).count() == 0, page.locator(LIVE_SELECTOR).first.evaluate(
+        "e => e.outerHTML"
+    )
+    assert outside_requests(requests, app.url) == []
+
+    # A file over RAG_MAX_FILE_MB (50 by default) gets a Russian refusal that names the setting.
+    upload(page, [{"name": "большой.txt", "mimeType": "text/plain", "buffer": b"x" * (51 * 1024 * 1024)}])
+    refusal = sidebar.get_by_text("допускается не больше 50 МБ (RAG_MAX_FILE_MB)")
+    refusal.wait_for(timeout=120_000)
+    expect(sidebar.get_by_text("«большой.txt»: файл слишком большой", exact=False)).to_be_visible()
+    shot(page, "12-too-large")
+    page.close()
