@@ -20,96 +20,40 @@ stay in ``rag.access``. Every refusal a user should read is a ``SignInRefused`` 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
-import math
-import os
 import secrets
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from rag import RagError
 from rag.access import AccessControl, Forbidden
-from rag.oidc import ADDRESS_TAKEN, NOT_PENDING, PENDING, OidcIdentity, OidcPolicy
-from rag.passwords import check_password_rules, hash_password, verify_password
+from rag.oidc_accounts import ACCOUNT_DISABLED, OidcAccounts
+from rag.passwords import check_password_rules, hash_password
+from rag.session_keys import session_secret
+from rag.throttle import DEFAULT_PASSWORD_CHECKS, SignInRefused, SignInThrottle
 from settings import Settings
 from storage import NotFoundError
 from storage.models import Role, User
 from storage.teams import AlreadyExists, LastAdmin, UserRepo, normalise_name
 
+__all__ = ["AuthService", "SignInRefused", "auth_service", "session_secret"]
+
 log = logging.getLogger(__name__)
 
-SECRET_FILE = "secret_key"
 TOKEN_SALT = "rag-session"
 TOKEN_MAX_AGE_S = 14 * 24 * 3600
-# Failed sign-ins of one name that cost no wait; each later failure doubles the wait.
-FREE_FAILURES = 3
-MAX_WAIT_S = 300.0
-# One client address (behind a NAT or a proxy, many people) gets more free failures; its count
-# starts afresh after this long without a failure.
-ADDRESS_FREE_FAILURES = 10
-ADDRESS_FRESH_AFTER_S = 900.0
-# argon2 holds 64 MiB per check: this many at once per process unless RAG_MAX_PASSWORD_CHECKS.
-DEFAULT_PASSWORD_CHECKS = 4
-# A sign-in that waits longer than this for a free check slot is told to try again.
-CHECK_SLOT_WAIT_S = 60.0
-# Above this many remembered names, those whose wait is long over are forgotten, so a flood
-# of made-up names cannot grow the table without bound.
-THROTTLE_PRUNE_AT = 10_000
 
 BAD_CREDENTIALS = "Неверное имя пользователя или пароль."
 WRONG_CURRENT_PASSWORD = "Текущий пароль неверен."
-ACCOUNT_DISABLED = "Учётная запись отключена: обратитесь к администратору."
-BUSY = "Сервер сейчас проверяет много паролей. Повторите вход через минуту."
 LAST_ADMIN = (
     "Нельзя {what} последнего администратора, который может войти: сначала назначьте "
     "администратором кого-то ещё."
 )
-
-
-class SignInRefused(RagError):
-    """A sign-in or an account change was refused; the message is shown to the user as is."""
-
-
-def session_secret(settings: Settings) -> str:
-    """The key that signs sessions: RAG_SECRET_KEY, else one made once and kept in the data directory."""
-    if settings.secret_key is not None and settings.secret_key.get_secret_value():
-        return settings.secret_key.get_secret_value()
-    path = settings.data_dir / SECRET_FILE
-    if not path.exists():
-        _create_secret_file(path)
-    secret = path.read_text(encoding="utf-8").strip()
-    if not secret:
-        raise RagError(f"Файл ключа сессий {path} пуст: удалите его или задайте RAG_SECRET_KEY.")
-    return secret
-
-
-def _create_secret_file(path: Path) -> None:
-    """Write a fresh secret to ``path`` unless another process or thread got there first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written in full to a private temporary file, then hard-linked into place: the link
-    # fails when the file exists, so concurrent first calls keep one secret, and nobody ever
-    # reads a half-written file (as they could with O_EXCL followed by a write).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_FILE}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_urlsafe(48))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # mkstemp's mode already, but the key must never be readable by others
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
 
 
 @cache
@@ -124,7 +68,7 @@ def _fingerprint(password_hash: str | None) -> str:
     return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
-class AuthService:
+class AuthService(OidcAccounts):
     """Accounts and sessions over the users table."""
 
     def __init__(
@@ -139,15 +83,9 @@ class AuthService:
         self.users = users
         self.access = access
         self._serializer = URLSafeTimedSerializer(secret, salt=TOKEN_SALT)
-        self._clock = clock
         # RAG_AUTH: decides which admins can sign in, and so which count as the last one.
         self.mode = mode
-        self._check_slots = threading.BoundedSemaphore(max_password_checks)
-        # Failures are counted in the database, so every app replica (and a restart) sees them;
-        # the clock is wall time for the same reason. Attempts on one name run one after
-        # another within a process, so parallel guesses cannot slip past the wait.
-        self._name_locks: dict[str, threading.Lock] = {}
-        self._name_locks_lock = threading.Lock()
+        self.throttle = SignInThrottle(users, clock, max_password_checks)
         # Checks such as «is this the last admin» and the change they guard must not interleave
         # within a process (two admins demoting each other at once would leave none).
         self._admin_lock = threading.RLock()
@@ -226,74 +164,20 @@ class AuthService:
         address as well, so one password tried against many names is slowed down too.
         """
         key = normalise_name(name)
-        with self._lock_of(key):
-            self._refuse_while_held(key, address)
+        with self.throttle.lock_of(key):
+            self.throttle.refuse_while_held(key, address)
             user = self.users.by_name(key) if key else None
             stored = user.password_hash if user is not None else None
             # An unknown name (or one without a password) is checked against a dummy hash, so
             # the time taken does not tell which names exist.
-            matched = self._verify(stored or _dummy_hash(), password) and stored is not None
+            matched = self.throttle.verify(stored or _dummy_hash(), password) and stored is not None
             if user is not None and matched and user.active:
-                self._forget_name_failures(key)
+                self.throttle.forget_name_failures(key)
                 return user
             # A disabled user with the right password counts as a failure too: anything else
             # would tell a guesser the password was right.
-            self._count_failure(key, address)
+            self.throttle.count_failure(key, address)
         raise SignInRefused(BAD_CREDENTIALS)
-
-    def _refuse_while_held(self, key: str, address: str | None) -> None:
-        """SignInRefused with the wait when the name or the address is being made to wait."""
-        now = self._clock()
-        until = self.users.failures(key).until
-        if address:
-            until = max(until, self.users.address_failures(address).until)
-        if now < until:
-            wait = max(1, math.ceil(until - now))
-            raise SignInRefused(f"Слишком много неудачных попыток. Повторите через {wait} с.")
-
-    def _count_failure(self, key: str, address: str | None) -> None:
-        """Count a failure of the name and of the address (atomically in SQL), and set their waits."""
-        failures = self.users.count_failure(key)
-        if failures >= FREE_FAILURES:
-            self.users.hold(key, self._clock() + min(MAX_WAIT_S, 2.0 ** (failures - FREE_FAILURES)))
-            log.warning("sign-in of %r failed %d times in a row", key, failures)
-        if address:
-            now = self._clock()
-            count = self.users.count_address_failure(address, now, now - ADDRESS_FRESH_AFTER_S)
-            if count >= ADDRESS_FREE_FAILURES:
-                wait = min(MAX_WAIT_S, 2.0 ** (count - ADDRESS_FREE_FAILURES))
-                self.users.hold_address(address, now + wait)
-                log.warning("%d failed sign-ins from %s", count, address)
-
-    def _forget_name_failures(self, key: str) -> None:
-        if self.users.failures(key).failures:
-            self.users.set_failures(key, 0, 0.0)
-
-    def _verify(self, stored: str | None, password: str) -> bool:
-        """verify_password within this process's limit of argon2 checks at once."""
-        with self._check_slot():
-            return verify_password(stored, password)
-
-    @contextlib.contextmanager
-    def _check_slot(self) -> Iterator[None]:
-        # Each argon2 check holds 64 MiB: parallel sign-ins wait here instead of exhausting memory.
-        if not self._check_slots.acquire(timeout=CHECK_SLOT_WAIT_S):
-            raise SignInRefused(BUSY)
-        try:
-            yield
-        finally:
-            self._check_slots.release()
-
-    def _lock_of(self, key: str) -> threading.Lock:
-        """This process's lock for attempts on a normalised name."""
-        with self._name_locks_lock:
-            if len(self._name_locks) >= THROTTLE_PRUNE_AT:
-                # Names not being tried right now; their records stay in the database, and
-                # those whose wait has long ended go from there too.
-                for name in [k for k, lock in self._name_locks.items() if not lock.locked()]:
-                    del self._name_locks[name]
-                self.users.forget_failures(before=self._clock() - MAX_WAIT_S)
-            return self._name_locks.setdefault(key, threading.Lock())
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -361,12 +245,12 @@ class AuthService:
         reason = check_password_rules(new)
         if reason is not None:
             raise SignInRefused(reason)
-        with self._lock_of(current.name):
-            self._refuse_while_held(current.name, address)
-            if not self._verify(current.password_hash, old):
-                self._count_failure(current.name, address)
+        with self.throttle.lock_of(current.name):
+            self.throttle.refuse_while_held(current.name, address)
+            if not self.throttle.verify(current.password_hash, old):
+                self.throttle.count_failure(current.name, address)
                 raise SignInRefused(WRONG_CURRENT_PASSWORD)
-            self._forget_name_failures(current.name)
+            self.throttle.forget_name_failures(current.name)
         return self.users.end_sessions(current.id, password_hash=self._new_hash(new))
 
     # -- management by an admin ---------------------------------------------------------------
@@ -434,121 +318,6 @@ class AuthService:
             return bool(user.oidc_subject or user.email)
         return True
 
-    # -- OIDC ---------------------------------------------------------------------------------
-
-    def oidc_user(self, claims: Mapping[str, object], policy: OidcPolicy) -> User:
-        """The account of the person an ID token's claims (``st.user``) name; refused in Russian otherwise.
-
-        The account is keyed on the issuer and ``sub``. The address counts only when the provider
-        verified it: for the admin list, the allow-lists, and binding an account made before
-        identities were stored (rag.oidc). A first sign-in creates an active member, or under
-        RAG_OIDC_NEW_USERS=pending an inactive account that an admin approves.
-        """
-        identity = OidcIdentity.from_claims(claims)
-        if isinstance(identity, str):
-            raise SignInRefused(identity)
-        reason = policy.refusal(identity)
-        if reason is not None:
-            raise SignInRefused(reason)
-        admin = policy.is_admin(identity)
-        with self._admin_lock:
-            user = self.users.by_oidc(identity.issuer, identity.subject) or self._bind_earlier(identity)
-            created = user is None
-            if user is None:
-                user = self._create_oidc(identity, policy, admin)
-            changes: dict[str, object] = {}
-            if user.pending and not user.active and admin:
-                changes.update(active=True, pending=False)  # the operator named them: no wait
-            elif not user.active:
-                if user.pending:
-                    raise SignInRefused(PENDING.format(address=identity.address))
-                raise Forbidden(ACCOUNT_DISABLED)
-            if identity.verified and user.email != identity.address:
-                changes["email"] = identity.address  # a label only: the account is the identity
-            if admin and user.role != Role.ADMIN:
-                changes["role"] = Role.ADMIN
-            if changes:
-                user = self.users.update(user.id, **changes)
-            became_admin = user.role == Role.ADMIN and (created or "role" in changes)
-            if became_admin and self.users.admins()[0].id == user.id:
-                # The first admin of the install receives the rows from before teams.
-                self.users.claim_unowned(user.id)
-        return user
-
-    def _bind_earlier(self, identity: OidcIdentity) -> User | None:
-        """The account made before identities were stored that this verified address owns, now bound.
-
-        Only accounts without an identity qualify (an earlier release's OIDC users, or accounts
-        an admin made under the address); one bound to another identity is never taken over.
-        """
-        if not identity.verified:
-            return None
-        for user in self.users.list_all():  # a team's users are few
-            if user.oidc_subject is not None:
-                continue
-            if identity.key not in (user.name, (user.email or "").strip().lower()):
-                continue
-            if self.users.bind_oidc(user.id, identity.issuer, identity.subject):
-                log.info("user %r bound to their OIDC identity", user.name)
-                return self.users.get(user.id)
-        return None
-
-    def _create_oidc(self, identity: OidcIdentity, policy: OidcPolicy, admin: bool) -> User:
-        """The account of a first sign-in; SignInRefused when its verified address is another's."""
-        active = admin or policy.new_users == "member"
-        name = identity.key if identity.verified else identity.unverified_name()
-        try:
-            user = self.users.create(
-                name,
-                role=Role.ADMIN if admin else Role.MEMBER,
-                email=identity.address if identity.verified else None,
-                oidc_issuer=identity.issuer,
-                oidc_subject=identity.subject,
-                active=active,
-                pending=not active,
-            )
-        except AlreadyExists:
-            # A concurrent first sign-in of the same person made it a moment ago; otherwise the
-            # name, and so the verified address, belongs to another identity's account.
-            user_or_none = self.users.by_oidc(identity.issuer, identity.subject)
-            if user_or_none is None:
-                raise SignInRefused(ADDRESS_TAKEN.format(address=identity.address)) from None
-            return user_or_none
-        log.info("user %r created at first OIDC sign-in%s", user.name, "" if active else " (pending)")
-        return user
-
-    def pending_users(self, actor: User) -> list[User]:
-        """Accounts that wait for an admin's approval, oldest first (admins only)."""
-        self._require_current_admin(actor)
-        waiting = [u for u in self.users.list_all() if u.pending and not u.active]
-        return sorted(waiting, key=lambda u: u.created_at)
-
-    def approve_user(self, actor: User, user_id: str) -> User:
-        """Let a waiting account in (admins only)."""
-        return self._settle(actor, user_id, active=True)
-
-    def reject_user(self, actor: User, user_id: str) -> User:
-        """Turn a waiting account away: it stays, disabled, so the same sign-in is refused (admins only)."""
-        return self._settle(actor, user_id, active=False)
-
-    def _settle(self, actor: User, user_id: str, active: bool) -> User:
-        admin = self._require_current_admin(actor)
-        target = self.users.get(user_id)
-        if not target.pending or target.active:
-            raise Forbidden(NOT_PENDING.format(name=target.name))
-        settled = self.users.update(target.id, active=active, pending=False)
-        log.info("user %r %s by %r", settled.name, "approved" if active else "rejected", admin.name)
-        return settled
-
-    def _require_current_admin(self, actor: User) -> User:
-        """The actor as stored now if an active admin, else Forbidden (a stale object proves nothing)."""
-        try:
-            current = self.users.get(actor.id)
-        except NotFoundError:
-            raise Forbidden("Это действие доступно только администратору.") from None
-        self.access.require_admin(current)
-        return current
-
     # -- helpers ------------------------------------------------------------------------------
 
     def _create(self, name: str, role: Role, password: str) -> User:
@@ -567,42 +336,8 @@ class AuthService:
         reason = check_password_rules(password)
         if reason is not None:
             raise SignInRefused(reason)
-        with self._check_slot():  # hashing costs argon2's memory as a check does
+        with self.throttle.check_slot():  # hashing costs argon2's memory as a check does
             return hash_password(password)
-
-
-def client_address(remote: str | None, forwarded_for: str | None, trusted_proxies: str) -> str | None:
-    """The client address failed sign-ins count against.
-
-    ``remote`` is the connection's address (None on loopback, as Streamlit reports it). When it
-    is one of ``trusted_proxies`` (RAG_TRUSTED_PROXIES: comma-separated addresses or networks),
-    the address is the last one in X-Forwarded-For that no trusted proxy added; otherwise the
-    header is ignored, since anyone can send it.
-    """
-    networks = []
-    for item in trusted_proxies.split(","):
-        with contextlib.suppress(ValueError):
-            if item.strip():
-                networks.append(ipaddress.ip_network(item.strip(), strict=False))
-
-    def trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in networks)
-
-    if not trusted(remote or "127.0.0.1"):
-        return remote
-    for hop in reversed((forwarded_for or "").split(",")):
-        hop = hop.strip()
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            break  # a malformed hop: nothing to its left can be told apart from a forgery
-        if not trusted(hop):
-            return hop
-    return remote
 
 
 def auth_service(users: UserRepo, access: AccessControl, settings: Settings) -> AuthService:
