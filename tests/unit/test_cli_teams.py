@@ -19,6 +19,7 @@ import pytest
 
 import rag.cli as cli
 import rag.library
+import rag.library.core
 from rag.embedding import Embedder
 from rag.embedding import load_embedder as real_load
 from rag.library import Library
@@ -65,7 +66,7 @@ def run(
             _EMBEDDERS[(name, engine)] = real_load(name, engine)
         return _EMBEDDERS[(name, engine)]
 
-    monkeypatch.setattr(rag.library, "load_embedder", load)
+    monkeypatch.setattr(rag.library.core, "load_embedder", load)
     opened: list[Library] = []
     real_open = rag.library.open_library
 
