@@ -259,7 +259,9 @@ def outside_requests(requests: list[str], app_url: str) -> list[str]:
     return [u for u in requests if not u.startswith((own, "data:", "blob:"))]
 
 
-def test_no_request_leaves_the_app_and_hostile_text_stays_text(app: AppServer, chromium: Any) -> None:
+def test_no_request_leaves_the_app_and_hostile_text_stays_text(
+    app: AppServer, chromium: Any, tmp_path: Path
+) -> None:
     page = chromium.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
@@ -280,9 +282,15 @@ def test_no_request_leaves_the_app_and_hostile_text_stays_text(app: AppServer, c
     upload(page, [{"name": HOSTILE_NAME, "mimeType": "text/plain", "buffer": HOSTILE_TEXT.encode()}])
     sidebar = page.get_by_test_id("stSidebar")
     clean = "счётfdp :red[x] www.evil.example.txt"  # the override is gone, the rest is as typed
-    sidebar.get_by_text(f"Проиндексирован: {clean}").wait_for(timeout=180_000)
+    # Word joiners (invisible) keep addresses from becoming links: compare the text without them.
+    page.wait_for_function(
+        """t => document.querySelector('[data-testid="stSidebar"]').innerText
+                .replaceAll('\u2060', '').includes(t)""",
+        arg=f"Проиндексирован: {clean}",
+        timeout=180_000,
+    )
     answer = ask(page, "Кто выдаёт пропуск? https://evil.example :red[x]")
-    cited = sources_text(answer)
+    cited = sources_text(answer).replace("\u2060", "")
     assert clean in cited, cited
     assert "https://evil.example/form" in answer.inner_text().replace("\u2060", "")
     shot(page, "11-hostile-text")
@@ -292,7 +300,9 @@ def test_no_request_leaves_the_app_and_hostile_text_stays_text(app: AppServer, c
     assert outside_requests(requests, app.url) == []
 
     # A file over RAG_MAX_FILE_MB (50 by default) gets a Russian refusal that names the setting.
-    upload(page, [{"name": "большой.txt", "mimeType": "text/plain", "buffer": b"x" * (51 * 1024 * 1024)}])
+    big = tmp_path / "большой.txt"  # Playwright takes a buffer of at most 50 MB: a file, then
+    big.write_bytes(b"x" * (51 * 1024 * 1024))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(big))
     refusal = sidebar.get_by_text("допускается не больше 50 МБ (RAG_MAX_FILE_MB)")
     refusal.wait_for(timeout=120_000)
     expect(sidebar.get_by_text("«большой.txt»: файл слишком большой", exact=False)).to_be_visible()
