@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # Not named "auth": the secrets file's [auth] table is Streamlit's OIDC section, and fields are
     # also matched by name there.
     auth_mode: Literal["none", "password", "oidc"] = Field(default="none", alias="RAG_AUTH")
-    # Signs session cookies; unset: a random one kept in the data directory (rag.auth).
+    # Signs session cookies; unset: a random one kept in the data directory (rag.identity.auth).
     secret_key: SecretStr | None = Field(default=None, alias="RAG_SECRET_KEY")
     # An admin created at start (RAG_AUTH=password) when both are set; an existing one keeps
     # the password they have, so changing it in the UI survives a restart.
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # verified the address).
     admin_emails: str = Field(default="", alias="RAG_ADMIN_EMAILS")
     # Who may get an account under RAG_AUTH=oidc: comma-separated domains and addresses (both
-    # empty: anyone the provider signs in); only addresses the provider verified count (rag.oidc).
+    # empty: anyone the provider signs in); only addresses the provider verified count (rag.identity.oidc).
     oidc_allowed_domains: str = Field(default="", alias="RAG_OIDC_ALLOWED_DOMAINS")
     oidc_allowed_emails: str = Field(default="", alias="RAG_OIDC_ALLOWED_EMAILS")
     # What a first OIDC sign-in creates: an active member, or an inactive account an admin approves.
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10, alias="RAG_LLM_MAX_RETRIES")
     llm_retry_max_wait_s: float = Field(default=20.0, ge=0, le=600, alias="RAG_LLM_RETRY_MAX_WAIT_S")
     # Ask the chat's remote model to make a follow-up standalone and add an English/Russian
-    # query before retrieval (rag.rewrite); the offline provider never does.
+    # query before retrieval (rag.search.rewrite); the offline provider never does.
     rewrite: bool = Field(default=True, alias="RAG_REWRITE")
 
     @classmethod

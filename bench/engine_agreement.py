@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.chunking import chunk_pages
-from rag.embedding import E5OnnxEmbedder, E5SmallEmbedder
 from rag.ingest import Options, extract
+from rag.search.embedding import E5OnnxEmbedder, E5SmallEmbedder
 from settings import Settings
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "eval" / "ru-docs-dev" / "docs"

@@ -38,8 +38,8 @@ from bench.common import (
     peak_rss_self_mb,
     sentence_pool,
 )
-from rag.embedding import Embedder, load_e5
 from rag.library import Library, open_library
+from rag.search.embedding import Embedder, load_e5
 
 STAGES = ("extract", "chunk", "stem", "embed", "sqlite", "chroma")
 

@@ -51,9 +51,9 @@ from bench.common import (
     write_ready_document,
 )
 from language import query_terms
-from rag.embedding import E5_SMALL, Embedder, Vectors, load_e5
-from rag.index import VectorIndex, collection_name, open_chroma
-from rag.retrieve import FUSION_POOL, METHODS, Retriever
+from rag.search.embedding import E5_SMALL, Embedder, Vectors, load_e5
+from rag.search.index import VectorIndex, collection_name, open_chroma
+from rag.search.retrieve import FUSION_POOL, METHODS, Retriever
 from storage import DocumentRepo, make_engine
 from storage.keywords import safe_terms
 

@@ -70,7 +70,7 @@ from bench.common import (
     write_ready_document,
 )
 from language import query_terms, stem_string
-from rag.index import VectorIndex, collection_name, open_chroma, open_chroma_server
+from rag.search.index import VectorIndex, collection_name, open_chroma, open_chroma_server
 from storage import DocumentRepo, make_engine
 from storage.models import new_id
 from tests.backends import Servers
@@ -322,8 +322,8 @@ def ingest_run(
     tag: str,
 ) -> dict[str, Any]:
     """One run: fresh databases, ``workers`` worker processes, warm-up, then the timed files."""
+    from rag.jobs.shared import SharedQueue
     from rag.library import open_library
-    from rag.shared_queue import SharedQueue
 
     env = servers.fresh()
     run_dir = work / tag

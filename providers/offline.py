@@ -60,7 +60,7 @@ SENTENCE_CACHE = 4096
 
 
 class SentenceEmbedder(Protocol):
-    """What ``embedder_similarity`` needs of an embedder (rag.embedding's fit it)."""
+    """What ``embedder_similarity`` needs of an embedder (rag.search.embedding's fit it)."""
 
     def embed_query(self, text: str) -> Any:
         """A normalised vector for a question."""

@@ -18,16 +18,16 @@ from pathlib import Path
 
 from providers import PROVIDER_NAMES, ProviderError, build_providers
 from providers.offline import embedder_similarity
-from rag.access import Forbidden
-from rag.auth import AuthService, auth_service
-from rag.chat import ChatService, TurnChoice
+from rag.answer.chat import ChatService, TurnChoice
+from rag.answer.pipeline import answer
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
+from rag.identity.access import Forbidden
+from rag.identity.auth import AuthService, auth_service
+from rag.identity.passwords import check_password_rules, hash_password
 from rag.ingest import SUPPORTED_EXTENSIONS
 from rag.library import Library, open_library, too_large_message
-from rag.passwords import check_password_rules, hash_password
-from rag.pipeline import answer
-from rag.retrieve import METHODS
-from rag.rewrite import rewriter_from
+from rag.search.retrieve import METHODS
+from rag.search.rewrite import rewriter_from
 from settings import Settings
 from storage import NotFoundError
 from storage.models import Access, Collection, Role, User
@@ -289,7 +289,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run indexing jobs from the shared queue until stopped (SIGTERM or Ctrl+C)."""
-    from rag.shared_queue import SharedQueue  # procrastinate is only needed here and by replicas
+    from rag.jobs.shared import SharedQueue  # procrastinate is only needed here and by replicas
 
     settings = _settings(args)
     if settings.queue != "postgres" or not settings.on_postgres:

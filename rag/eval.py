@@ -26,10 +26,10 @@ from typing import Any, Literal
 from providers.base import GenerationParams
 from providers.offline import MODEL_ID as OFFLINE_MODEL
 from providers.offline import NO_FRAGMENTS, NOTHING_FOUND, OfflineProvider, embedder_similarity
-from rag.embedding import Embedder
+from rag.answer.pipeline import answer
 from rag.library import Library, open_library
-from rag.pipeline import answer
-from rag.retrieve import METHODS, Method
+from rag.search.embedding import Embedder
+from rag.search.retrieve import METHODS, Method
 from settings import Settings
 from storage import Source
 

@@ -43,8 +43,7 @@ def only_clause(documents: Only) -> tuple[str, dict[str, Any], list[Any]]:
         return "", {}, []
     if isinstance(documents, InCollections):
         sql = (
-            "AND f.document_id IN (SELECT document_id FROM collectiondocument "
-            "WHERE collection_id IN :colls) "
+            "AND f.document_id IN (SELECT document_id FROM collectiondocument WHERE collection_id IN :colls) "
         )
         return sql, {"colls": list(documents.ids)}, [bindparam("colls", expanding=True)]
     return "AND f.document_id IN :docs ", {"docs": sorted(documents)}, [bindparam("docs", expanding=True)]

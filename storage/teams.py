@@ -1,6 +1,6 @@
 """Users and collections: who exists, which knowledge bases there are, who may use them.
 
-Rows only; the rules (who may read or write what) live in ``rag.access``.
+Rows only; the rules (who may read or write what) live in ``rag.identity.access``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import E5_SMALL, Embedder, load_embedder
 from rag.library import Library, open_library
+from rag.search.embedding import E5_SMALL, Embedder, load_embedder
 from settings import Settings
 from tests.backends import BACKEND, Servers, backend_overrides, servers, unavailable
 

@@ -3,7 +3,7 @@
 Three modes (``RAG_AUTH``): ``none`` (the local admin, no screen), ``password`` (our own
 accounts: a first-run screen, sign-in, a signed cookie that survives a reload) and ``oidc``
 (Streamlit's ``st.login`` with the ``[auth]`` secrets). The rules of what a user may do are not
-here: the services enforce them (``rag.access``); this module only establishes who asks.
+here: the services enforce them (``rag.identity.access``); this module only establishes who asks.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from ipaddress import ip_address
 import streamlit as st
 
 from rag import RagError
-from rag.auth import SignInRefused
-from rag.oidc import OidcPolicy
-from rag.passwords import MAX_PASSWORD_LENGTH
-from rag.throttle import client_address
+from rag.identity.auth import SignInRefused
+from rag.identity.oidc import OidcPolicy
+from rag.identity.passwords import MAX_PASSWORD_LENGTH
+from rag.identity.throttle import client_address
 from storage import NotFoundError
 from storage.models import User
 from ui.markup import literal
@@ -127,7 +127,7 @@ def _client_address() -> str | None:
     """The browser's IP address as the server sees it (None on loopback or when unknown)."""
     remote = st.context.ip_address
     # Behind a proxy this is the proxy's, shared by everyone behind it: RAG_TRUSTED_PROXIES lets
-    # its X-Forwarded-For name the browser instead (rag.throttle.client_address).
+    # its X-Forwarded-For name the browser instead (rag.identity.throttle.client_address).
     forwarded = st.context.headers.get("X-Forwarded-For")
     address = client_address(
         remote if isinstance(remote, str) and remote else None,

@@ -9,7 +9,7 @@ import streamlit as st
 
 from names import clean_filename
 from rag.ingest import SUPPORTED_EXTENSIONS
-from rag.jobs import Job
+from rag.jobs.local import Job
 from rag.library import too_large_message
 from storage import Message, Source
 from storage.models import Access, Collection, User

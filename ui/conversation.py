@@ -1,6 +1,6 @@
-"""The chat page's side of a turn: the session's question queue, and rendering ``rag.chat`` turns.
+"""The chat page's side of a turn: the session's question queue, and rendering ``rag.answer.chat`` turns.
 
-What is stored, when, and with which settings is ``rag.chat``'s business; this module keeps
+What is stored, when, and with which settings is ``rag.answer.chat``'s business; this module keeps
 the session's bookkeeping (questions sent but not yet stored, the stored question whose
 answer has not been stored yet) and draws the turn while it streams.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import streamlit as st
 
-from rag.chat import ChatService, Turn, TurnChoice
+from rag.answer.chat import ChatService, Turn, TurnChoice
 from storage import Chat, Message
 from ui.auth import current_user
 from ui.components import VERBATIM_PROVIDER, render_sources

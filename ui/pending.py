@@ -1,6 +1,6 @@
 """The admin page's accounts that wait for approval (a first OIDC sign-in under RAG_OIDC_NEW_USERS=pending).
 
-Approving and rejecting go through ``rag.auth.AuthService``, which checks again that the
+Approving and rejecting go through ``rag.identity.auth.AuthService``, which checks again that the
 acting user is an admin now.
 """
 

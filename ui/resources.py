@@ -18,12 +18,12 @@ from pydantic import SecretStr
 
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
-from rag.auth import AuthService, auth_service
-from rag.chat import ChatService
-from rag.collections import CollectionService
-from rag.jobs import IndexingQueue, Queue
+from rag.answer.chat import ChatService
+from rag.identity.auth import AuthService, auth_service
+from rag.identity.collections import CollectionService
+from rag.jobs.local import IndexingQueue, Queue
 from rag.library import Library, open_library
-from rag.rewrite import rewriter_from
+from rag.search.rewrite import rewriter_from
 from settings import Settings
 
 RUN_SETTINGS = "_run_settings"
@@ -97,7 +97,7 @@ def get_providers() -> dict[str, Provider]:
 @st.cache_resource(show_spinner=False)
 def _indexing_queue(_library: Library, settings_json: str) -> Queue:
     if _library.settings.queue == "postgres":
-        from rag.shared_queue import SharedQueue
+        from rag.jobs.shared import SharedQueue
 
         return SharedQueue(_library)
     return IndexingQueue(_library)

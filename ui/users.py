@@ -1,6 +1,6 @@
 """The admin page's user management: add, deactivate, reset a password, change a role, clear chats.
 
-Every action goes through ``rag.auth.AuthService``, which checks the acting admin again and
+Every action goes through ``rag.identity.auth.AuthService``, which checks the acting admin again and
 refuses to leave the app without an active admin.
 """
 

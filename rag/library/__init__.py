@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 
-from rag.embedding import Embedder
-from rag.index import open_vectors
 from rag.library.admission import Admission
 from rag.library.results import (
     EMBED_BATCH,
@@ -31,6 +29,8 @@ from rag.library.results import (
     too_large_message,
     too_many_fragments_message,
 )
+from rag.search.embedding import Embedder
+from rag.search.index import open_vectors
 from settings import Settings
 from storage import make_engine
 from storage.jobs import JobRepo

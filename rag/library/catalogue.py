@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from rag import DocumentBusy
-from rag.access import Forbidden
+from rag.identity.access import Forbidden
 from rag.library.maintenance import Maintenance
 from rag.library.results import (
     DocumentEntry,

@@ -11,15 +11,15 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Engine
 
 from rag import DocumentBusy, RagError
-from rag.access import AccessControl, Forbidden, Scope
-from rag.embedding import E5_SMALL, Embedder, canonical_name, load_embedder
-from rag.index import VectorIndex
+from rag.identity.access import AccessControl, Forbidden, Scope
 from rag.library.results import (
     EMBED_BATCH,
     MODEL_SEPARATOR,
 )
-from rag.retrieve import Retriever
-from rag.terms import TermIndex
+from rag.search.embedding import E5_SMALL, Embedder, canonical_name, load_embedder
+from rag.search.index import VectorIndex
+from rag.search.retrieve import Retriever
+from rag.search.terms import TermIndex
 from settings import Settings
 from storage import (
     ChatRepo,
@@ -123,7 +123,7 @@ class LibraryCore:
         fast = [m for m in self.vectors.models() if m.startswith(E5_SMALL + "@")]
         if not fast:
             return None  # nothing here of the fast engine: the fallback joins what there is
-        from rag import e5_onnx
+        from rag.search import e5_onnx
 
         ok, why = e5_onnx.cpu_supported()
         reason = why if not ok else "onnxruntime не загрузился, подробности в журнале"

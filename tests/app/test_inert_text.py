@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.collections import CollectionService
+from rag.identity.collections import CollectionService
 from rag.library import Library, open_library
 from settings import Settings
 from storage.models import Access, Role, User

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.auth import BAD_CREDENTIALS, AuthService, session_secret
+from rag.identity.auth import BAD_CREDENTIALS, AuthService, session_secret
 from rag.library import open_library
 from settings import Settings
 from storage.models import Role

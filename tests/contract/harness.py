@@ -6,7 +6,7 @@ it starts a local server that speaks the provider's real wire protocol, builds o
 the waits between retries instead of waiting, and stops the server on exit. The offline
 provider needs no server: its ``Case`` joins the tests that every provider passes.
 
-Every fake also recognises the question-rewrite request of ``rag.rewrite`` (by the marker that
+Every fake also recognises the question-rewrite request of ``rag.search.rewrite`` (by the marker that
 opens its system prompt) and answers it with ``fake.rewrite``, a canned rewrite a test sets;
 by default it echoes the question as its own rewrite. The rewrite request is recorded and
 subject to ``fail_next``, ``stall_next`` and ``cut_next`` like any other.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from providers import Provider
-from rag.rewrite import MARKER as REWRITE_MARKER
-from rag.rewrite import QUESTION_LABEL
+from rag.search.rewrite import MARKER as REWRITE_MARKER
+from rag.search.rewrite import QUESTION_LABEL
 
 # The answer every fake streams unless told otherwise: several deltas, Cyrillic, a citation.
 DEFAULT_DELTAS = ["Срок аренды ", "составляет ", "одиннадцать месяцев ", "[1]."]
@@ -37,7 +37,7 @@ class RecordedRequest:
 
 
 def is_rewrite(messages: list[tuple[str, str]]) -> bool:
-    """Whether a request is ``rag.rewrite``'s question rewrite (its system prompt opens with the marker)."""
+    """Whether a request is ``rag.search.rewrite``'s question rewrite (its system prompt opens so)."""
     return bool(messages) and messages[0][0] == "system" and messages[0][1].startswith(REWRITE_MARKER)
 
 

@@ -21,7 +21,7 @@ from providers import (
     RateLimitError,
     StreamInterruptedError,
 )
-from rag.prompts import build_messages
+from rag.answer.prompts import build_messages
 from tests.contract.harness import DEFAULT_DELTAS, Case, ProviderCase
 
 QUESTION = [ChatMessage(role="user", content="Какой срок аренды?")]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from rag.access import Forbidden
-from rag.jobs import IndexingQueue, Queue
+from rag.identity.access import Forbidden
+from rag.jobs.local import IndexingQueue, Queue
 from rag.library import Library
 from storage import DocumentStatus, NotFoundError
 from storage.models import Role
@@ -36,7 +36,7 @@ def queue(library: Library, test_servers: Servers | None) -> Iterator[Queue]:
     if test_servers is None:
         yield IndexingQueue(library)
         return
-    from rag.shared_queue import SharedQueue
+    from rag.jobs.shared import SharedQueue
 
     shared = SharedQueue(library)
     stop = threading.Event()

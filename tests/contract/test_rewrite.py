@@ -1,4 +1,4 @@
-"""The question rewrite (rag.rewrite) through each remote provider's real SDK and fake server.
+"""The question rewrite (rag.search.rewrite) through each remote provider's real SDK and fake server.
 
 The fake answers the rewrite request with the canned rewrite a test sets; the tests read what
 reached the server: the rewrite request first, then the answer's prompt with what was found.
@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from providers import ChatMessage, Completion, Fragment, GenerationParams
 from providers.base import Prompt
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.chat import ChatService, TurnChoice
+from rag.answer.chat import ChatService, TurnChoice
+from rag.answer.pipeline import answer
 from rag.library import Library
-from rag.pipeline import answer
-from rag.rewrite import MARKER, QueryRewriter
+from rag.search.rewrite import MARKER, QueryRewriter
 from tests.contract.harness import DEFAULT_DELTAS, ProviderCase, is_rewrite
 
 TERM = "Срок аренды помещения составляет одиннадцать месяцев с даты подписания договора."

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.index import VectorIndex, open_chroma, open_chroma_server
+from rag.search.index import VectorIndex, open_chroma, open_chroma_server
 from tests.backends import Servers
 
 MODEL = "multilingual-e5-small"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from rag.auth import AuthService, session_secret
+from rag.identity.auth import AuthService, session_secret
 from rag.library import open_library
 from settings import Settings
 from storage.models import Role

@@ -183,7 +183,7 @@ def served(front: Haproxy, path: str) -> set[str]:
 
 def vector_ids(env: dict[str, str], document_id: str) -> set[str]:
     """The chunk ids that the Chroma server holds vectors of for a document."""
-    from rag.index import VectorIndex, open_chroma_server
+    from rag.search.index import VectorIndex, open_chroma_server
 
     client = open_chroma_server(env["CHROMA_HOST"], int(env["CHROMA_PORT"]), env["CHROMA_DATABASE"])
     return VectorIndex(client).ids_of_document(document_id)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rag import RagError
-from rag.access import AccessControl
-from rag.auth import AuthService
+from rag.identity.access import AccessControl
+from rag.identity.auth import AuthService
 from settings import Settings
 from storage import make_engine
 from storage.models import Role

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.access import PERSONAL_COLLECTION, Forbidden
-from rag.chat import ChatService, TurnChoice
+from rag.answer.chat import ChatService, TurnChoice
+from rag.identity.access import PERSONAL_COLLECTION, Forbidden
 from rag.library import Library
-from rag.retrieve import METHODS
+from rag.search.retrieve import METHODS
 from storage import NotFoundError
 from storage.models import Access, Role, User
 

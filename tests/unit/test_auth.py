@@ -1,4 +1,4 @@
-"""Sign-in and accounts (rag.auth) on a real library with real argon2 hashes."""
+"""Sign-in and accounts (rag.identity.auth) on a real library with real argon2 hashes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import rag.throttle
-from rag.access import Forbidden
-from rag.auth import AuthService, SignInRefused, session_secret
+import rag.identity.throttle
+from rag.identity.access import Forbidden
+from rag.identity.auth import AuthService, SignInRefused, session_secret
+from rag.identity.passwords import MIN_PASSWORD_LENGTH
 from rag.library import Library
-from rag.passwords import MIN_PASSWORD_LENGTH
 from settings import Settings
 from storage.models import Role, User
 
@@ -146,13 +146,13 @@ def test_an_unknown_name_still_costs_one_argon2_verification(
     auth: AuthService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str | None] = []
-    real = rag.throttle.verify_password
+    real = rag.identity.throttle.verify_password
 
     def spy(hash: str | None, plain: str) -> bool:
         seen.append(hash)
         return real(hash, plain)
 
-    monkeypatch.setattr(rag.throttle, "verify_password", spy)
+    monkeypatch.setattr(rag.identity.throttle, "verify_password", spy)
     assert _refused(auth, "nobody", PASSWORD) == BAD
     assert len(seen) == 1 and seen[0] is not None and seen[0].startswith("$argon2id$")
 
@@ -456,7 +456,7 @@ def test_at_most_n_argon2_checks_run_at_once(library: Library, monkeypatch: pyte
     auth = AuthService(library.users, library.access, "test-secret", max_password_checks=2)
     running, most = 0, 0
     count = threading.Lock()
-    real = rag.throttle.verify_password
+    real = rag.identity.throttle.verify_password
 
     def counting(hash: str | None, plain: str) -> bool:
         nonlocal running, most
@@ -469,7 +469,7 @@ def test_at_most_n_argon2_checks_run_at_once(library: Library, monkeypatch: pyte
             with count:
                 running -= 1
 
-    monkeypatch.setattr(rag.throttle, "verify_password", counting)
+    monkeypatch.setattr(rag.identity.throttle, "verify_password", counting)
     start = threading.Barrier(6)
     refusals: list[str] = []
 
@@ -504,7 +504,7 @@ def test_one_password_length_limit_everywhere(library: Library, auth: AuthServic
 
 
 def test_failures_count_against_the_client_behind_a_trusted_proxy() -> None:
-    from rag.throttle import client_address
+    from rag.identity.throttle import client_address
 
     proxies = "10.0.0.0/8, 192.168.1.5"
     # Straight from the browser: its own address, whatever X-Forwarded-For it claims.

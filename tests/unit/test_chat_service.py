@@ -1,4 +1,4 @@
-"""The chat turn as a service (rag.chat), driven as the page and the CLI drive it, without Streamlit."""
+"""The chat turn as a service (rag.answer.chat), driven as the page and the CLI drive it, no Streamlit."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from providers import (
     Usage,
 )
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.access import Forbidden
-from rag.chat import CRASHED, INTERNAL, STOPPED, ChatService, TurnChoice, pending_question
+from rag.answer.chat import CRASHED, INTERNAL, STOPPED, ChatService, TurnChoice, pending_question
+from rag.identity.access import Forbidden
 from rag.library import Library
 from storage import NotFoundError
 from storage.models import Role, User

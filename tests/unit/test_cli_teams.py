@@ -20,10 +20,10 @@ import pytest
 import rag.cli as cli
 import rag.library
 import rag.library.core
-from rag.embedding import Embedder
-from rag.embedding import load_embedder as real_load
+from rag.identity.passwords import MIN_PASSWORD_LENGTH, check_password_rules, hash_password, verify_password
 from rag.library import Library
-from rag.passwords import MIN_PASSWORD_LENGTH, check_password_rules, hash_password, verify_password
+from rag.search.embedding import Embedder
+from rag.search.embedding import load_embedder as real_load
 from storage.models import Access
 
 SECRET_NAME = "alice_birjuza_plan.txt"

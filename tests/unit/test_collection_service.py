@@ -1,4 +1,4 @@
-"""rag.collections: collections are managed through a service that checks the acting user."""
+"""rag.identity.collections: collections are managed through a service that checks the acting user."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from rag import RagError
-from rag.access import PERSONAL_COLLECTION, Forbidden
-from rag.collections import CollectionService
+from rag.identity.access import PERSONAL_COLLECTION, Forbidden
+from rag.identity.collections import CollectionService
 from rag.library import Library
 from storage import NotFoundError
 from storage.models import Access, Role

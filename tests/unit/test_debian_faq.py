@@ -16,10 +16,10 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 
-from rag.embedding import Embedder
 from rag.ingest import extract
 from rag.ingest.pdf_text import read_pdf_texts
 from rag.library import Library, open_library
+from rag.search.embedding import Embedder
 from settings import Settings
 from storage import Chunk
 from tests.backends import unavailable

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag import RagError
-from rag.embedding import MINILM, load_embedder
+from rag.search.embedding import MINILM, load_embedder
 from sqlite_compat import needs_swap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ print(sqlite_compat.ensure_modern_sqlite())
 print(sqlite_compat.ensure_modern_sqlite())  # once per process: the second call changes nothing
 import sqlite3 as now
 print(now.__name__, now.sqlite_version_info >= (3, 35, 0))
-from rag.index import VectorIndex, open_chroma
+from rag.search.index import VectorIndex, open_chroma
 import numpy as np
 index = VectorIndex(open_chroma(__import__("pathlib").Path({str(tmp_path / "chroma")!r})))
 index.add("m", ["a", "b"], np.eye(2, dtype=np.float32), "doc")

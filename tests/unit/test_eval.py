@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import Embedder
 from rag.eval import evaluate
+from rag.search.embedding import Embedder
 from settings import Settings
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "eval"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from rag.cli import build_parser, main
-from rag.embedding import Embedder
 from rag.eval import CorpusQuestion, evaluate_corpus, first_hit, format_corpus_report, load_questions
-from rag.retrieve import METHODS
+from rag.search.embedding import Embedder
+from rag.search.retrieve import METHODS
 from storage import Source
 from tests.conftest import make_settings
 

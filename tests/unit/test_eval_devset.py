@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import Embedder
 from rag.eval import evaluate_corpus
+from rag.search.embedding import Embedder
 
 DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "eval" / "ru-docs-dev"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.chat import history_for_prompt
+from rag.answer.chat import history_for_prompt
 from storage import Message
 
 

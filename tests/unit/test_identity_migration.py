@@ -9,9 +9,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from rag.access import AccessControl
-from rag.auth import AuthService
-from rag.passwords import hash_password
+from rag.identity.access import AccessControl
+from rag.identity.auth import AuthService
+from rag.identity.passwords import hash_password
 from storage import make_engine
 from storage.migrate import _config
 from storage.teams import CollectionRepo, UserRepo

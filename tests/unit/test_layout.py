@@ -97,3 +97,30 @@ def test_no_import_circle_inside_a_package() -> None:
     for module in edges:
         if module not in state:
             visit(module, [module])
+
+
+# Inside rag/, subpackages build on one another in this order; none imports one above it.
+RAG_LAYERS = {
+    "rag.ingest": {"rag.ingest"},
+    "rag.identity": {"rag.identity"},
+    "rag.search": {"rag.search", "rag.identity", "rag.ingest"},
+    "rag.library": {"rag.library", "rag.search", "rag.identity", "rag.ingest", "rag.chunking"},
+    "rag.answer": {"rag.answer", "rag.search", "rag.identity"},
+    "rag.jobs": {"rag.jobs", "rag.library", "rag.search", "rag.identity", "rag.ingest"},
+}
+
+
+def _layer(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def test_rag_subpackages_import_only_those_below() -> None:
+    wrong = []
+    for module, imports in GRAPH.items():
+        allowed = RAG_LAYERS.get(_layer(module))
+        if allowed is None:
+            continue
+        for imported in imports:
+            if _top(imported) == "rag" and imported != "rag" and _layer(imported) not in allowed:
+                wrong.append(f"{module} -> {imported}")
+    assert not wrong, wrong

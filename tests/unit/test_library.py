@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from language import stems
 from rag import DocumentBusy
-from rag.embedding import USE_M3, Embedder, Vectors
 from rag.library import EMBED_BATCH, INTERRUPTED, IngestResult, Library
+from rag.search.embedding import USE_M3, Embedder, Vectors
 from storage import Document, DocumentStatus, NotFoundError
 from tests.backends import BACKEND
 from ui.tables import status_label

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag import DocumentBusy, IngestCancelled
-from rag.embedding import Vectors
 from rag.library import Library
+from rag.search.embedding import Vectors
 from storage import DocumentStatus
 from tests.unit.test_library import LEASE, RECIPE, HashEmbedder, keyword_rows
 

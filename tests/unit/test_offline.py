@@ -22,9 +22,9 @@ from providers.offline import (
     candidate_sentences,
     embedder_similarity,
 )
-from rag.embedding import Embedder
+from rag.answer.pipeline import PreparedAnswer, answer
 from rag.library import Library, open_library
-from rag.pipeline import PreparedAnswer, answer
+from rag.search.embedding import Embedder
 from settings import Settings
 
 LEASE = (

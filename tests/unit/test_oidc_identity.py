@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rag import RagError
-from rag.access import AccessControl, Forbidden
-from rag.auth import AuthService, SignInRefused
+from rag.identity.access import AccessControl, Forbidden
+from rag.identity.auth import AuthService, SignInRefused
+from rag.identity.oidc import OidcPolicy
 from rag.library import Library
-from rag.oidc import OidcPolicy
 from settings import Settings
 from storage import make_engine
 from storage.models import Role, User

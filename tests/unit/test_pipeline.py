@@ -14,9 +14,9 @@ from providers import (
     Usage,
 )
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.pipeline import answer, fused_search, retrieval_query, search_queries
-from rag.prompts import SYSTEM_PROMPT
-from rag.rewrite import QueryRewriter
+from rag.answer.pipeline import answer, fused_search, retrieval_query, search_queries
+from rag.answer.prompts import SYSTEM_PROMPT
+from rag.search.rewrite import QueryRewriter
 from storage import Source
 from tests.stand_in import StandInModel
 

@@ -1,13 +1,13 @@
-"""The prompt for remote models (rag.prompts): grounding, labels, and the same grounding in follow-ups."""
+"""The prompt for remote models (rag.answer.prompts): grounding, labels, the same grounding in follow-ups."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from providers import ChatMessage, Fragment, Usage
-from rag.chat import ChatService, TurnChoice
+from rag.answer.chat import ChatService, TurnChoice
+from rag.answer.prompts import SYSTEM_PROMPT, build_messages, past_message
 from rag.library import Library
-from rag.prompts import SYSTEM_PROMPT, build_messages, past_message
 from tests.stand_in import StandInModel
 
 TERM = "Срок аренды помещения составляет одиннадцать месяцев с даты подписания договора."

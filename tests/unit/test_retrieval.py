@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.access import Scope
-from rag.embedding import E5SmallEmbedder
-from rag.index import VectorIndex, collection_name, open_chroma
+from rag.identity.access import Scope
 from rag.library import Library, open_library
-from rag.retrieve import METHODS, Method, zfuse
+from rag.search.embedding import E5SmallEmbedder
+from rag.search.index import VectorIndex, collection_name, open_chroma
+from rag.search.retrieve import METHODS, Method, zfuse
 from settings import Settings
 from storage import DocumentStatus
 

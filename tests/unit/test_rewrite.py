@@ -1,4 +1,4 @@
-"""The question rewriter (rag.rewrite) against scripted providers: format, deadline, fallbacks."""
+"""The question rewriter (rag.search.rewrite) against scripted providers: format, deadline, fallbacks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from providers import (
     Usage,
 )
 from providers.offline import MODEL_ID, OfflineProvider
-from rag.rewrite import (
+from rag.search.rewrite import (
     MARKER,
     MAX_HISTORY_CHARS,
     QUESTION_LABEL,

@@ -45,7 +45,7 @@ def test_a_worker_process_runs_what_a_replica_queued(
 ) -> None:
     backend = {**shared.fresh(), "RAG_QUEUE": "postgres"}
     replica = make_library(tmp_path / "replica", **backend)
-    from rag.shared_queue import SharedQueue
+    from rag.jobs.shared import SharedQueue
 
     queue = SharedQueue(replica)
     jobs = [queue.submit("dogovor.txt", LEASE.encode("cp1251")), queue.submit("marshrut.txt", ROUTE.encode())]
@@ -85,7 +85,7 @@ def shared_library(shared: Servers, tmp_path: Path, make_library: Callable[..., 
 def test_a_dead_record_never_keeps_a_document_busy(shared_library: Library) -> None:
     from sqlalchemy import text
 
-    from rag.shared_queue import QUEUE, TASK, SharedQueue
+    from rag.jobs.shared import QUEUE, TASK, SharedQueue
     from storage.jobs import JobRepo
     from storage.models import IndexJob
 
@@ -139,7 +139,7 @@ def test_the_record_ends_even_when_the_queues_own_bookkeeping_fails(
 ) -> None:
     import threading
 
-    from rag.shared_queue import SharedQueue
+    from rag.jobs.shared import SharedQueue
     from storage.jobs import JobRepo
 
     queue = SharedQueue(shared_library)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from rag.access import PERSONAL_COLLECTION, AccessControl
-from rag.auth import AuthService
+from rag.identity.access import PERSONAL_COLLECTION, AccessControl
+from rag.identity.auth import AuthService
 from storage import make_engine
 from storage.models import Collection, Role, User
 from storage.teams import CollectionRepo, UserRepo

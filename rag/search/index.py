@@ -22,7 +22,7 @@ from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT  # noqa: E402
 from chromadb.config import Settings as ChromaSettings  # noqa: E402
 from chromadb.errors import NotFoundError  # noqa: E402
 
-from rag.embedding import Vectors  # noqa: E402
+from rag.search.embedding import Vectors  # noqa: E402
 from settings import Settings as AppSettings  # noqa: E402
 
 T = TypeVar("T")

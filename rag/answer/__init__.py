@@ -1,0 +1,1 @@
+"""Answering: prompts, the retrieve-then-generate pipeline, and the chat-turn service."""
