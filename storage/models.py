@@ -59,7 +59,7 @@ class Access(StrEnum):
 class User(SQLModel, table=True):
     """A person who signs in (or the single local user when sign-in is off)."""
 
-    # Under OIDC an account is the provider's person, whatever address they have (rag.oidc).
+    # Under OIDC an account is the provider's person, whatever address they have (rag.identity.oidc).
     __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_oidc_identity"),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
@@ -79,7 +79,7 @@ class User(SQLModel, table=True):
     # Made by a first OIDC sign-in under RAG_OIDC_NEW_USERS=pending: inactive until an admin approves.
     pending: bool = False
     # Raised by a password change or reset, a sign-out and disabling: every session (cookie or
-    # open tab) that began under an older value ends at its next check (rag.auth).
+    # open tab) that began under an older value ends at its next check (rag.identity.auth).
     session_version: int = 0
 
 
@@ -278,6 +278,7 @@ class SignInFailures(SQLModel, table=True):
     name: str = Field(primary_key=True)
     failures: int = 0
     until: float = 0.0  # wall-clock seconds before which new attempts are refused
+
 
 class AddressFailures(SQLModel, table=True):
     """Failed sign-ins from one client address, whatever the names tried: shared by every replica."""

@@ -5,6 +5,7 @@
     text     plain text and Markdown: encoding detection, double-encoding repair (decode_text)
     ocr      Tesseract OCR with cheap preprocessing, several pages at once (run_parallel)
     pdf      PDF text layers, with OCR for scans and unreadable layers (looks_like_garbage)
+    pdf_text PDFium's text page as read: spaced words, joined hyphens, no page furniture; the gauge
     images   PNG, JPEG, TIFF, WebP, BMP through OCR; one page per TIFF frame
     office   Word (DOCX), OpenDocument text (ODT), RTF
     html     saved web pages (trafilatura, with a fallback of its own)
