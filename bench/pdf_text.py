@@ -67,8 +67,11 @@ def pypdf_pages(data: bytes, layout: bool) -> list[str]:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
-    mode = "layout" if layout else "plain"
-    return [re.sub(r"[ \t]{2,}", " ", p.extract_text(extraction_mode=mode) or "") for p in reader.pages]
+    if layout:
+        texts = [p.extract_text(extraction_mode="layout") for p in reader.pages]
+    else:
+        texts = [p.extract_text() for p in reader.pages]
+    return [re.sub(r"[ \t]{2,}", " ", t or "") for t in texts]
 
 
 def pdfium_raw(data: bytes) -> list[str]:
