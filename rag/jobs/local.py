@@ -136,7 +136,7 @@ def job_work(library: Library, job: Job, data: bytes | None = None) -> Work:
                 job.filename, "indexed", doc.model_copy(update={"filename": job.filename})
             )
             return
-        job.result = library.index_admitted(job.document_id, progress, data)
+        job.result = library.index_admitted(job.document_id, progress, data, name=job.filename)
 
     def reindex(job: Job, progress: Progress) -> None:
         assert job.document_id is not None

@@ -81,3 +81,21 @@ def test_a_deleted_private_document_leaves_the_vocabulary(make_library: Callable
     assert "зубробизон" not in left and "слиян" not in left
     # Words another fragment still has stay («аренд» is in the lease too).
     assert "аренд" in lib.terms.translate("lease rent", cross, min_similarity=-1.0, neighbours=200)
+
+
+def test_the_job_body_shows_the_uploader_their_own_name(make_library: Callable[..., Library]) -> None:
+    """A queued upload of bytes whose row another member made is indexed under the uploader's name."""
+    from rag.jobs.local import Job, job_work
+    from storage import DocumentStatus
+
+    lib = make_library(embedder_=HashEmbedder())
+    alice, bob = lib.users.create("alice"), lib.users.create("bob")
+    # alice's upload was admitted for a worker elsewhere; bob queued the same bytes before it ran.
+    row = lib.admit("секрет_Ромашки.txt", LEASE.encode(), user=alice, status=DocumentStatus.QUEUED)
+    assert not isinstance(row, IngestResult)
+    job = Job("ingest", "мой.txt", document_id=row.id, user_id=bob.id)
+    texts: list[str] = []
+    job_work(lib, job, LEASE.encode())(job, lambda _f, text: texts.append(text))
+    assert job.result is not None and job.result.status == "indexed"
+    assert "Ромашк" not in repr(job.result) + " ".join(texts)
+    assert job.result.filename == "мой.txt"
