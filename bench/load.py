@@ -49,12 +49,16 @@ ERROR_TEXT = "Внутренняя ошибка страницы"
 PAGE_ERROR = f'[data-testid="stException"], :text("{ERROR_TEXT}")'
 UPLOAD_FAILED = '[data-testid="stSidebar"] [data-testid="stAlertContentError"]'
 RUN_OVER = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-# Resolves once the feed has ``n`` messages and the last one shows text (not just its avatar).
+# Resolves once the feed has ``n`` messages and the last one shows answer text: Markdown outside
+# the «Ищу в документах…» spinner and the «Остановить» button that come before it.
 FIRST_CHARACTER = """n => {
     const all = document.querySelectorAll('[data-testid="stChatMessage"]');
     if (all.length < n) return false;
-    const body = all[all.length - 1].querySelector('[data-testid="stChatMessageContent"]');
-    return body !== null && body.innerText.trim().length > 0;
+    const texts = all[all.length - 1].querySelectorAll('[data-testid="stMarkdown"]');
+    return Array.from(texts).some(
+        el => !el.closest('[data-testid="stSpinner"], [data-testid="stButton"]')
+            && el.innerText.trim().length > 0
+    );
 }"""
 SYLLABLES = "ба ве ги до ку ла ме ни ро су та фе ха це чу ша ры зо пи ле".split()
 
@@ -205,7 +209,9 @@ async def session_loop(
                 error = await _page_error(page)
                 if error:
                     raise StepFailed(error)
-                if turn > 1 and (turn - 1) % args.turns_per_chat == 0:
+                # A chat of its own from the first turn: with sign-in off every session is the
+                # one local user, and a page opens on that user's most recent chat.
+                if (turn - 1) % args.turns_per_chat == 0:
                     await settle(page, timeout_ms)
                     await page.get_by_role("button", name="Новый чат").click()
                     await page.wait_for_function(
