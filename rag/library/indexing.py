@@ -63,11 +63,11 @@ class Indexing(LibraryCore):
             if data is None:
                 data = self.originals.get(doc.stored_path) if doc.stored_path else None
                 if data is None:
-                    return self.fail(doc.id, name, _lost(name))
+                    return _as_named(self.fail(doc.id, name, _lost(name)), name)
             # A job started again after its worker died finds that worker's half-written rows.
             self._purge_index(doc.id)
             self.docs.update(doc.id, status=DocumentStatus.INDEXING, error=None)
-            return self._index(doc.id, name, data, progress)
+            return _as_named(self._index(doc.id, name, data, progress), name)
 
     def reindex(self, document_id: str, progress: Progress | None = None) -> IngestResult:
         """Index a stored document again from its saved original, beside the current version.
@@ -318,3 +318,10 @@ class Indexing(LibraryCore):
         """How many of the chunks have their vectors under every configured model."""
         have = [self.vectors.ids_of_document(doc_id, e.name) for e in self.embedders()]
         return sum(1 for c in chunks if all(c.id in ids for ids in have))
+
+
+def _as_named(result: IngestResult, name: str) -> IngestResult:
+    """The outcome under the uploader's own name: the row may carry another member's name for the bytes."""
+    if result.document is not None:
+        result.document = result.document.model_copy(update={"filename": name})
+    return result
