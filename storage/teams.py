@@ -71,8 +71,10 @@ def _insert(s: Session) -> Any:
 
 def _insert_ignore(s: Session, model: Any, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING in one statement; whether the row was new."""
-    result = s.execute(_insert(s)(model).values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0) == 1)
+    # RETURNING, not rowcount: psycopg reports no row count for this statement on PostgreSQL.
+    key = next(iter(model.__table__.primary_key.columns))
+    result = s.execute(_insert(s)(model).values(**values).on_conflict_do_nothing().returning(key))
+    return result.first() is not None
 
 
 def _can_sign_in_with_password(user: User) -> bool:
