@@ -1,4 +1,7 @@
-"""Fair indexing queue: who queued a job, round-robin hand-out (issue 18, 24).
+"""Fair indexing queue (issue 18, 24): no schema change was needed; kept so the revision chain stays.
+
+The job rows already say who queued them (``indexjob.user_id``); the turns are kept in memory and in
+procrastinate's priorities.
 
 Revision ID: 0008
 Revises: 0007
@@ -16,8 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Nothing yet."""
+    """Nothing to change."""
 
 
 def downgrade() -> None:
-    """Nothing yet."""
+    """Nothing to change."""
