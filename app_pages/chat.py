@@ -7,9 +7,10 @@ import streamlit as st
 from rag.answer.chat import MAX_TITLE_CHARS, NO_COLLECTIONS, TurnChoice, failed_answer
 from storage.models import SEARCHABLE
 from ui.auth import current_user
-from ui.components import collection_labels, render_message, upload_panel
+from ui.components import collection_labels, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
 from ui.markup import literal, plain
+from ui.messages import render_message
 from ui.resources import get_chat_service, get_library, get_providers
 from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
 

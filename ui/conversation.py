@@ -15,8 +15,8 @@ import streamlit as st
 from rag.answer.chat import ChatService, Turn, TurnChoice
 from storage import Chat, Message
 from ui.auth import current_user
-from ui.components import VERBATIM_PROVIDER, render_sources
 from ui.markup import answer_markdown, literal
+from ui.messages import VERBATIM_PROVIDER, render_sources
 
 # Session-state keys: questions submitted but not yet handled, and the stored question whose
 # answer has not been stored yet.
