@@ -1,4 +1,9 @@
-"""Split pages into chunks of whole sentences (razdel), keeping headings and page numbers."""
+"""Split pages into chunks of whole sentences (razdel), keeping headings and page numbers.
+
+Each chunk also records where it stands: its clause anchor and section heading
+(``rag.ingest.clauses``, over the whole document, so a clause that goes on to the next page is
+still the enclosing one there) and, for pages whose words have boxes, the boxes of its words.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from dataclasses import dataclass
 from razdel import sentenize
 
 from rag.ingest import Page
+from rag.ingest.clauses import Clause, anchor, outline, section_title
+from rag.ingest.types import Box
 
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -23,6 +30,9 @@ class ChunkDraft:
     start: int
     end: int
     ocr: bool = False
+    anchor: str | None = None  # «п. 2.1», «пп. 2.1–2.3», «Раздел 3»
+    heading: str | None = None  # the section's heading path or title line
+    boxes: tuple[Box, ...] | None = None  # its words on the page (PDF and OCR pages)
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,13 @@ def chunk_pages(
 ) -> list[ChunkDraft]:
     """Chunks of at most ``max_words`` words (plus a heading line), never crossing a page."""
     drafts: list[ChunkDraft] = []
+    # Clauses over the whole document: pages joined as paragraphs, each page at its offset.
+    bases, pos = [], 0
     for page in pages:
+        bases.append(pos)
+        pos += len(page.text) + 2
+    clauses = outline("\n\n".join(p.text for p in pages))
+    for page, base in zip(pages, bases, strict=True):
         for heading, start, end in _sections(page.text, markdown):
             budget = max(10, max_words - len(heading.split()))
             sents = _sentences(page.text, start, end, budget)
@@ -130,5 +146,23 @@ def chunk_pages(
                 if not body:
                     continue
                 text = f"{heading}\n{body}" if heading else body
-                drafts.append(ChunkDraft(text=text, page=page.number, start=a, end=b, ocr=page.ocr))
+                drafts.append(
+                    ChunkDraft(
+                        text=text,
+                        page=page.number,
+                        start=a,
+                        end=b,
+                        ocr=page.ocr,
+                        anchor=anchor(clauses, base + a, base + b),
+                        heading=heading or _title(clauses, base + a, base + b),
+                        boxes=tuple(page.words.covering(a, b)) if page.words else None,
+                    )
+                )
     return drafts
+
+
+def _title(clauses: Sequence[Clause], start: int, end: int) -> str | None:
+    """The title of the section a chunk is in (or begins with, when it starts at the title)."""
+    first = next((c for c in clauses if start <= c.start < end and c.heading), None)
+    inside = section_title(clauses, start)
+    return inside or (first.title if first else None)

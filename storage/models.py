@@ -129,6 +129,8 @@ class Source(BaseModel):
     text: str
     score: float = 0.0
     ocr: bool = False
+    # The clause the fragment stands in («п. 2.1»); None for messages stored before issue 19.
+    anchor: str | None = None
 
 
 class SourceList(TypeDecorator[list[Source]]):
@@ -232,6 +234,12 @@ class Chunk(SQLModel, table=True):
     char_start: int = 0
     char_end: int = 0
     ocr: bool = False  # recognised from an image (shown to the user with the source)
+    # Where it stands (migration 0010): the enclosing numbered item («п. 2.1») and section
+    # heading, and on a PDF or scanned page its words' boxes as fractions of the page
+    # ([left, top, right, bottom], from the top-left corner). None when unknown.
+    anchor: str | None = None
+    heading: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    boxes: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class StoredOriginal(SQLModel, table=True):

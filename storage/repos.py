@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import String, cast, delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -23,6 +23,7 @@ from storage.models import (
     Document,
     DocumentStatus,
     Message,
+    Source,
     utcnow,
 )
 
@@ -162,6 +163,25 @@ class ChatRepo:
                 .order_by(col(Message.created_at), col(Message.id))
             )
             return list(s.exec(stmt))
+
+    def cited_source(self, chunk_id: str, owner_id: str) -> Source | None:
+        """The latest source record citing this chunk in the owner's own chats, if any.
+
+        ``chunk_id`` must be a plain id (the caller checks): it is matched inside the JSON text.
+        """
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = (
+                select(Message)
+                .join(Chat, col(Chat.id) == col(Message.chat_id))
+                .where(col(Chat.owner_id) == owner_id)
+                .where(cast(col(Message.sources), String).like(f"%{chunk_id}%"))
+                .order_by(col(Message.created_at).desc())
+            )
+            for message in s.exec(stmt):
+                for src in message.sources or []:
+                    if src.chunk_id == chunk_id:
+                        return src
+        return None
 
     def counts(self) -> tuple[int, int]:
         """Number of chats and of messages."""

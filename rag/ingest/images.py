@@ -116,7 +116,8 @@ def extract_image(data: bytes, filename: str, options: Options | None = None) ->
                 what = "прочитать изображение" if isinstance(result, _FrameUnreadable) else "распознать"
                 warnings.append(f"стр. {index + 1}: не удалось {what}")
             elif result.strip():
-                pages.append(Page(index + 1 if frames > 1 else None, result, ocr=True))
+                words = result.words if isinstance(result, ocr.Recognised) else None
+                pages.append(Page(index + 1 if frames > 1 else None, str(result), ocr=True, words=words))
     if not pages:
         raise IngestError(
             f"«{filename}»: на изображении не удалось распознать текст — его нет, или он слишком "

@@ -118,6 +118,7 @@ RENDER_DPI = 300
 SPARSE_TEXT = 40
 # PDFium is not thread-safe, and the app indexes uploads from several sessions at once.
 _PDFIUM_LOCK = threading.Lock()
+PDFIUM_LOCK = _PDFIUM_LOCK  # for the source view's renders (rag.library.render)
 
 
 def _nonspace(text: str) -> int:
@@ -323,6 +324,7 @@ def extract_pdf(data: bytes, filename: str, options: Options | None = None) -> E
     finally:
         renderer.close()
     pages.sort(key=lambda p: p.number or 0)
+    pages = [_with_words(p, texts) for p in pages]
     problem = ocr.tesseract_problem()
     if no_ocr and problem is not None:
         if not pages:
@@ -392,6 +394,18 @@ def _better_than_damaged(recognised: str, layer: str) -> bool:
         and not damage(recognised).damaged
         and _nonspace(recognised) >= 0.5 * _nonspace(layer)
     )
+
+
+def _with_words(page: Page, texts: list[PageText] | None) -> Page:
+    """The page with its words' boxes: Tesseract's for a recognised page, PDFium's for a page
+    indexed from its text layer (none for a page read by pypdf: its offsets are another text's)."""
+    if page.ocr:
+        words = page.text.words if isinstance(page.text, ocr.Recognised) else None
+    elif texts and page.number is not None and texts[page.number - 1].text == page.text:
+        words = texts[page.number - 1].words
+    else:
+        words = None
+    return Page(page.number, str(page.text), page.ocr, words)
 
 
 def _recognise_pdf_page(renderer: _PdfRenderer, index: int) -> str:

@@ -34,9 +34,11 @@ import re
 import statistics
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
+
+from rag.ingest.types import WordBoxes
 
 # A text page's own marker of a hyphen PDFium saw at a line end (the word goes on below).
 _PDFIUM_HYPHEN = "\ufffe"
@@ -67,6 +69,8 @@ class PageText:
     # Non-space characters in PDFium's text of the page before cleaning: a page whose text is
     # empty while this is not held only furniture (a table of contents), and is no scan.
     layer_chars: int = 0
+    # Where each word of ``text`` is drawn, as fractions of the page (the source view's marks).
+    words: WordBoxes | None = None
 
     def char_indices(self, start: int, end: int) -> list[int]:
         """PDFium character indices behind ``text[start:end]`` (written characters left out)."""
@@ -83,6 +87,8 @@ class _Line:
     bottom: float
     right: float
     top: float
+    # The boxes measured (characters at word edges), aligned with ``chars``; None elsewhere.
+    boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -161,7 +167,9 @@ def _split_gaps(charbox: _CharBoxes, chars: list[str], index: list[int]) -> list
     for k, c in enumerate(chars):
         if c.isspace():
             continue
-        if k == 0 or k == n - 1 or chars[k - 1].isspace() or chars[k + 1].isspace():
+        # The letter before a line-end hyphen too: the highlight of a word broken across two
+        # lines ends where its first half does.
+        if k == 0 or k >= n - 2 or chars[k - 1].isspace() or chars[k + 1].isspace():
             boxes[k] = charbox(index[k])
     # Letter height, not a dot's or a comma's: leaders («. . . .») have gaps wider than a dot.
     letters = [bx[3] - bx[1] for c, bx in zip(chars, boxes, strict=True) if bx is not None and c.isalnum()]
@@ -188,6 +196,7 @@ def _split_gaps(charbox: _CharBoxes, chars: list[str], index: list[int]) -> list
                 bottom=min(bx[1] for bx in seg),
                 right=max(bx[2] for bx in seg),
                 top=max(bx[3] for bx in seg),
+                boxes=boxes[a:b],
             )
         )
     return out
@@ -515,12 +524,14 @@ def read_pdf_texts(document: Any, lock: AbstractContextManager[Any] | None = Non
     a long document does not keep other sessions' renders waiting.
     """
     layouts: list[list[_Line]] = []
+    frames: list[tuple[float, float, float, float]] = []
     with lock or nullcontext():
         count = len(document)
     for i in range(count):
         with lock or nullcontext():
             page = document[i]
             try:
+                frames.append(_frame(page))
                 textpage = page.get_textpage()
                 try:
                     layouts.append(_lines(textpage))
@@ -534,14 +545,57 @@ def read_pdf_texts(document: Any, lock: AbstractContextManager[Any] | None = Non
     pages = [_Page(lines, _edge(lines, True, usual), _edge(lines, False, usual)) for lines in layouts]
     furniture = _furniture(pages)
     texts: list[PageText] = []
-    for page, drop in zip(pages, furniture, strict=True):
+    for page, drop, frame in zip(pages, furniture, frames, strict=True):
         kept = [line for k, line in enumerate(page.lines) if k not in drop]
         toc = _toc_lines(kept)
         kept = [line for k, line in enumerate(kept) if k not in toc]
         composed = _compose(_reading_order(kept, left, right), compounds)
         chars = sum(1 for line in page.lines for c in line.chars if not c.isspace())
-        texts.append(PageText(composed.text, composed.source, chars))
+        words = _word_boxes(composed, kept, frame)
+        texts.append(PageText(composed.text, composed.source, chars, words))
     return texts
+
+
+def _frame(page: Any) -> tuple[float, float, float, float]:
+    """The page's visible area (crop box) in PDF points: (left, bottom, right, top)."""
+    left, bottom, right, top = page.get_cropbox()
+    if right <= left or top <= bottom:  # a broken box: the size PDFium renders at
+        width, height = page.get_size()
+        return 0.0, 0.0, float(width), float(height)
+    return float(left), float(bottom), float(right), float(top)
+
+
+def _word_boxes(
+    composed: PageText, lines: list[_Line], frame: tuple[float, float, float, float]
+) -> WordBoxes:
+    """Each word of the page text with its box, from the boxes measured at word edges.
+
+    A word's characters are grouped by the line they were printed on (a word hyphenated across
+    two lines is two boxes); each group's box spans the measured characters in it.
+    """
+    where: dict[int, tuple[int, tuple[float, float, float, float]]] = {}
+    for n, line in enumerate(lines):
+        for i, box in zip(line.index, line.boxes, strict=False):
+            if box is not None:
+                where[i] = (n, box)
+    x0, y0, x1, y1 = frame
+    width, height = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+    words = WordBoxes()
+    for m in _TOKEN.finditer(composed.text):
+        groups: dict[int, list[tuple[float, float, float, float]]] = {}
+        for i in composed.source[m.start() : m.end()]:
+            if i in where:
+                n, box = where[i]
+                groups.setdefault(n, []).append(box)
+        for boxes in groups.values():
+            left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
+            words.add(
+                m.start(),
+                m.end(),
+                ((left - x0) / width, (y1 - top) / height, (right - x0) / width, (y1 - bottom) / height),
+            )
+    return words
 
 
 # -- the damage gauge ----------------------------------------------------------------------------

@@ -201,6 +201,9 @@ class Indexing(LibraryCore):
                 char_start=d.start,
                 char_end=d.end,
                 ocr=d.ocr,
+                anchor=d.anchor,
+                heading=d.heading,
+                boxes=[list(b) for b in d.boxes] if d.boxes is not None else None,
             )
             for i, d in enumerate(drafts)
         ]

@@ -155,6 +155,7 @@ class Retriever:
                     text=chunk.text,
                     score=score,
                     ocr=chunk.ocr,
+                    anchor=chunk.anchor,
                 )
             )
             if len(hits) == k:
