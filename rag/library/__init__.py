@@ -9,14 +9,15 @@ service per module, each building on the one before (imports run only downwards)
 - ``maintenance``: delete, recover, re-embed, check and repair;
 - ``catalogue``: the documents a user may read, moving and removing them;
 - ``admission``: uploads, deduplication, originals;
-- ``results``: what they report (outcomes, the consistency report, Russian messages).
+- ``sources``: the source view's fragment, page and original, as each user may see them;
+- ``results``: what they report (outcomes, the consistency report, Russian messages);
+- ``render``: pictures of cited pages with the fragment marked (no service, no state).
 """
 
 from __future__ import annotations
 
 import logging
 
-from rag.library.admission import Admission
 from rag.library.results import (
     EMBED_BATCH,
     INTERNAL_STORE,
@@ -29,6 +30,7 @@ from rag.library.results import (
     too_large_message,
     too_many_fragments_message,
 )
+from rag.library.sources import SourceMissing, Sources, SourceView, TextAround
 from rag.search.embedding import Embedder
 from rag.search.index import open_vectors
 from settings import Settings
@@ -45,6 +47,9 @@ __all__ = [
     "IngestResult",
     "Library",
     "Progress",
+    "SourceMissing",
+    "SourceView",
+    "TextAround",
     "open_library",
     "too_large_message",
     "too_many_fragments_message",
@@ -53,7 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Library(Admission):
+class Library(Sources):
     """Documents with their chunks, keyword rows and vectors, kept in step."""
 
 

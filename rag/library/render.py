@@ -1,0 +1,123 @@
+"""Pictures of cited pages for the source view: a PDF page rendered by PDFium, or a scanned image,
+with the fragment's words marked as a reader marks paper.
+
+The marker is a multiply blend of a yellow fill: paper turns yellow and ink stays ink, so the
+text under the mark reads as before, in the light theme and the dark one alike. Boxes are
+fractions of the page (``rag.ingest.types.Box``); a PDF page's text-layer boxes are measured on
+the unrotated page, and are turned here with the page's /Rotate (OCR boxes were measured on the
+rendered, already turned, page).
+
+PNG with rectangles drawn by Pillow was chosen over ``streamlit-pdf-viewer``'s annotations
+without a side-by-side measurement (bench/README.md, «Issue 19: source view»): it needs no
+component, no PDF.js in the browser and no upload of the whole file to it, and its cost is one
+page render that the UI caches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+
+from PIL import Image, ImageChops, ImageDraw, ImageOps
+
+from rag.ingest.ocr import to_gray
+from rag.ingest.pdf import PDFIUM_LOCK
+from rag.ingest.types import Box
+
+# Pixels across: readable on a laptop at full width, sharp when a phone scales it down.
+VIEW_WIDTH = 1100
+# A highlighter's yellow; multiplied over the page.
+MARKER = (255, 221, 51)
+# The mark reaches a little past the letters, as a pen stroke does (fraction of the line height).
+_PAD = 0.18
+
+
+def turned(box: Box, rotation: int) -> Box:
+    """A box of the unrotated page as it shows on the page turned ``rotation`` degrees clockwise."""
+    left, top, right, bottom = box
+    rotation %= 360
+    if rotation == 90:
+        return 1 - bottom, left, 1 - top, right
+    if rotation == 180:
+        return 1 - right, 1 - bottom, 1 - left, 1 - top
+    if rotation == 270:
+        return top, 1 - right, bottom, 1 - left
+    return box
+
+
+def pixel_boxes(boxes: Sequence[Box], size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The boxes in pixels of a picture of ``size``, padded as the marker draws them."""
+    width, height = size
+    out = []
+    for left, top, right, bottom in boxes:
+        pad = (bottom - top) * height * _PAD
+        out.append(
+            (
+                max(0, round(left * width - pad)),
+                max(0, round(top * height - pad)),
+                min(width, round(right * width + pad)),
+                min(height, round(bottom * height + pad)),
+            )
+        )
+    return out
+
+
+def mark(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """The picture with the boxes marked (multiply blend of the marker's yellow)."""
+    image = image.convert("RGB")
+    if not boxes:
+        return image
+    layer = Image.new("RGB", image.size, (255, 255, 255))
+    draw = ImageDraw.Draw(layer)
+    for rect in pixel_boxes(boxes, image.size):
+        draw.rectangle(rect, fill=MARKER)
+    return ImageChops.multiply(image, layer)
+
+
+def png(image: Image.Image) -> bytes:
+    """The picture as PNG, fast to encode (the view waits for it)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def pdf_page(data: bytes, page: int, boxes: Sequence[Box], ocr: bool, width: int = VIEW_WIDTH) -> Image.Image:
+    """Page ``page`` (1-based) of a PDF rendered ``width`` pixels wide, the boxes marked."""
+    import pypdfium2 as pdfium
+
+    with PDFIUM_LOCK:
+        document = pdfium.PdfDocument(data)
+        try:
+            sheet = document[page - 1]
+            try:
+                rotation = sheet.get_rotation()
+                shown_width = sheet.get_height() if rotation % 180 else sheet.get_width()
+                bitmap = sheet.render(scale=width / max(shown_width, 1.0), may_draw_forms=True)
+                try:
+                    image: Image.Image = bitmap.to_pil().convert("RGB")  # a copy of the buffer
+                finally:
+                    bitmap.close()
+            finally:
+                sheet.close()
+        finally:
+            document.close()
+    shown = list(boxes) if ocr else [turned(b, rotation) for b in boxes]
+    return mark(image, shown)
+
+
+def image_page(data: bytes, page: int | None, boxes: Sequence[Box], width: int = VIEW_WIDTH) -> Image.Image:
+    """A scanned image (frame ``page`` of a TIFF), upright as it was recognised, the boxes marked."""
+    with Image.open(io.BytesIO(data)) as source:
+        if page is not None and page > 1:
+            source.seek(page - 1)
+        frame = source.copy()
+    # Upright as OCR saw it (EXIF); in colour where it is plain colour, else as OCR's grey on white.
+    with contextlib.suppress(Exception):  # broken EXIF: as recognised (to_gray gives up the same way)
+        frame = ImageOps.exif_transpose(frame)
+    if frame.mode not in ("RGB", "L"):
+        frame = to_gray(frame)
+    if frame.width > width:
+        height = max(1, round(frame.height * width / frame.width))
+        frame = frame.resize((width, height), Image.Resampling.LANCZOS)
+    return mark(frame, boxes)
