@@ -42,6 +42,7 @@ class Fragment:
     page: int | None
     text: str
     score: float
+    anchor: str | None = None  # the clause it stands in («п. 2.1», «пп. 2.1–2.3»), when numbered
 
 
 @dataclass(frozen=True)

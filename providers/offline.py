@@ -160,7 +160,8 @@ class OfflineProvider:
         picked = self.pick(question, previous, fragments)
         if not picked:
             return NOTHING_FOUND
-        lines = [f"{sentence} [{n}]" for sentence, n in picked]
+        by_n = {f.n: f for f in fragments}
+        lines = [_with_place(sentence, by_n.get(n)) + f" [{n}]" for sentence, n in picked]
         text = "По документам:\n\n" + "\n\n".join(lines)
         if params is not None:
             # Roughly four characters a token: respect the answer-length slider.
@@ -392,6 +393,32 @@ def _clauses(sentences: list[str]) -> list[str]:
         out.append(s)
         open_clause = numbered and not _is_heading(s)
     return out
+
+
+# A clause number where a clause starts in a fragment (newlines are spaces there): at its start or
+# after a sentence's end or a title in capitals, followed by a capital («… дней. 2.2. Арендатор …»,
+# «СРОК АРЕНДЫ 2.1. Срок …»), not «от 1.5 до 2».
+_CLAUSE_AT = re.compile(r"(?:^|(?<=[.!?:;»A-ZА-ЯЁ])\s+)(\d{1,2}(?:\.\d{1,2})+)\.?\s+(?=[«\"(]?[A-ZА-ЯЁ])")
+
+
+def _with_place(sentence: str, frag: Fragment | None) -> str:
+    """«п. 2.1: sentence» when the fragment's clauses are known and the sentence does not show its own.
+
+    The clause is the last one that starts in the fragment before the sentence, or the one the
+    fragment begins inside (the first of its anchor).
+    """
+    if frag is None or not frag.anchor or _CLAUSE_START.match(sentence):
+        return sentence
+    at = frag.text.find(sentence)
+    numbers = _CLAUSE_AT.findall(frag.text[:at]) if at > 0 else []
+    if numbers:
+        return f"п. {numbers[-1]}: {sentence}"
+    first = frag.anchor.removeprefix("пп. ").removeprefix("п. ").split("–")[0]
+    opening = _CLAUSE_AT.search(frag.text)
+    if opening is not None and opening.group(1) == first and (at < 0 or opening.start() > at):
+        return sentence  # before the fragment's first clause (a preamble, a title): in none
+    place = first if not first[:1].isdigit() else f"п. {first}"
+    return f"{place}: {sentence}"
 
 
 def _fragment_sentences(frag: Fragment) -> list[str]:

@@ -95,7 +95,7 @@ def fused_search(
 
 def to_fragments(sources: Sequence[Source]) -> list[Fragment]:
     """The sources as the provider sees them, under their citation numbers."""
-    return [Fragment(s.n, s.filename, s.page, s.text, s.score) for s in sources]
+    return [Fragment(s.n, s.filename, s.page, s.text, s.score, s.anchor) for s in sources]
 
 
 def answer(

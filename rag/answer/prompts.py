@@ -11,7 +11,7 @@ from providers.base import ChatMessage, Fragment
 SYSTEM_PROMPT = (
     "Ты — ассистент, который отвечает на вопросы по документам пользователя. "
     "Отвечай только на основе фрагментов документов, приведённых ниже: у каждого фрагмента есть "
-    "номер и имя файла (и страница, если она известна). "
+    "номер и имя файла (и пункт документа и страница, если они известны). "
     "После каждого утверждения ставь ссылку на номер фрагмента в квадратных скобках, "
     "например [1] или [2]. "
     "Если во фрагментах нет ответа, прямо скажи, что в документах этого нет, и не выдумывай; "
@@ -38,7 +38,8 @@ def past_message(m: ChatMessage) -> ChatMessage:
 
 def format_fragment(f: Fragment) -> str:
     """One fragment as the model sees it."""
-    where = f"{f.file}, стр. {f.page}" if f.page else f.file
+    # The clause goes with the file, so that a model can cite «п. 2.1 договора».
+    where = ", ".join([f.file, *([f.anchor] if f.anchor else []), *([f"стр. {f.page}"] if f.page else [])])
     return f"[{f.n}] ({where})\n{f.text}"
 
 

@@ -56,7 +56,9 @@ RULES = """# Регламент склада
 3.1. Температура в камерах проверяется каждые 4 часа.
 """
 
-LINE = re.compile(r"^(?P<sentence>.+) \[(?P<n>\d+)\]$")
+# A quoted line: «[п. 2.1: ]sentence [n]» (the clause when the fragment's are known, issue 19).
+PLACE = r"(?:п\. [\d.]+|(?:Раздел|Глава|Статья|Приложение) \S+): "
+LINE = re.compile(rf"^(?:{PLACE})?(?P<sentence>.+) \[(?P<n>\d+)\]$")
 
 
 @pytest.fixture(scope="module")
