@@ -6,6 +6,7 @@ import os
 import streamlit as st
 
 from ui.auth import account_panel, signed_in_user
+from ui.messages import SOURCE_PAGE
 from ui.resources import begin_run, get_library
 
 # An emoji icon is drawn by the browser itself (a data: URL); a :material/…: page icon would be
@@ -14,6 +15,8 @@ st.set_page_config(page_title="Мультимодальный RAG", page_icon="�
 
 CHAT = st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True)
 DOCUMENTS = st.Page("app_pages/documents.py", title="Документы", icon=":material/description:")
+# A cited fragment on its page (/source?chunk=…): reached from the chat's sources, never listed.
+SOURCE = SOURCE_PAGE
 ADMIN_PAGE = "app_pages/admin.py"
 ADMIN_TITLE = "Администрирование"
 try:
@@ -22,7 +25,7 @@ try:
     if user is None:  # a sign-in or first-run screen was drawn instead
         # The browser keeps the last menu it was sent: send one with nothing in it, or the menu
         # of the session that just signed out (with «Администрирование») would stay.
-        st.navigation([CHAT, DOCUMENTS, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)], position="hidden")
+        st.navigation([CHAT, DOCUMENTS, SOURCE, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)], position="hidden")
         st.stop()
     account_panel(user)
     # A member's menu has no admin page; a bookmarked /admin still reaches it, hidden, and the
@@ -34,7 +37,7 @@ try:
         icon=":material/admin_panel_settings:",
         visibility="visible" if admin else "hidden",
     )
-    pages = [CHAT, DOCUMENTS, ADMIN]
+    pages = [CHAT, DOCUMENTS, SOURCE, ADMIN]
     st.navigation(pages).run()
 except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
     if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception

@@ -118,7 +118,7 @@ def _render(turn: Turn) -> None:
             raise
         if turn.error:
             st.error(literal(turn.error))
-        render_sources(turn.sources)
+        render_sources(turn.sources, turn.chat.id)
 
 
 def show_stream(deltas: Iterable[str], verbatim: bool = False) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from storage import Message, Source
@@ -9,19 +11,45 @@ from ui.markup import answer_markdown, literal
 
 # Answers of this provider are sentences quoted from documents: shown exactly as written.
 VERBATIM_PROVIDER = "offline"
+# The source view at /source?chunk=…, never listed in the menu; one object for the navigation
+# (streamlit_app.py) and the links, by absolute path: a page script run alone links to it too.
+SOURCE_PAGE = st.Page(
+    Path(__file__).resolve().parents[1] / "app_pages" / "source.py",
+    title="Источник",
+    url_path="source",
+    visibility="hidden",
+)
+
+
+def source_place(src: Source) -> str:
+    """``[n] file · п. 2.1 · стр. 1``: where a source stands."""
+    parts = [f"[{src.n}] {src.filename}"]
+    if src.anchor:
+        parts.append(src.anchor)
+    if src.page:
+        parts.append(f"стр. {src.page}")
+    return " · ".join(parts)
 
 
 def source_label(src: Source) -> str:
-    """``[n] file, стр. p · OCR · score`` for a source."""
-    page = f", стр. {src.page}" if src.page else ""
+    """``[n] file · п. 2.1 · стр. p · OCR · score`` for a source."""
     ocr = " · распознано (OCR)" if src.ocr else ""
-    return f"[{src.n}] {src.filename}{page}{ocr} · релевантность {src.score:.2f}"
+    return f"{source_place(src)}{ocr} · релевантность {src.score:.2f}"
 
 
-def render_sources(sources: list[Source]) -> None:
-    """An expander listing the fragments an answer was built from."""
+def source_links(sources: list[Source], chat_id: str | None) -> None:
+    """One link per source to its view, in this tab: «[1] dogovor.txt · п. 2.1 · стр. 1»."""
+    for src in sources:
+        query = {"chunk": src.chunk_id, **({"chat": chat_id} if chat_id else {})}
+        label = literal(source_place(src))
+        st.page_link(SOURCE_PAGE, label=label, icon=":material/find_in_page:", query_params=query)
+
+
+def render_sources(sources: list[Source], chat_id: str | None = None) -> None:
+    """Links to the fragments an answer was built from, and an expander with their texts."""
     if not sources:
         return
+    source_links(sources, chat_id)
     with st.expander(f"Источники ({len(sources)})"):
         for src in sources:
             st.markdown(f"**{literal(source_label(src))}**")
@@ -40,7 +68,7 @@ def render_message(msg: Message) -> None:
         if msg.error:
             st.error(literal(msg.error))
         if role == "assistant":
-            render_sources(msg.sources or [])
+            render_sources(msg.sources or [], msg.chat_id)
             meta = _meta(msg)
             if meta:
                 st.caption(literal(meta))
