@@ -557,8 +557,13 @@ def read_pdf_texts(document: Any, lock: AbstractContextManager[Any] | None = Non
 
 
 def _frame(page: Any) -> tuple[float, float, float, float]:
-    """The page's visible area (crop box) in PDF points: (left, bottom, right, top)."""
-    left, bottom, right, top = page.get_cropbox()
+    """The page's visible area in PDF points, (left, bottom, right, top): what PDFium renders.
+
+    ``FPDF_GetPageBoundingBox`` (``get_bbox``): the crop box as inherited from the page tree.
+    ``get_cropbox`` reads only the page's own entry and falls back to US Letter when the box is
+    inherited (fpdf2 puts it on the page tree), which put every mark of an A4 page a line too high.
+    """
+    left, bottom, right, top = page.get_bbox()
     if right <= left or top <= bottom:  # a broken box: the size PDFium renders at
         width, height = page.get_size()
         return 0.0, 0.0, float(width), float(height)

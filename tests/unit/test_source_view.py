@@ -158,16 +158,20 @@ def _yellow(image: Image.Image, box: tuple[float, float, float, float]) -> float
 @needs_font
 def test_a_pdf_fragment_has_its_words_boxes_on_its_page(team: tuple[Library, User, User]) -> None:
     lib, alice, _bob = team
-    data, (x, baseline) = _pdf()
+    data, (x, _) = _pdf()
     assert lib.ingest("hranenie.pdf", data, user=alice).status == "indexed"
     hit = next(s for s in _ask(lib, alice, "Какой срок хранения партии?").sources if s.page == 2)
     view = lib.source_view(hit.chunk_id, alice)
     assert (view.kind, view.page, view.pages) == ("pdf", 2, 3)
     assert view.boxes and not view.chunk.ocr
-    # The line «2.1. Срок хранения…» is boxed where it was printed: its left edge at 20 mm, its
-    # baseline at 112 mm (the box ends a little below it, and starts a letter's height above).
-    line = min(view.boxes, key=lambda b: abs(b[3] - baseline))
-    assert abs(line[0] - x) < 0.01 and abs(line[3] - baseline) < 0.01 and line[1] < baseline - 0.005
+    # Each printed line is boxed where it was printed: its left edge at 20 mm, its baseline at
+    # 100, 112 and 124 mm from the top (the box ends a little below it, starts a letter above).
+    lines = sorted(view.boxes, key=lambda b: b[1])
+    assert len(lines) == len(LINES)
+    for k, box in enumerate(lines):
+        baseline = (100 + 12 * k) / 297
+        assert abs(box[0] - x) < 0.01 and abs(box[3] - baseline) < 0.008 and box[1] < baseline - 0.005
+    line = lines[1]
     image = pictures.pdf_page(data, 2, view.boxes, ocr=False)
     assert _yellow(image, line) > 0.5
     assert _yellow(image, (0.1, 0.8, 0.9, 0.9)) == 0  # paper elsewhere stays white
