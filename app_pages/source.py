@@ -84,10 +84,14 @@ else:
             + ("" if view.on_fragment_page else f" · фрагмент на стр. {view.chunk.page}")
         )
     try:
+        whole, band = page_picture(library, view)
+        if band is not None:  # the fragment in sight at once, then the whole page to read around it
+            st.image(band, width=900, output_format="PNG", caption="Фрагмент (отмечен жёлтым)")
         st.image(
-            page_picture(library, view),
+            whole,
             width=900,  # at most: a narrow screen scales it down to its width
-            caption="Фрагмент отмечен жёлтым" if view.boxes else None,
+            output_format="PNG",  # as rendered: JPEG would blur the letters
+            caption=f"Страница {view.page or 1}",
         )
     except SourceMissing as exc:
         st.warning(literal(str(exc)))

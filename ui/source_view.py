@@ -10,6 +10,7 @@ whatever is opened; a re-indexed document has new marks and so new entries.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 import streamlit as st
@@ -25,17 +26,18 @@ TEXTS = 16
 @st.cache_data(max_entries=PICTURES, show_spinner=False)
 def _picture(
     sha256: str, kind: str, page: int | None, boxes: tuple[Box, ...], ocr: bool, _load: Callable[[], bytes]
-) -> bytes:
+) -> tuple[bytes, bytes | None]:
     data = _load()
     if kind == "pdf":
         image = pictures.pdf_page(data, page or 1, boxes, ocr)
     else:
         image = pictures.image_page(data, page, boxes)
-    return pictures.png(image)
+    band = pictures.strip(image, boxes)
+    return pictures.png(image), pictures.png(band) if band is not None else None
 
 
-def page_picture(library: Library, view: SourceView) -> bytes:
-    """The PNG of the view's page with the fragment marked (cached)."""
+def page_picture(library: Library, view: SourceView) -> tuple[bytes, bytes | None]:
+    """PNGs of the view's page with the fragment marked, and of the band holding the marks (cached)."""
     return _picture(
         view.document.sha256,
         view.kind,
@@ -56,9 +58,18 @@ def text_around(library: Library, view: SourceView) -> TextAround:
     return _text(view.document.sha256, view.chunk.id, lambda: library.text_around(view))
 
 
+# A Markdown heading line of the extracted text («## Отпуск»), once escaped: shown bold, without «#».
+_HEADING = re.compile(r"(?m)^#{1,6} +(.+)$")
+
+
+def _inert(text: str) -> str:
+    """Text as HTML that shows exactly it (every character escaped), headings in bold."""
+    return _HEADING.sub(r"<strong>\1</strong>", html.escape(text))
+
+
 def marked_html(around: TextAround) -> str:
     """The text around a fragment as inert HTML: every character escaped, the fragment in <mark>."""
-    parts = (html.escape(around.before), html.escape(around.fragment), html.escape(around.after))
+    parts = (_inert(around.before), _inert(around.fragment), _inert(around.after))
     return (
         '<div data-testid="source-text" style="white-space: pre-wrap; line-height: 1.6">'
         f'{parts[0]}<mark data-testid="source-fragment" style="background: #ffdd33; color: #111;'

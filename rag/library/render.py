@@ -75,6 +75,16 @@ def mark(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
     return ImageChops.multiply(image, layer)
 
 
+def strip(image: Image.Image, boxes: Sequence[Box], margin: float = 0.05) -> Image.Image | None:
+    """The band of the page that holds the marks, a little above and below: what the view shows
+    first, so that the fragment is in sight without scrolling down a whole page."""
+    if not boxes:
+        return None
+    top = max(0.0, min(b[1] for b in boxes) - margin)
+    bottom = min(1.0, max(b[3] for b in boxes) + margin)
+    return image.crop((0, round(top * image.height), image.width, round(bottom * image.height)))
+
+
 def png(image: Image.Image) -> bytes:
     """The picture as PNG, fast to encode (the view waits for it)."""
     buf = io.BytesIO()
