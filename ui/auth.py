@@ -30,7 +30,8 @@ SESSION_USER = "rag_user_id"
 SESSION_VERSION = "rag_session_version"
 COOKIE = "rag_session"
 COOKIE_DAYS = 14
-_PENDING_COOKIE = "rag_cookie_pending"  # a token to hand to the browser in this run
+_PENDING_COOKIE = "rag_cookie_pending"  # a token to hand to the browser, until it confirms
+_COOKIE_SETTER = "rag_cookie_set"  # the setter component's key: its value is True once it ran
 _DROP_COOKIE = "rag_cookie_drop"
 _SIGNED_OUT = "rag_signed_out"
 
@@ -81,7 +82,12 @@ def _begin_session(user: User, remember: bool) -> None:
     st.session_state[SESSION_VERSION] = user.session_version
     st.session_state.pop(_SIGNED_OUT, None)
     if remember:
-        st.session_state[_PENDING_COOKIE] = get_auth_service().issue_token(user)
+        # The expiry is fixed here: the setter, rendered on every run until it reports back,
+        # must keep the same arguments, or the browser would start it afresh each run.
+        expires_at = datetime.now(UTC) + timedelta(days=COOKIE_DAYS)
+        st.session_state[_PENDING_COOKIE] = (get_auth_service().issue_token(user), expires_at)
+    else:
+        st.session_state.pop(_PENDING_COOKIE, None)  # an earlier sign-in's, not handed over yet
 
 
 def sign_out() -> None:
@@ -94,6 +100,7 @@ def sign_out() -> None:
             get_auth_service().sign_out(user)
     st.session_state.pop(SESSION_USER, None)
     st.session_state.pop(SESSION_VERSION, None)
+    st.session_state.pop(_PENDING_COOKIE, None)  # a cookie not handed over yet is not handed over now
     st.session_state[_DROP_COOKIE] = True
     # The request that opened this session carried the cookie, and st.context keeps showing it:
     # it must not sign the user back in on the next rerun.
@@ -109,18 +116,26 @@ def _cookie_manager() -> object:
 
 
 def _sync_cookie() -> None:
-    """Hand a pending cookie change to the browser; the component runs when this run renders."""
-    token = st.session_state.pop(_PENDING_COOKIE, None)
-    if token:
+    """Hand a pending cookie to the browser, on every run until the browser says it set it.
+
+    The setter runs in an iframe after the render. A rerun that comes first (the cookie
+    reader's own report, a click: common with many sessions on a busy server) would drop a
+    setter rendered only once, before it ran, and the next reload would sign the user out.
+    """
+    pending = st.session_state.get(_PENDING_COOKIE)
+    if pending:
+        token, expires_at = pending
         manager = _cookie_manager()
         manager.set(  # type: ignore[attr-defined]
             COOKIE,
             token,
-            expires_at=datetime.now(UTC) + timedelta(days=COOKIE_DAYS),
+            expires_at=expires_at,
             same_site="lax",
             secure=_over_https(),
-            key="rag_cookie_set",
+            key=_COOKIE_SETTER,
         )
+        if st.session_state.get(_COOKIE_SETTER) is True:  # the component's report: cookie set
+            st.session_state.pop(_PENDING_COOKIE, None)
 
 
 def _client_address() -> str | None:
