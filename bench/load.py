@@ -335,6 +335,7 @@ def main() -> int:
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="rag-bench-load-"))
     if data.exists() and any(data.iterdir()):
         parser.error(f"{data} is not empty: the benchmark starts on a fresh data directory")
+    data.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     app = AppServer(data_dir=data / "data", log_path=data / "app.log")
     app.start(timeout=120)
