@@ -202,3 +202,15 @@ def test_a_scanned_page_keeps_tesseract_word_boxes(team: tuple[Library, User, Us
     assert abs(line[0] - 150 / width) < 0.01 and abs(line[1] - 670 / height) < 0.015
     image = pictures.pdf_page(buf.getvalue(), 1, view.boxes, ocr=True)
     assert _yellow(image, line) > 0.5
+
+
+def test_the_marker_keeps_colour_and_greys_alike() -> None:
+    page = Image.new("RGB", (200, 100), (255, 255, 255))
+    ImageDraw.Draw(page).rectangle((150, 10, 190, 50), fill=(200, 0, 0))  # a red stamp
+    box = (0.1, 0.4, 0.5, 0.6)
+    marked = pictures.mark(page, [box]).convert("RGB")
+    assert marked.getpixel((170, 30)) == (200, 0, 0)  # the colour is kept
+    assert _yellow(marked, box) > 0.9 and _yellow(marked, (0.6, 0.7, 0.7, 0.9)) == 0
+    grey = pictures.mark(page.convert("L"), [box])
+    assert grey.mode == "P" and _yellow(grey, box) > 0.9  # greys: a palette image, marked the same
+    assert pictures.strip(grey, [box]) is not None and pictures.strip(grey, []) is None
