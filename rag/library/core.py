@@ -16,6 +16,7 @@ from rag.library.results import (
     EMBED_BATCH,
     MODEL_SEPARATOR,
 )
+from rag.search.context import indexed_texts
 from rag.search.embedding import E5_SMALL, Embedder, canonical_name, load_embedder
 from rag.search.index import VectorIndex
 from rag.search.retrieve import Retriever
@@ -145,7 +146,9 @@ class LibraryCore:
                 self._crosslingual = load_embedder(names[1])
             return [main, self._crosslingual]
 
-    def _store_vectors(self, doc_id: str, chunks: list[Chunk], progress: Callable[[int], None]) -> None:
+    def _store_vectors(
+        self, doc_id: str, name: str, chunks: list[Chunk], progress: Callable[[int], None]
+    ) -> None:
         """Embed and store, batch by batch, the vectors the chunks lack under each model.
 
         Each batch is stored as soon as it is computed and counted on the document
@@ -155,13 +158,16 @@ class LibraryCore:
         embedders = self.embedders()
         have = {e.name: self.vectors.ids_of_document(doc_id, e.name) for e in embedders}
         pending = [c for c in chunks if any(c.id not in have[e.name] for e in embedders)]
+        # What is embedded carries the fragment's context (the whole document's, so computed
+        # over all its fragments even when only a few vectors are missing).
+        texts = dict(zip([c.id for c in chunks], indexed_texts([c.text for c in chunks], name), strict=True))
         done = len(chunks) - len(pending)
         for i in range(0, len(pending), EMBED_BATCH):
             batch = pending[i : i + EMBED_BATCH]
             for emb in embedders:
                 todo = [c for c in batch if c.id not in have[emb.name]]
                 if todo:
-                    vectors = emb.embed_documents([c.text for c in todo])
+                    vectors = emb.embed_documents([texts[c.id] for c in todo])
                     self.vectors.add(emb.name, [c.id for c in todo], vectors, doc_id)
             done += len(batch)
             self.docs.update(doc_id, embedded_chunks=done)

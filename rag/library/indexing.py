@@ -21,6 +21,7 @@ from rag.library.results import (
     _unfinished_vectors,
     too_many_fragments_message,
 )
+from rag.search.context import indexed_texts
 from storage import (
     Chunk,
     Document,
@@ -118,9 +119,10 @@ class Indexing(LibraryCore):
     def _rebuild(self, doc: Document, version_id: str, data: bytes, progress: Progress) -> IngestResult:
         name = doc.filename
         extracted, chunks = self._chunks(version_id, name, data, progress)
-        self.docs.store_chunks(version_id, chunks, [stem_string(c.text) for c in chunks])
+        self.docs.store_chunks(version_id, chunks, keyword_rows(chunks, name))
         self._store_vectors(
             version_id,
+            name,
             chunks,
             lambda done: progress(
                 0.6 + 0.38 * done / len(chunks),
@@ -220,7 +222,7 @@ class Indexing(LibraryCore):
             self.docs.store_chunks(
                 doc_id,
                 chunks,
-                [stem_string(c.text) for c in chunks],
+                keyword_rows(chunks, name),
                 status=DocumentStatus.KEYWORDS,
                 embedded_chunks=0,
                 embedding_model=self.embedding_signature,
@@ -235,6 +237,7 @@ class Indexing(LibraryCore):
             keywords_ready = True
             self._store_vectors(
                 doc_id,
+                name,
                 chunks,
                 lambda done: progress(
                     0.6 + 0.38 * done / len(chunks),
@@ -312,7 +315,7 @@ class Indexing(LibraryCore):
                 have = self._embedded(doc.id, chunks)
                 if have < len(chunks) and doc.status != DocumentStatus.KEYWORDS:
                     self.docs.update(doc.id, status=DocumentStatus.KEYWORDS, embedded_chunks=have)
-            self._store_vectors(doc.id, chunks, progress or (lambda _done: None))
+            self._store_vectors(doc.id, doc.filename, chunks, progress or (lambda _done: None))
             self._add_terms([c.text for c in chunks])
             when = doc.indexed_at if was_ready and doc.indexed_at else utcnow()
             return self.docs.update(doc.id, status=DocumentStatus.READY, error=None, indexed_at=when)
@@ -321,6 +324,11 @@ class Indexing(LibraryCore):
         """How many of the chunks have their vectors under every configured model."""
         have = [self.vectors.ids_of_document(doc_id, e.name) for e in self.embedders()]
         return sum(1 for c in chunks if all(c.id in ids for ids in have))
+
+
+def keyword_rows(chunks: list[Chunk], name: str) -> list[str]:
+    """The stems a document's fragments are keyword-indexed under: context included."""
+    return [stem_string(t) for t in indexed_texts([c.text for c in chunks], name)]
 
 
 def _as_named(result: IngestResult, name: str) -> IngestResult:
