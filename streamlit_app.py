@@ -8,6 +8,7 @@ import streamlit as st
 from ui.auth import account_panel, signed_in_user
 from ui.messages import SOURCE_PAGE
 from ui.resources import begin_run, get_library
+from ui.uploader_ru import russian_uploader
 
 # An emoji icon is drawn by the browser itself (a data: URL); a :material/…: page icon would be
 # fetched from fonts.gstatic.com on every page load.
@@ -28,6 +29,7 @@ try:
         st.navigation([CHAT, DOCUMENTS, SOURCE, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)], position="hidden")
         st.stop()
     account_panel(user)
+    russian_uploader()  # Streamlit's uploader says «Upload» and «200MB per file» otherwise
     # A member's menu has no admin page; a bookmarked /admin still reaches it, hidden, and the
     # page itself says it is for administrators (the services check the role again all the same).
     admin = get_library().access.is_admin(user)

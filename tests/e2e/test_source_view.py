@@ -27,6 +27,7 @@ from settings import Settings
 from storage.models import Role
 from tests.backends import backend_overrides
 from tests.e2e.harness import REPO_ROOT, AppServer, browser, running_app, wait_for_app
+from ui.uploader_ru import BUTTON, NOTE
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 SHOTS = REPO_ROOT / "artifacts" / "e2e"
@@ -319,3 +320,28 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         expect(other.get_by_test_id("stImage")).to_have_count(0)
         expect(other.get_by_text("hranenie.pdf")).to_have_count(0)
         bob.close()
+
+
+def test_the_uploader_speaks_russian(app: tuple[AppServer, dict[str, bytes]]) -> None:
+    server, _ = app
+    with browser() as b:
+        context = b.new_context()
+        context.set_default_timeout(90_000)
+        page = context.new_page()
+        _sign_in(page, server.url, "alice")
+        page.goto(f"{server.url}/documents")
+        _settled(page)
+        # The very elements Streamlit draws the English texts in: hidden, the Russian drawn after.
+        # Should an update rename them, the selectors find nothing and this fails.
+        for selector, russian, english in (
+            (BUTTON, "Выберите файлы", "Upload"),
+            (NOTE, "МБ на файл", "per file"),
+        ):
+            element = page.locator(selector).first
+            expect(element).to_contain_text(english)
+            style = element.evaluate(
+                "e => [getComputedStyle(e).fontSize, getComputedStyle(e, '::after').content]"
+            )
+            assert style[0] == "0px" and russian in style[1], style
+        page.screenshot(path=str(SHOTS / "uploader_ru.png"))
+        context.close()
