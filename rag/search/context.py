@@ -40,12 +40,15 @@ _AFTER = re.compile(
     rf"[{_QUOTE}]?(?P<term>[^{_QUOTE}()\n]{{2,60}}?)[{_QUOTE}]?\s*\)",
     re.IGNORECASE,
 )
-# Where the defined name starts: a clause boundary before it.
-_NAME_START = re.compile(r"(?:^|[.;:!?\n]|,\s+и\s+|\sи\s+|\bмежду\s+)", re.IGNORECASE)
+# Where the defined name starts: a clause boundary before it. A full stop ends a clause after a
+# word or a clause number («1.1.»), not after initials («Смирнова А. А., именуемая …»).
+_NAME_START = re.compile(
+    r"(?:^|(?:(?<=\w\w\w)|(?<=\d))[.!?](?=\s)|[;:\n]|,\s+и\s+|\sи\s+|\bмежду\s+)", re.IGNORECASE
+)
 _SPACES = re.compile(r"\s+")
 # A party's legal form is in every contract; the quoted name is what a question uses.
 _LEGAL_FORM = re.compile(
-    r"^(?:(?:публичное|непубличное|закрытое|открытое)\s+)?(?:акционерное\s+общество|"
+    r"(?:(?:публичное|непубличное|закрытое|открытое)\s+)?(?:акционерное\s+общество|"
     r"общество\s+с\s+ограниченной\s+ответственностью|индивидуальный\s+предприниматель|"
     r"государственное\s+(?:бюджетное|унитарное)\s+\w+|федеральное\s+государственное\s+\w+\s+\w+)\s+",
     re.IGNORECASE,
@@ -110,7 +113,7 @@ def definitions(texts: Sequence[str]) -> list[Definition]:
                     name = _noun_phrase(name)
                 if not term or not name or len(term.split()) > TERM_MAX_WORDS:
                     continue
-                if set(stems(term)) <= set(stems(name)):  # «Общество (далее — Общество)»
+                if set(stems(name)) <= set(stems(term)):  # «Общество (далее — Общество)»
                     continue
                 found.setdefault(term.lower(), Definition(term, name))
                 if len(found) >= MAX_DEFINITIONS:
@@ -127,7 +130,11 @@ def _name_before(prefix: str, max_words: int) -> str:
     prefix = prefix.rstrip(" ,")
     starts = [m.end() for m in _NAME_START.finditer(prefix)]
     name = prefix[starts[-1] :] if starts else prefix
-    words = _LEGAL_FORM.sub("", _clean(name)).split()
+    # The name keeps its quotes («Ромашка»); only the clause's own punctuation goes.
+    name = _SPACES.sub(" ", name).strip(" ,;:—–-")
+    # Whatever precedes the legal form is the contract's heading (city, date), not the name.
+    forms = list(_LEGAL_FORM.finditer(name))
+    words = (name[forms[-1].end() :] if forms else name).split()
     if not words:
         return ""
     return " ".join(words[-max_words:])

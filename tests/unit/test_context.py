@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from rag.chunking import chunk_pages
 from rag.ingest.types import Page
 from rag.library import Library
@@ -25,6 +27,33 @@ def test_parties_are_read_from_their_definitions_without_the_legal_form() -> Non
     assert defs["Покупатель"] == "«Северная пекарня» (ООО «СП»)"
     assert defs["Поставщик"] == "«Уральский мельник» (АО «УМ»)"
     assert defs["Товар"] == "муку пшеничную"
+
+
+# Definition forms of Russian contracts, regulations and orders, with the term and name expected.
+FORMS = [
+    ("ООО «Ромашка», именуемое в дальнейшем «Арендатор», в лице директора", "Арендатор", "«Ромашка»"),
+    (
+        "и Иванов Пётр Сергеевич, именуемый в дальнейшем Продавец, с другой стороны",
+        "Продавец",
+        "Иванов Пётр Сергеевич",
+    ),
+    ("АО «Лесной порт», именуемое далее «Перевозчик», действующее", "Перевозчик", "«Лесной порт»"),
+    ("ИП Смирнова А. А., именуемая в дальнейшем – «Подрядчик»", "Подрядчик", "ИП Смирнова А. А."),
+    ("Утвердить порядок приёмки грузов (далее — Порядок).", "Порядок", "порядок приёмки грузов"),
+    ("оказание услуг по хранению (далее по тексту – «Услуги»)", "Услуги", "услуг по хранению"),
+    (
+        "обязуется передать складское оборудование (далее - Оборудование) в аренду",
+        "Оборудование",
+        "складское оборудование",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "term", "name"), FORMS)
+def test_each_definition_form_gives_its_term_and_name(text: str, term: str, name: str) -> None:
+    defs = {d.term: d.name for d in definitions([text])}
+    assert term in defs
+    assert defs[term].endswith(name) or defs[term] == name
 
 
 def test_a_fragment_naming_a_party_by_its_term_in_any_case_gets_the_partys_name() -> None:
