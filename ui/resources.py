@@ -31,6 +31,36 @@ RUN_SETTINGS = "_run_settings"
 log = logging.getLogger(__name__)
 
 
+def _forget_stale_widget_metadata() -> None:
+    """Make a session forget the widgets it no longer shows, not only their values.
+
+    Streamlit 1.67 drops a stale widget's value at the end of a run but keeps its metadata (the
+    deserializer, the callbacks, and whatever a ``format_func`` closes over) for the session's
+    life. A widget without a key whose options change gets a new id each time, so a long
+    session kept one per question and per chat, each with the namespace of the page run that
+    made it: 4 sessions grew the app's RSS 26 % in 20 minutes (bench/README.md, "Issue 24:
+    load"). After Streamlit's own cleanup, metadata goes with the last value of its widget; a
+    widget shown again registers anew.
+    """
+    from streamlit.runtime.state.session_state import SessionState
+
+    original = SessionState._remove_stale_widgets
+    if getattr(original, "forgets_metadata", False):
+        return
+
+    def remove_stale_widgets(self: SessionState, active_widget_ids: frozenset[str]) -> None:
+        original(self, active_widget_ids)
+        widgets = self._new_widget_state
+        kept = widgets.states.keys() | self._old_state.keys()
+        widgets.widget_metadata = {k: m for k, m in widgets.widget_metadata.items() if k in kept}
+
+    setattr(remove_stale_widgets, "forgets_metadata", True)  # noqa: B010 (a function attribute)
+    setattr(SessionState, "_remove_stale_widgets", remove_stale_widgets)  # noqa: B010 (a method)
+
+
+_forget_stale_widget_metadata()
+
+
 def _secrets() -> dict[str, Any]:
     try:
         return {k: v for k, v in st.secrets.to_dict().items() if not isinstance(v, dict)}
