@@ -10,7 +10,6 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.library import SourceMissing
-from storage import NotFoundError
 from ui.auth import current_user
 from ui.markup import literal
 from ui.resources import get_library
@@ -50,18 +49,19 @@ if view.chunk.heading:
     st.caption(literal(view.chunk.heading.replace("\n", " ")))
 if view.note:
     st.info(literal(view.note), icon=":material/info:")
-try:
-    name, data = library.original(view.document.id, user)
+if view.document.stored_path:
+    document_id = view.document.id
     st.download_button(
         "Скачать оригинал",
-        data=data,
-        file_name=name,
+        # Read, and checked again, only when clicked: nothing of the file is sent with the page.
+        data=lambda: library.original(document_id, user)[1],
+        file_name=view.name,
         icon=":material/download:",
         on_click="ignore",
         key="download_original",
     )
-except (NotFoundError, SourceMissing):
-    st.caption("Исходный файл недоступен.")
+else:
+    st.caption("Исходный файл не сохранён.")
 
 if view.kind == "text":
     try:

@@ -269,6 +269,10 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         expect(page.get_by_text("стр. 2 из 3", exact=False).first).to_be_visible()
         expect(page.get_by_text("п. 2.1", exact=False).first).to_be_visible()
         expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+        with page.expect_download() as download:  # the file is read (and checked) on the click
+            page.get_by_test_id("stDownloadButton").locator("button").click()
+        assert Path(download.value.path()).read_bytes() == files["hranenie.pdf"]
+        assert download.value.suggested_filename == "hranenie.pdf"
         picture, src = _picture(page, server.url)
         marked = _marked_box(picture)
         expected = _pdf_fragment_box(files["hranenie.pdf"], 2)
