@@ -86,10 +86,10 @@ else:
     try:
         whole, band = page_picture(library, view)
         if band is not None:  # the fragment in sight at once, then the whole page to read around it
-            st.image(band, width=900, output_format="PNG", caption="Фрагмент (отмечен жёлтым)")
+            st.image(band, width="stretch", output_format="PNG", caption="Фрагмент (отмечен жёлтым)")
         st.image(
             whole,
-            width=900,  # at most: a narrow screen scales it down to its width
+            width="stretch",  # the column's width: a phone's screen as well (a fixed width overflowed it)
             output_format="PNG",  # as rendered: JPEG would blur the letters
             caption=f"Страница {view.page or 1}",
         )

@@ -304,12 +304,23 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
             _settled(page)
 
         # A DOCX: its text around the fragment, the fragment marked, the heading path above.
-        _open_first_source(page, "Сколько дней длится ежегодный отпуск сотрудника?", "spravochnik.docx")
+        _open_first_source(page, "Сколько дней составляет ежегодный оплачиваемый отпуск?", "spravochnik.docx")
         fragment = page.get_by_test_id("source-fragment")
         expect(fragment).to_contain_text("двадцать восемь дней", timeout=30_000)
         expect(page.get_by_test_id("source-text")).to_contain_text("Рабочий день начинается")
         expect(page.get_by_text("Отпуск", exact=False).first).to_be_visible()
         page.screenshot(path=str(SHOTS / "source_view_docx.png"), full_page=True)
+
+        # On a phone's width the page picture fits the screen, the header stays readable.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(pdf_address)
+        _settled(page)
+        expect(page.get_by_role("heading", name="hranenie.pdf")).to_be_visible(timeout=30_000)
+        whole = page.get_by_test_id("stImage").filter(has_text="Страница").locator("img").first
+        expect(whole).to_be_visible()
+        box = whole.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        page.screenshot(path=str(SHOTS / "source_view_narrow.png"))
         alice.close()
 
         # Bob pastes alice's address: nothing there for him, and no original to download.
