@@ -13,8 +13,12 @@ fragments picked at random from each:
   the DOCX, extracting the document's text again and cutting the text around the fragment;
 - ``cached``: the same fragment again: the service again, the picture from the cache.
 
-Prints one JSON object per document and mode (p50, p95, max in ms) and the PNG sizes. The
-browser's own part (the rerun's round trip, downloading and drawing the PNG) is not included.
+Prints one JSON object per document and mode (p50, p95, max in ms) and the PNG sizes.
+
+``--browser`` adds the browser's side for the PDF: the app is started on the library (``streamlit
+run``, Debian's chromium through Playwright, as the e2e tests do), a fragment's view is opened,
+and «Следующая →» is clicked ``--opens`` times: from the click to the new page's picture loaded
+and decoded in the page (``img.complete``), each page seen for the first time (cold).
 """
 
 from __future__ import annotations
@@ -121,17 +125,52 @@ def measure(library: Library, name: str, chunk_ids: list[str], opens: int) -> li
     ]
 
 
+def browser_clicks(data_dir: Path, chunk_id: str, clicks: int) -> dict[str, Any]:
+    """Click to picture in chromium: «Следующая →» ``clicks`` times from the fragment's page."""
+    from tests.e2e.harness import AppServer, browser
+
+    app = AppServer(data_dir=data_dir, log_path=data_dir / "app.log").start()
+    samples: list[float] = []
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            page.goto(f"{app.url}/source?chunk={chunk_id}")
+            picture = page.get_by_test_id("stImage").filter(has_text="Страница").locator("img")
+            picture.wait_for()
+            for _ in range(clicks):
+                before = picture.get_attribute("src")
+                start = time.perf_counter()
+                page.get_by_role("button", name="Следующая →").click()
+                page.wait_for_function(
+                    """old => {
+                        const shown = [...document.querySelectorAll('[data-testid="stImage"]')]
+                            .filter(e => e.innerText.includes('Страница'));
+                        const img = shown.length ? shown[0].querySelector('img') : null;
+                        return img !== null && img.getAttribute('src') !== old
+                            && img.complete && img.naturalWidth > 0;
+                    }""",
+                    arg=before,
+                )
+                samples.append((time.perf_counter() - start) * 1000)
+    finally:
+        app.stop()
+    mode = "browser: click to picture, cold page"
+    return {"document": "pdf", "mode": mode, "opens": clicks, **_ms(samples)}
+
+
 def main() -> None:
     """Index the two documents, open their fragments, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--opens", type=int, default=40)
     parser.add_argument("--pages", type=int, default=100)
+    parser.add_argument("--browser", action="store_true", help="also click through pages in chromium")
     args = parser.parse_args()
     import logging
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="bench-source-view-") as folder:
-        settings = Settings(_env_file=None, RAG_DATA_DIR=Path(folder), RAG_AUTH="none")  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, RAG_DATA_DIR=Path(folder), RAG_AUTH="none")
         library = open_library(settings, recover=False)
         docs = {f"dogovor_{args.pages}_str.pdf": make_pdf(args.pages), "polozhenie.docx": make_docx()}
         for name, data in docs.items():
@@ -152,6 +191,11 @@ def main() -> None:
                 flush=True,
             )
             for row in measure(library, name, [c.id for c in chunks], args.opens):
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            if args.browser and name.endswith(".pdf"):
+                first = next(c for c in chunks if c.page == 1)
+                clicks = min(args.opens, args.pages - 1)
+                row = browser_clicks(Path(folder), first.id, clicks)
                 print(json.dumps(row, ensure_ascii=False), flush=True)
 
 
