@@ -168,6 +168,14 @@ class CorpusQuestion:
     source: str | None
     page: int | None
     answer: str | None
+    # The other parts of a question that asks several things: (source, page, answer) each.
+    also: tuple[tuple[str, int | None, str], ...] = ()
+
+    @property
+    def parts(self) -> list[CorpusQuestion]:
+        """The question once per part it asks (itself alone when it asks one thing)."""
+        others = [CorpusQuestion(self.id, self.text, self.kind, self.lang, *part) for part in self.also]
+        return [self, *others]
 
     @property
     def answerable(self) -> bool:
@@ -182,6 +190,7 @@ class _Outcome:
     question: CorpusQuestion
     rank: dict[str, int | None]  # first hit among the top CORPUS_K, 1-based
     file_rank: dict[str, int | None]  # first fragment of the right file
+    all_rank: dict[str, int | None]  # the rank by which every part has had its hit (None: some never)
     seconds: dict[str, float]
     fact: bool | None  # None for unanswerable questions
     abstained: bool
@@ -210,11 +219,17 @@ def load_questions(path: Path) -> list[CorpusQuestion]:
                     source=item.get("source") or None,
                     page=int(page) if page is not None else None,
                     answer=item.get("answer") or None,
+                    also=tuple(_part(a) for a in item.get("also") or []),
                 )
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: вопрос №{i + 1} не по схеме ({exc})") from exc
     return out
+
+
+def _part(item: dict[str, Any]) -> tuple[str, int | None, str]:
+    page = item.get("page")
+    return str(item["source"]), int(page) if page is not None else None, str(item["answer"])
 
 
 def corpus_files(corpus: Path) -> list[Path]:
@@ -307,12 +322,15 @@ def _ask_all(
             say(f"вопросы: {i}/{len(questions)}")
         rank: dict[str, int | None] = {}
         file_rank: dict[str, int | None] = {}
+        all_rank: dict[str, int | None] = {}
         seconds: dict[str, float] = {}
         for method in methods:
             t0 = time.perf_counter()
             hits = lib.retriever.search(q.text, k=CORPUS_K, method=method)
             seconds[method] = time.perf_counter() - t0
             rank[method] = first_hit(hits, q, need_answer=True)
+            part_ranks = [first_hit(hits, part, need_answer=True) for part in q.parts]
+            all_rank[method] = None if None in part_ranks else max(r for r in part_ranks if r is not None)
             file_rank[method] = first_hit(hits, q, need_answer=False)
         prepared = answer(lib.retriever, provider, q.text, OFFLINE_MODEL, params, top_k=top_k)
         for _ in prepared.completion:  # the text accumulates in completion.text
@@ -320,7 +338,7 @@ def _ask_all(
         text = prepared.completion.text
         abstained = text.strip() in (NOTHING_FOUND, NO_FRAGMENTS)
         fact = norm_answer(q.answer) in norm_answer(text) if q.answerable and q.answer else None
-        outcomes.append(_Outcome(q, rank, file_rank, seconds, fact, abstained))
+        outcomes.append(_Outcome(q, rank, file_rank, all_rank, seconds, fact, abstained))
     return outcomes
 
 
@@ -336,6 +354,10 @@ def first_hit(hits: list[Source], q: CorpusQuestion, need_answer: bool) -> int |
             continue
         return pos
     return None
+
+
+def _within(rank: int | None, k: int) -> bool:
+    return rank is not None and rank <= k
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -361,6 +383,8 @@ def _aggregate(outcomes: list[_Outcome], methods: tuple[Method, ...]) -> dict[st
             "recall@5": _rate(sum(r is not None and r <= 5 for r in ranks), n),
             "mrr@10": round(sum(1.0 / r for r in ranks if r is not None) / n, 4) if n else None,
             "file@5": _rate(sum((r := o.file_rank[method]) is not None and r <= 5 for o in answerable), n),
+            # Every part of a question that asks several things in the top 5 (= recall@5 otherwise).
+            "all_parts@5": _rate(sum(_within(o.all_rank[method], 5) for o in answerable), n),
             "query_ms": round(statistics.fmean(times), 2) if times else None,
             "query_ms_p95": round(_p95(times), 2) if times else None,
         }
@@ -385,6 +409,7 @@ def _outcome_json(o: _Outcome, methods: tuple[Method, ...]) -> dict[str, Any]:
         "answerable": o.question.answerable,
         "rank": {m: o.rank[m] for m in methods},
         "file_rank": {m: o.file_rank[m] for m in methods},
+        "all_rank": {m: o.all_rank[m] for m in methods},
         "query_ms": {m: round(1000 * o.seconds[m], 2) for m in methods},
         "fact": o.fact,
         "abstained": o.abstained,

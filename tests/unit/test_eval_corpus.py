@@ -53,6 +53,8 @@ QUESTIONS: list[dict[str, Any]] = [
         "page": None,
         "answer": "выдается на один календарный год",
         "kind": "lexical",
+        # A second part no fragment answers: the question counts as found, all its parts do not.
+        "also": [{"source": "memo.md", "page": None, "answer": "этой фразы нет нигде"}],
     },
     {
         "id": "t-3",
@@ -102,9 +104,20 @@ TOP_KEYS = {
     "per_question",
 }
 GROUP_KEYS = {"questions", "answerable", "unanswerable", "retrieval", "answer"}
-METHOD_KEYS = {"recall@1", "recall@5", "mrr@10", "file@5", "query_ms", "query_ms_p95"}
+METHOD_KEYS = {"recall@1", "recall@5", "mrr@10", "file@5", "all_parts@5", "query_ms", "query_ms_p95"}
 ANSWER_KEYS = {"fact_rate", "false_abstention_rate", "abstention_rate"}
-ITEM_KEYS = {"id", "kind", "lang", "answerable", "rank", "file_rank", "query_ms", "fact", "abstained"}
+ITEM_KEYS = {
+    "id",
+    "kind",
+    "lang",
+    "answerable",
+    "rank",
+    "file_rank",
+    "all_rank",
+    "query_ms",
+    "fact",
+    "abstained",
+}
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +309,16 @@ def test_cli_prints_the_json(
         {"keyword": i["rank"]["keyword"]} for i in result["per_question"]
     ]
     assert "индексация 1/4" in proc.stderr
+
+
+def test_a_question_with_parts_counts_in_all_parts_only_when_every_part_is_found(
+    result: dict[str, Any],
+) -> None:
+    items = by_id(result)
+    for method in result["methods"]:
+        assert items["t-2"]["rank"][method] is not None
+        assert items["t-2"]["all_rank"][method] is None
+        for qid in ("t-1", "t-3", "t-4"):  # one part: the same rank
+            assert items[qid]["all_rank"][method] == items[qid]["rank"][method]
+        m = result["overall"]["retrieval"][method]
+        assert m["all_parts@5"] < m["recall@5"]
