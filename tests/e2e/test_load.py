@@ -311,8 +311,15 @@ def check_privacy(group: list[Session]) -> None:
         s.wait(s.page.get_by_text("Загружено: 1 (готово к поиску: 1)"), "the documents page")
         settle(s.page)
     for s in group:
-        # The table is drawn on a canvas; its cells are also in the page as a hidden grid.
-        cells = s.page.get_by_test_id("stDataFrame").locator('[role="gridcell"]').all_text_contents()
+        # The table is drawn on a canvas; its cells are also in the page as a hidden grid, which
+        # the data grid fills after the script run is over (seen empty on a loaded machine).
+        grid = s.page.get_by_test_id("stDataFrame").locator('[role="gridcell"]')
+        try:
+            grid.filter(has_text=s.doc.name).first.wait_for(state="attached", timeout=WAIT_MS)
+        except Exception:
+            shot(s.page, f"40-load-{s.who}-no-own-file")
+            raise
+        cells = grid.all_text_contents()
         assert s.doc.name in cells, f"{s.who} does not see their own file in the list: {cells}"
         text = s.page.locator("body").text_content() or ""
         others = [o.doc.name for o in group if o is not s and o.doc.name in text]

@@ -118,8 +118,10 @@ def test_ask_json_answers_with_cited_sources(
     assert data["model"] == "extractive"
     assert data["sources"]
     for source in data["sources"]:
+        # «anchor» (the clause, issue 19) was added; keys are only ever added, never renamed.
         assert set(source) == {
             "n",
+            "anchor",
             "chunk_id",
             "document_id",
             "filename",
