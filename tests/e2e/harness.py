@@ -188,13 +188,18 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def wait_for_app(page: Any, timeout_ms: float = 60_000) -> None:
-    """Wait until the page's script run has finished (no 'running' indicator)."""
+def wait_for_app(page: Any, timeout_ms: float = 60_000, network_idle: bool = True) -> None:
+    """Wait until the page's script run has finished (no 'running' indicator), and the network is idle.
+
+    ``network_idle=False`` skips the second wait: a page with a download button (its file among
+    the requests) did not reach it on a loaded machine, long after its run had finished.
+    """
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
-    page.wait_for_load_state("networkidle")
+    if network_idle:
+        page.wait_for_load_state("networkidle")
 
 
-def ask(page: Any, question: str, timeout_ms: float = 120_000) -> Any:
+def ask(page: Any, question: str, timeout_ms: float = 120_000, network_idle: bool = True) -> Any:
     """Type a question into the chat input, send it, and return the answer's message locator."""
     messages = page.get_by_test_id("stChatMessage")
     before = messages.count()
@@ -213,7 +218,7 @@ def ask(page: Any, question: str, timeout_ms: float = 120_000) -> Any:
         arg=before + 2,
         timeout=timeout_ms,
     )
-    wait_for_app(page, timeout_ms)
+    wait_for_app(page, timeout_ms, network_idle)
     return messages.last
 
 

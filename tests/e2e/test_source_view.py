@@ -26,7 +26,7 @@ from rag.library import open_library
 from settings import Settings
 from storage.models import Role
 from tests.backends import backend_overrides
-from tests.e2e.harness import REPO_ROOT, AppServer, browser, running_app, wait_for_app
+from tests.e2e.harness import REPO_ROOT, AppServer, ask, browser, running_app, wait_for_app
 from ui.uploader_ru import BUTTON, NOTE
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -200,43 +200,15 @@ def _sign_in(page: Any, url: str, name: str) -> None:
         page.wait_for_timeout(250)
 
 
-def _settled(page: Any) -> None:
-    """Wait until the page's script run has finished. Not also for «network idle», as
-    ``wait_for_app`` does: on the loaded shared machine the source page (its download button's
-    file among its requests) did not reach it within 90 s, while its run had long finished."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=90_000)
-
-
-def _ask(page: Any, question: str) -> Any:
-    """``harness.ask`` without its wait for «network idle» (see ``_settled``): the answer's message."""
-    messages = page.get_by_test_id("stChatMessage")
-    before = messages.count()
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill(question)
-    box.press("Enter")
-    page.wait_for_function(
-        """n => {
-            const all = document.querySelectorAll('[data-testid="stChatMessage"]');
-            if (all.length < n) return false;
-            const body = all[all.length - 1].querySelector('[data-testid="stChatMessageContent"]');
-            return body !== null && body.innerText.trim().length > 0;
-        }""",
-        arg=before + 2,
-        timeout=120_000,
-    )
-    _settled(page)
-    return messages.last
-
-
 def _open_first_source(page: Any, question: str, filename: str) -> None:
     """Ask, then follow the answer's [1] to its view."""
-    answer = _ask(page, question)
+    answer = ask(page, question, network_idle=False)
     expect(answer).to_contain_text("[1]")
     link = answer.get_by_role("link").filter(has_text=f"[1] {filename}")
     expect(link).to_have_count(1)
     link.click()
     page.wait_for_url(re.compile(r"/source\?chunk=[0-9a-f]+"), timeout=30_000)
-    _settled(page)
+    wait_for_app(page, 90_000, network_idle=False)
 
 
 def _picture(page: Any, url: str, instead_of: str | None = None) -> tuple[bytes, str]:
@@ -283,13 +255,13 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         pdf_address = page.url
         # The next page: the same document, nothing marked there.
         page.get_by_role("button", name="Следующая →").click()
-        _settled(page)
+        wait_for_app(page, 90_000, network_idle=False)
         expect(page.get_by_text("стр. 3 из 3", exact=False).first).to_be_visible(timeout=30_000)
         with pytest.raises(AssertionError, match="nothing is marked"):
             _marked_box(_picture(page, server.url, instead_of=src)[0])
         # Back to the chat as it was: the answer is there.
         page.get_by_role("link", name=re.compile("Назад к чату")).click()
-        _settled(page)
+        wait_for_app(page, 90_000, network_idle=False)
         expect(page.get_by_test_id("stChatMessage").filter(has_text="сорок пять суток").first).to_be_visible(
             timeout=30_000
         )
@@ -301,7 +273,7 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
             marked = _marked_box(_picture(page, server.url)[0])
             assert _close(marked, _scan_fragment_box(), 0.03), (marked, _scan_fragment_box())
             page.get_by_role("link", name=re.compile("Назад к чату")).click()
-            _settled(page)
+            wait_for_app(page, 90_000, network_idle=False)
 
         # A DOCX: its text around the fragment, the fragment marked, the heading path above.
         _open_first_source(page, "Сколько дней составляет ежегодный оплачиваемый отпуск?", "spravochnik.docx")
@@ -314,7 +286,7 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         # On a phone's width the page picture fits the screen, the header stays readable.
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(pdf_address)
-        _settled(page)
+        wait_for_app(page, 90_000, network_idle=False)
         expect(page.get_by_role("heading", name="hranenie.pdf")).to_be_visible(timeout=30_000)
         whole = page.get_by_test_id("stImage").filter(has_text="Страница").locator("img").first
         expect(whole).to_be_visible()
@@ -329,7 +301,7 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         other = bob.new_page()
         _sign_in(other, server.url, "bob")
         other.goto(pdf_address)
-        _settled(other)
+        wait_for_app(other, 90_000, network_idle=False)
         expect(other.get_by_text("Фрагмент не найден")).to_be_visible(timeout=30_000)
         expect(other.get_by_test_id("stDownloadButton")).to_have_count(0)
         expect(other.get_by_test_id("stImage")).to_have_count(0)
@@ -345,7 +317,7 @@ def test_the_uploader_speaks_russian(app: tuple[AppServer, dict[str, bytes]]) ->
         page = context.new_page()
         _sign_in(page, server.url, "alice")
         page.goto(f"{server.url}/documents")
-        _settled(page)
+        wait_for_app(page, 90_000, network_idle=False)
         # The very elements Streamlit draws the English texts in: hidden, the Russian drawn after.
         # Should an update rename them, the selectors find nothing and this fails.
         for selector, russian, english in (
