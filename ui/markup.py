@@ -3,9 +3,10 @@
 Streamlit renders ``st.markdown``, captions, alerts, expander and widget labels, radio options
 and progress texts as GitHub-flavoured Markdown plus its own extensions (LaTeX between ``$``,
 ``:color[...]`` directives). Raw HTML is escaped by Streamlit unless ``unsafe_allow_html`` is
-set (it never is here), but links and images stay live, and an image is fetched as soon as the
-page shows it: a document, a file name or a model answer quoting one could make every reader's
-browser call an address of its choosing (``![](https://host/?q=...)``). Hence two functions:
+set (only for an answer whose citations link to their sources, below), but links and images stay
+live, and an image is fetched as soon as the page shows it: a document, a file name or a model
+answer quoting one could make every reader's browser call an address of its choosing
+(``![](https://host/?q=...)``). Hence two functions:
 
 - ``literal(text)``: file names, chat titles, questions, error messages, source labels. The
   Markdown it returns displays exactly ``text``: every character that could start a construct
@@ -34,14 +35,23 @@ case below was seen in chromium against Streamlit 1.67's own frontend):
   source: the colon is escaped, and for icons the slash as well (Streamlit replaces
   ``:material/`` in the raw source before parsing).
 
+Citation links: ``answer_markdown(text, links={1: "source?chunk=…"})`` turns each cited number into
+``<a href="…" target="_self">[1]</a>``, the only HTML on the page. Streamlit gives every Markdown
+link ``target="_blank"`` (a new tab), and the source view must open in the same one; the element is
+then rendered with HTML on. That is safe because the escapes above leave no unescaped ``<`` in the
+answer outside code, so the parser finds no HTML but these anchors (tests/app/test_safe_rendering.py
+parses every body to prove it); the address is built here from ids, never from the answer.
+
 Plain-text contexts (select boxes, multiselects, table cells) take ``plain(text)``: no
 escapes, which would show there as backslashes.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import string
+from collections.abc import Mapping
 
 from names import clean_text
 
@@ -67,6 +77,8 @@ _CITATION = re.compile(r"\[\d+(?: *[,;–-] *\d+)*\](?![(\[:{])")
 # A citation after literal(): its brackets escaped, not followed by what would make it a link.
 _ESCAPED_CITATION = re.compile(r"\\\[(\d+(?: *[,;–-] *\d+)*)\\\](?!\(|\\\[|:|\{)")
 _DIRECTIVE_NAME = re.compile(r":[A-Za-z][\w-]*$")
+# How a citation link starts; the class marks it as ours for the page's style and the tests.
+_CITATION_ANCHOR = '<a class="rag-cite" href="'
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*")
 _FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 
@@ -91,15 +103,17 @@ def _defuse(prose: str, typography: bool = False) -> str:
     return _TYPOGRAPHY.sub(lambda m: m.group() + WORD_JOINER, out) if typography else out
 
 
-def answer_markdown(text: str, verbatim: bool = False) -> str:
+def answer_markdown(text: str, verbatim: bool = False, links: Mapping[int, str] | None = None) -> str:
     """A model answer as Markdown that keeps its formatting but cannot link, embed or run anything.
 
     ``verbatim``: the answer quotes documents (the offline provider), so it is shown exactly as
     written: «2. Срок аренды…» is a sentence of a contract, not the start of a numbered list.
+    ``links``: the address of each cited number's source; those citations become links (HTML, see
+    the module's docstring: render the result with HTML on when ``citation_links_in`` finds one).
     """
     if verbatim:
         # Citations stay live brackets, as in any answer; everything else displays as written.
-        return _ESCAPED_CITATION.sub(r"[\1]", literal(text))
+        return _ESCAPED_CITATION.sub(lambda m: _cite(m.group(1), links), literal(text))
     out: list[str] = []
     fence: str | None = None
     previous = ""
@@ -115,7 +129,7 @@ def answer_markdown(text: str, verbatim: bool = False) -> str:
             fence = opening
             out.append(line)
             continue
-        out.append(_escape_answer_line(line))
+        out.append(_escape_answer_line(line, links))
         previous = line
     return "\n".join(out)
 
@@ -159,7 +173,30 @@ def _fence_opening(line: str, previous: str) -> str | None:
     return match.group(1) or match.group(2)
 
 
-def _escape_answer_line(line: str) -> str:
+def citation_links_in(body: str) -> bool:
+    """Whether ``answer_markdown`` made a citation link in this body (it needs HTML on)."""
+    return _CITATION_ANCHOR in body
+
+
+def _cite(numbers: str, links: Mapping[int, str] | None) -> str:
+    """``[1, 2]`` with each number that has a source as a same-tab link to it."""
+    if not links:
+        return f"[{numbers}]"
+    if numbers.isdigit() and int(numbers) in links:
+        return f"{_anchor(links[int(numbers)])}[{numbers}]</a>"
+
+    def one(m: re.Match[str]) -> str:
+        address = links.get(int(m.group()))
+        return f"{_anchor(address)}{m.group()}</a>" if address else m.group()
+
+    return "[" + re.sub(r"\d+", one, numbers) + "]"
+
+
+def _anchor(address: str) -> str:
+    return f'{_CITATION_ANCHOR}{html.escape(address, quote=True)}" target="_self">'
+
+
+def _escape_answer_line(line: str, links: Mapping[int, str] | None = None) -> str:
     out: list[str] = []
     # Word joiners go after these characters, unless they fall inside a code span.
     joins = {m.end() - 1 for m in _AUTOLINK.finditer(line)}
@@ -203,7 +240,7 @@ def _escape_answer_line(line: str) -> str:
         if ch == "[":
             citation = _CITATION.match(line, i)
             if citation and not _DIRECTIVE_NAME.search(line, 0, i) and not line[:i].endswith("!"):
-                out.append(citation.group())
+                out.append(_cite(citation.group()[1:-1], links))
                 i = citation.end()
                 continue
         out.append("\\" + ch if ch in _ANSWER_ESCAPED else ch)

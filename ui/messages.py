@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 
 from storage import Message, Source
-from ui.markup import answer_markdown, literal
+from ui.markup import answer_markdown, citation_links_in, literal
 
 # Answers of this provider are sentences quoted from documents: shown exactly as written.
 VERBATIM_PROVIDER = "offline"
 # The source view at /source?chunk=…, never listed in the menu; one object for the navigation
 # (streamlit_app.py) and the links, by absolute path: a page script run alone links to it too.
+SOURCE_PATH = "source"
 SOURCE_PAGE = st.Page(
     Path(__file__).resolve().parents[1] / "app_pages" / "source.py",
     title="Источник",
-    url_path="source",
+    url_path=SOURCE_PATH,
     visibility="hidden",
 )
 
@@ -37,12 +39,22 @@ def source_label(src: Source) -> str:
     return f"{source_place(src)}{ocr} · релевантность {src.score:.2f}"
 
 
+def _query(src: Source, chat_id: str | None) -> dict[str, str]:
+    return {"chunk": src.chunk_id, **({"chat": chat_id} if chat_id else {})}
+
+
+def citation_addresses(sources: list[Source], chat_id: str | None) -> dict[int, str]:
+    """The view's address for each cited number, relative to the page (a base path is kept)."""
+    return {src.n: f"{SOURCE_PATH}?{urlencode(_query(src, chat_id))}" for src in sources}
+
+
 def source_links(sources: list[Source], chat_id: str | None) -> None:
     """One link per source to its view, in this tab: «[1] dogovor.txt · п. 2.1 · стр. 1»."""
     for src in sources:
-        query = {"chunk": src.chunk_id, **({"chat": chat_id} if chat_id else {})}
         label = literal(source_place(src))
-        st.page_link(SOURCE_PAGE, label=label, icon=":material/find_in_page:", query_params=query)
+        st.page_link(
+            SOURCE_PAGE, label=label, icon=":material/find_in_page:", query_params=_query(src, chat_id)
+        )
 
 
 def render_sources(sources: list[Source], chat_id: str | None = None) -> None:
@@ -64,7 +76,10 @@ def render_message(msg: Message) -> None:
         if msg.content:
             # The user's words are shown as typed; an answer keeps its formatting, nothing live.
             verbatim = role == "user" or msg.provider == VERBATIM_PROVIDER
-            st.markdown(answer_markdown(msg.content, verbatim=verbatim))
+            # The answer's [n] open their sources in this tab, as the links under it do.
+            links = citation_addresses(msg.sources or [], msg.chat_id) if role == "assistant" else None
+            body = answer_markdown(msg.content, verbatim=verbatim, links=links)
+            st.markdown(body, unsafe_allow_html=citation_links_in(body))
         if msg.error:
             st.error(literal(msg.error))
         if role == "assistant":

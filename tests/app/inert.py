@@ -107,3 +107,25 @@ def shown(body: str) -> str:
         elif token.type in ("softbreak", "hardbreak", "paragraph_close"):
             parts.append("\n")
     return "".join(parts).replace(WORD_JOINER, "").strip("\n")
+
+
+# The one HTML an answer may hold: its citations, each a same-tab link to its source's view.
+_CITATION_OPEN = re.compile(
+    r'<a class="rag-cite" href="source\?chunk=[0-9a-f]+(?:&amp;chat=[0-9a-f]+)?" target="_self">'
+)
+
+
+def without_citation_links(body: str, allow_html: bool) -> str:
+    """The body with its citation links taken out, after checking they are its only HTML.
+
+    An element may have HTML on only for an answer's citation links; the body must then parse to
+    no HTML but those anchors (opening and closing), so what is left is checked like any other.
+    """
+    html = [t for t in tokens(body) if t.type in {"html_inline", "html_block"}]
+    if not allow_html:
+        return body
+    assert html, f"HTML is on for a body without citation links: {body!r}"
+    for token in html:
+        assert token.type == "html_inline", body
+        assert token.content == "</a>" or _CITATION_OPEN.fullmatch(token.content), token.content
+    return _CITATION_OPEN.sub("", body).replace("</a>", "")

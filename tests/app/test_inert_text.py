@@ -20,7 +20,7 @@ from rag.library import Library, open_library
 from settings import Settings
 from storage.models import Access, Role, User
 from tests.app.conftest import make_app
-from tests.app.inert import live, shown
+from tests.app.inert import live, shown, without_citation_links
 
 # What mallory controls, one payload per kind of text.
 USER_NAME = "![u](http://evil.example/user.png)**x** a@evil.example"
@@ -64,8 +64,7 @@ def _markdown_bodies(at: AppTest) -> list[str]:
     """Every body on the page that Streamlit renders as Markdown (labels included)."""
     bodies = []
     for md in [*at.markdown, *at.caption]:
-        assert md.proto.allow_html is False
-        bodies.append(md.value)
+        bodies.append(without_citation_links(md.value, md.proto.allow_html))
     for alerts in (at.error, at.warning, at.info, at.success):
         bodies += [a.value for a in alerts]
     bodies += [e.label for e in at.expander]

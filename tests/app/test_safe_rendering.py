@@ -3,7 +3,8 @@
 The browser receives each element's type and body. ``st.text`` shows its body as it is; every
 Markdown element (``st.markdown``, captions, alerts, expander labels, radio options) gets a
 body in which markup is escaped, except that a model answer keeps its emphasis, lists and
-code. HTML is never enabled on an element. The bodies below are asserted exactly; each is also
+code. HTML is enabled only on an answer whose [n] link to their sources, and those links are its
+only HTML. The bodies below are asserted exactly; each is also
 parsed by a CommonMark parser, which must find no link, image or HTML in it.
 """
 
@@ -21,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from rag.library import open_library
 from settings import Settings
 from tests.app.conftest import make_app, upload
-from tests.app.inert import live
+from tests.app.inert import live, without_citation_links
 from ui.markup import WORD_JOINER as WJ
 
 MARKUP = (
@@ -65,8 +66,7 @@ def _markdown_bodies(at) -> list[str]:  # type: ignore[no-untyped-def]
     """Every body on the page that Streamlit renders as Markdown; HTML must be off on each."""
     bodies = []
     for md in [*at.markdown, *at.caption]:
-        assert md.proto.allow_html is False
-        bodies.append(md.value)
+        bodies.append(without_citation_links(md.value, md.proto.allow_html))
     for alerts in (at.error, at.warning, at.info, at.success):
         bodies += [a.value for a in alerts]
     bodies += [e.label for e in at.expander]
@@ -100,6 +100,11 @@ def test_document_markup_is_text_in_answer_sources_title_and_names(data_dir: Pat
     assert "Пропуск выдаёт охрана на первом этаже: <script>alert(1)</script>" in shown
     assert "**жирный** [ссылка](javascript:alert(1)) ![](http://example.com/x.png)" in shown
     assert shown.endswith("— так выглядит разметка в документе. [1]")
+    # Its [1] opens the cited fragment's view in this tab; the markup it quotes stays text.
+    anchors = [t.content for t in tokens if t.type == "html_inline"]
+    assert len(anchors) == 2 and anchors[1] == "</a>", anchors
+    assert anchors[0].startswith('<a class="rag-cite" href="source?chunk='), anchors
+    assert 'target="_self"' in anchors[0]
     assert "strong_open" not in [t.type for t in tokens]
 
     sources = answer.expander[0]

@@ -262,9 +262,21 @@ def test_the_cited_page_opens_marked_and_only_for_its_reader(app: tuple[AppServe
         # Back to the chat as it was: the answer is there.
         page.get_by_role("link", name=re.compile("Назад к чату")).click()
         wait_for_app(page, 90_000, network_idle=False)
-        expect(page.get_by_test_id("stChatMessage").filter(has_text="сорок пять суток").first).to_be_visible(
-            timeout=30_000
-        )
+        answered = page.get_by_test_id("stChatMessage").filter(has_text="сорок пять суток").first
+        expect(answered).to_be_visible(timeout=30_000)
+        # The [1] in the answer's text opens the same view, in this tab, at the same fragment.
+        marker = answered.locator("a.rag-cite").first
+        expect(marker).to_have_text("[1]")
+        assert marker.get_attribute("target") == "_self"
+        marker.click()
+        page.wait_for_url(re.compile(r"/source\?chunk=[0-9a-f]+"), timeout=30_000)
+        wait_for_app(page, 90_000, network_idle=False)
+        assert page.url.split("?")[1] == pdf_address.split("?")[1]
+        expect(page.get_by_role("heading", name="hranenie.pdf")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("стр. 2 из 3", exact=False).first).to_be_visible()
+        page.get_by_role("link", name=re.compile("Назад к чату")).click()
+        wait_for_app(page, 90_000, network_idle=False)
+        expect(answered).to_be_visible(timeout=30_000)
 
         # A scanned PDF: the page image with Tesseract's word boxes (kept from indexing).
         if ocr.tesseract_available():

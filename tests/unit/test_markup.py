@@ -237,6 +237,43 @@ def test_verbatim_answer_leaves_nothing_live_in_random_markup() -> None:
         assert live(out) == [], (text, out)
 
 
+LINKS = {1: "source?chunk=ab12&chat=cd34", 2: "source?chunk=ef56"}
+
+
+@pytest.mark.parametrize("verbatim", [False, True])
+def test_citations_link_to_their_sources_and_nothing_else_is_html(verbatim: bool) -> None:
+    answer = (
+        "Срок аренды 11 месяцев [1]. Оплата [1, 2], неизвестный [7].\n\n"
+        'Код `[1]` и «<a class="rag-cite" href="javascript:alert(1)">[2]</a>»'
+    )
+    out = answer_markdown(answer, verbatim=verbatim, links=LINKS)
+    html = [t.content for t in _tokens(PARSER.parse(out)) if t.type in {"html_inline", "html_block"}]
+    opened = [h for h in html if h != "</a>"]
+    # [1] whole, then 1 and 2 inside [1, 2]; [7] has no source; the code span stays text, and so
+    # does the answer's own anchor (text a model could write) around a [2] that is linked.
+    first = '<a class="rag-cite" href="source?chunk=ab12&amp;chat=cd34" target="_self">'
+    second = '<a class="rag-cite" href="source?chunk=ef56" target="_self">'
+    # A quoted document has no code: there the backticks are characters and their [1] is linked.
+    assert opened == [first, first, second, *([first] if verbatim else []), second], out
+    assert html.count("</a>") == len(opened)
+    text = _shown_text(out)
+    assert "Срок аренды 11 месяцев [1]. Оплата [1, 2], неизвестный [7]." in text
+    assert 'href="javascript:alert(1)"' in text  # shown as the characters it is
+
+
+def test_random_markup_with_citation_links_holds_no_other_html() -> None:
+    for verbatim in (False, True):
+        for text in _soup(seed=4, n=1500):
+            out = answer_markdown(f"{text} [1] {text} [2]", verbatim=verbatim, links=LINKS)
+            for token in _tokens(PARSER.parse(out)):
+                if token.type in {"html_inline", "html_block"}:
+                    assert token.type == "html_inline" and (
+                        token.content == "</a>"
+                        or token.content.startswith('<a class="rag-cite" href="source?chunk=')
+                    ), (text, out)
+                assert token.type not in {"link_open", "image"}, (text, out)
+
+
 @pytest.mark.parametrize(
     "text",
     [
