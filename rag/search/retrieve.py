@@ -14,6 +14,7 @@ from language import has_cyrillic, query_terms
 from rag.identity.access import EVERYTHING, Scope
 from rag.search.embedding import Embedder
 from rag.search.index import VectorIndex
+from rag.search.rerank import RERANK_POOL, Reranker, reorder
 from rag.search.terms import TermIndex
 from storage import Chunk, Document, DocumentRepo, Source
 from storage.keywords import InCollections, Only
@@ -56,10 +57,13 @@ class Retriever:
         vectors: VectorIndex,
         embedders: Callable[[], Sequence[Embedder]],
         terms: TermIndex | None = None,
+        reranker: Callable[[], Reranker | None] | None = None,
     ) -> None:
         self.repo = repo
         self.vectors = vectors
         self._embedders = embedders
+        # RAG_RERANKER's cross-encoder, loaded on first use (None: off, the default).
+        self._reranker = reranker
         # The vocabulary of the cross-lingual embedder (the second one), when there is one.
         self.terms = terms
 
@@ -122,6 +126,17 @@ class Retriever:
             ]
             scored = zfuse(lists)
         ranked = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)
+        reranker = self._reranker() if self._reranker is not None else None
+        if reranker is None:
+            return self._hits(ranked, k, scope)
+        # The cross-encoder reads the fused best RERANK_POOL the user may see, then the top k are cut.
+        pool_hits = self._hits(ranked, max(k, RERANK_POOL), scope)
+        by_id = {h.chunk_id: h for h in pool_hits}
+        order = reorder(list(by_id), reranker.scores(query, [h.text for h in pool_hits]))
+        return [by_id[cid].model_copy(update={"n": n}) for n, cid in enumerate(order[:k], start=1)]
+
+    def _hits(self, ranked: list[tuple[str, float]], k: int, scope: Scope) -> list[Source]:
+        """The first k of the ranked ids that are ready and in scope, as numbered sources."""
         ids = [cid for cid, _ in ranked]
         rows: dict[str, tuple[Chunk, Document]] = {}
         names: dict[str, str] = {}

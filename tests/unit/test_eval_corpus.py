@@ -94,6 +94,7 @@ TOP_KEYS = {
     "failed",
     "chunks",
     "embedding_model",
+    "reranker",
     "k",
     "methods",
     "answer_method",
@@ -170,6 +171,7 @@ def test_every_documented_key_per_kind_and_overall(result: dict[str, Any], embed
     assert result["chunks"] >= 4
     assert result["k"] == 10 and result["answer_method"] == "hybrid"
     assert result["embedding_model"] == embedder.name
+    assert result["reranker"] is None  # off by default (RAG_RERANKER)
     counts = {k: (g["questions"], g["answerable"], g["unanswerable"]) for k, g in result["kinds"].items()}
     assert counts == {
         "lexical": (2, 2, 0),
