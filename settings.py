@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # A sentence-transformers CrossEncoder (hub name or local folder) that reorders the fused top 40
     # before the top k are cut; "" (the default) is off: no model ships with the app.
     reranker: str = Field(default="", alias="RAG_RERANKER")
+    # How many fused candidates it reads: its time grows with them (bench/reranker_speed.py).
+    rerank_pool: int = Field(default=40, ge=1, le=200, alias="RAG_RERANK_POOL")
     chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")
     chunk_overlap_sentences: int = Field(default=1, ge=0, le=5, alias="RAG_CHUNK_OVERLAP")
     max_file_mb: float = Field(default=50.0, gt=0, alias="RAG_MAX_FILE_MB")

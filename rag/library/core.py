@@ -77,7 +77,9 @@ class LibraryCore:
         cross = canonical_name(settings.crosslingual_model)
         main = embedder.name if embedder is not None else canonical_name(settings.embedding_model)
         self.terms = TermIndex(vectors.client, cross) if cross and cross != main else None
-        self.retriever = Retriever(self.docs, self.vectors, self.embedders, self.terms, self.reranker)
+        self.retriever = Retriever(
+            self.docs, self.vectors, self.embedders, self.terms, self.reranker, settings.rerank_pool
+        )
 
     # -- embedder -------------------------------------------------------------------------
 

@@ -58,12 +58,14 @@ class Retriever:
         embedders: Callable[[], Sequence[Embedder]],
         terms: TermIndex | None = None,
         reranker: Callable[[], Reranker | None] | None = None,
+        rerank_pool: int = RERANK_POOL,
     ) -> None:
         self.repo = repo
         self.vectors = vectors
         self._embedders = embedders
         # RAG_RERANKER's cross-encoder, loaded on first use (None: off, the default).
         self._reranker = reranker
+        self.rerank_pool = rerank_pool
         # The vocabulary of the cross-lingual embedder (the second one), when there is one.
         self.terms = terms
 
@@ -129,8 +131,8 @@ class Retriever:
         reranker = self._reranker() if self._reranker is not None else None
         if reranker is None:
             return self._hits(ranked, k, scope)
-        # The cross-encoder reads the fused best RERANK_POOL the user may see, then the top k are cut.
-        pool_hits = self._hits(ranked, max(k, RERANK_POOL), scope)
+        # The cross-encoder reads the fused best rerank_pool the user may see, then the top k are cut.
+        pool_hits = self._hits(ranked, max(k, self.rerank_pool), scope)
         by_id = {h.chunk_id: h for h in pool_hits}
         order = reorder(list(by_id), reranker.scores(query, [h.text for h in pool_hits]))
         return [by_id[cid].model_copy(update={"n": n}) for n, cid in enumerate(order[:k], start=1)]

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rag.search.retrieve as retrieve
 from rag import RagError
 from rag.identity.access import Scope
 from rag.library import Library, open_library
@@ -66,8 +65,8 @@ class ByWord:
         ]
 
 
-def _with(lib: Library, reranker: ByWord | CrossEncoderReranker | None) -> Retriever:
-    return Retriever(lib.docs, lib.vectors, lib.embedders, lib.terms, lambda: reranker)
+def _with(lib: Library, reranker: ByWord | CrossEncoderReranker | None, pool: int = 40) -> Retriever:
+    return Retriever(lib.docs, lib.vectors, lib.embedders, lib.terms, lambda: reranker, pool)
 
 
 def test_reorder_sorts_by_score_and_keeps_fused_order_on_ties() -> None:
@@ -87,11 +86,10 @@ def test_the_reranker_decides_the_order_of_the_top_k(library: Library) -> None:
     assert stand_in.seen == [[h.text for h in fused]]
 
 
-def test_the_reranker_reads_only_the_fused_pool(library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(retrieve, "RERANK_POOL", 2)
+def test_the_reranker_reads_only_the_fused_pool(library: Library) -> None:
     fused = library.retriever.search(QUESTION, k=4)
     stand_in = ByWord("Невы")
-    hits = _with(library, stand_in).search(QUESTION, k=2)
+    hits = _with(library, stand_in, pool=2).search(QUESTION, k=2)
     # Below the pool, a fragment the reranker would like best never comes back.
     assert "piter.txt" not in {h.filename for h in fused[:2]}
     assert stand_in.seen == [[h.text for h in fused[:2]]]
@@ -158,6 +156,7 @@ def test_a_local_cross_encoder_loads_and_orders_the_library_by_its_scores(
         for name, body in DOCS.items():
             assert lib.ingest(name, body.encode()).status == "indexed"
         assert isinstance(lib.reranker(), CrossEncoderReranker)
+        assert lib.retriever.rerank_pool == 40
         fused = _with(lib, None).search(QUESTION, k=4)
         hits = lib.retriever.search(QUESTION, k=4)
         # The same model, loaded apart from the app, scores the fused candidates: its order is ours.
