@@ -247,13 +247,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not corpus.is_dir() or not questions.is_file():
             print(f"Нет папки {corpus} или файла {questions}.", file=sys.stderr)
             return 2
+        settings = Settings()
+        rewrite = None
+        if args.rewrite:
+            provider = build_providers(settings)[args.rewrite]
+            status = provider.status()
+            if not status.available:
+                print(f"{provider.label}: {status.reason}.", file=sys.stderr)
+                return 2
+            rewrite = (provider, args.rewrite_model or provider.models()[0].id)
         report = evaluate_corpus(
-            corpus, questions, Settings(), methods=methods, progress=lambda s: print(s, file=sys.stderr)
+            corpus,
+            questions,
+            settings,
+            methods=methods,
+            progress=lambda s: print(s, file=sys.stderr),
+            rewrite=rewrite,
         )
         print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_corpus_report(report))
         return 0
-    if args.questions:
-        print("--questions идёт только вместе с --corpus.", file=sys.stderr)
+    if args.questions or args.rewrite:
+        print("--questions и --rewrite идут только вместе с --corpus.", file=sys.stderr)
         return 2
     result = evaluate(
         Path(args.dataset),
@@ -542,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--questions", metavar="FILE", help="questions about --corpus (ru-docs-dev schema)")
     ev.add_argument("--level", choices=("paragraph", "chunk"), default="chunk", help="--dataset only")
     ev.add_argument("--method", choices=METHODS)
+    ev.add_argument(
+        "--rewrite",
+        metavar="PROVIDER",
+        choices=[p for p in PROVIDER_NAMES if p != "offline"],
+        help="--corpus only: also score retrieval with this remote provider's query rewrite (hybrid+rewrite)",
+    )
+    ev.add_argument("--rewrite-model", metavar="MODEL", help="the model for --rewrite (default: its first)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 

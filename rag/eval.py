@@ -21,15 +21,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from providers.base import GenerationParams
+from providers.base import GenerationParams, Provider
 from providers.offline import MODEL_ID as OFFLINE_MODEL
 from providers.offline import NO_FRAGMENTS, NOTHING_FOUND, OfflineProvider, embedder_similarity
-from rag.answer.pipeline import answer
+from rag.answer.pipeline import answer, fused_search, search_queries
 from rag.library import Library, open_library
 from rag.search.embedding import Embedder
 from rag.search.retrieve import METHODS, Method
+from rag.search.rewrite import QueryRewriter, rewriter_from
 from settings import Settings
 from storage import Source
 
@@ -249,8 +250,13 @@ def evaluate_corpus(
     methods: tuple[Method, ...] = METHODS,
     embedder: Embedder | None = None,
     progress: Callable[[str], None] | None = None,
+    rewrite: tuple[Provider, str] | None = None,
 ) -> dict[str, Any]:
-    """Ingest a document folder in a temporary library; score retrieval and the offline answer."""
+    """Ingest a document folder in a temporary library; score retrieval and the offline answer.
+
+    ``rewrite``: a remote provider and model whose query rewrite (RAG_REWRITE) is scored as one
+    more method, ``hybrid+rewrite``: the rewrites and the question searched and fused, as in chat.
+    """
     say = progress or (lambda _text: None)
     qs = load_questions(questions)
     files = corpus_files(corpus)
@@ -264,7 +270,8 @@ def evaluate_corpus(
         lib = open_library(cfg, embedder=embedder, recover=False)
         try:
             chunks, failed = _ingest_corpus(lib, files, say)
-            outcomes = _ask_all(lib, qs, methods, cfg.top_k, say)
+            scored: tuple[str, ...] = (*methods, REWRITE_METHOD) if rewrite else methods
+            outcomes = _ask_all(lib, qs, scored, cfg.top_k, say, _rewriting(rewrite, cfg))
             model = lib.embedding_model
         finally:
             lib.engine.dispose()
@@ -279,15 +286,16 @@ def evaluate_corpus(
         "embedding_model": model,
         "reranker": settings.reranker.strip() or None,
         "k": CORPUS_K,
-        "methods": list(methods),
+        "methods": list(scored),
+        "rewrite": {"provider": rewrite[0].name, "model": rewrite[1]} if rewrite else None,
         "answer_method": ANSWER_METHOD,
         "answer_top_k": cfg.top_k,
         "questions": len(qs),
-        "overall": _aggregate(outcomes, methods),
+        "overall": _aggregate(outcomes, scored),
         "kinds": {
-            kind: _aggregate([o for o in outcomes if o.question.kind == kind], methods) for kind in kinds
+            kind: _aggregate([o for o in outcomes if o.question.kind == kind], scored) for kind in kinds
         },
-        "per_question": [_outcome_json(o, methods) for o in outcomes],
+        "per_question": [_outcome_json(o, scored) for o in outcomes],
     }
 
 
@@ -309,12 +317,28 @@ def _ingest_corpus(
     return chunks, failed
 
 
+# The query rewrite's method in a corpus report: hybrid search with the model's rewrites fused.
+REWRITE_METHOD = "hybrid+rewrite"
+
+
+def _rewriting(
+    rewrite: tuple[Provider, str] | None, settings: Settings
+) -> Callable[[str], list[str]] | None:
+    """The queries chat would search a question with, through the given provider's rewrite."""
+    if rewrite is None:
+        return None
+    provider, model = rewrite
+    rewriter = rewriter_from(settings.model_copy(update={"rewrite": True})) or QueryRewriter()
+    return lambda question: search_queries(question, [], provider, model, rewriter)
+
+
 def _ask_all(
     lib: Library,
     questions: list[CorpusQuestion],
-    methods: tuple[Method, ...],
+    methods: tuple[str, ...],
     top_k: int,
     say: Callable[[str], None],
+    rewriting: Callable[[str], list[str]] | None = None,
 ) -> list[_Outcome]:
     provider = OfflineProvider(embedder_similarity(lib.embedder))
     params = GenerationParams()
@@ -328,7 +352,10 @@ def _ask_all(
         seconds: dict[str, float] = {}
         for method in methods:
             t0 = time.perf_counter()
-            hits = lib.retriever.search(q.text, k=CORPUS_K, method=method)
+            if method == REWRITE_METHOD and rewriting is not None:
+                hits = fused_search(lib.retriever, rewriting(q.text), CORPUS_K)
+            else:
+                hits = lib.retriever.search(q.text, k=CORPUS_K, method=cast(Method, method))
             seconds[method] = time.perf_counter() - t0
             rank[method] = first_hit(hits, q, need_answer=True)
             part_ranks = [first_hit(hits, part, need_answer=True) for part in q.parts]
@@ -372,7 +399,7 @@ def _p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def _aggregate(outcomes: list[_Outcome], methods: tuple[Method, ...]) -> dict[str, Any]:
+def _aggregate(outcomes: list[_Outcome], methods: tuple[str, ...]) -> dict[str, Any]:
     answerable = [o for o in outcomes if o.question.answerable]
     unanswerable = [o for o in outcomes if not o.question.answerable]
     n = len(answerable)
@@ -403,7 +430,7 @@ def _aggregate(outcomes: list[_Outcome], methods: tuple[Method, ...]) -> dict[st
     }
 
 
-def _outcome_json(o: _Outcome, methods: tuple[Method, ...]) -> dict[str, Any]:
+def _outcome_json(o: _Outcome, methods: tuple[str, ...]) -> dict[str, Any]:
     return {
         "id": o.question.id,
         "kind": o.question.kind,

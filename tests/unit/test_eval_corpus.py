@@ -97,6 +97,7 @@ TOP_KEYS = {
     "reranker",
     "k",
     "methods",
+    "rewrite",
     "answer_method",
     "answer_top_k",
     "questions",
@@ -172,6 +173,7 @@ def test_every_documented_key_per_kind_and_overall(result: dict[str, Any], embed
     assert result["k"] == 10 and result["answer_method"] == "hybrid"
     assert result["embedding_model"] == embedder.name
     assert result["reranker"] is None  # off by default (RAG_RERANKER)
+    assert result["rewrite"] is None  # no remote provider asked for
     counts = {k: (g["questions"], g["answerable"], g["unanswerable"]) for k, g in result["kinds"].items()}
     assert counts == {
         "lexical": (2, 2, 0),
@@ -324,3 +326,40 @@ def test_a_question_with_parts_counts_in_all_parts_only_when_every_part_is_found
             assert items[qid]["all_rank"][method] == items[qid]["rank"][method]
         m = result["overall"]["retrieval"][method]
         assert m["all_parts@5"] < m["recall@5"]
+
+
+def test_the_query_rewrite_of_a_remote_provider_is_scored_as_one_more_method(
+    corpus: tuple[Path, Path], embedder: Embedder, tmp_path: Path
+) -> None:
+    from tests.contract import fake_openai
+    from tests.contract.harness import is_rewrite
+
+    with fake_openai.make_case(tmp_path) as case:
+        settings = make_settings(tmp_path / "unused")
+        report = evaluate_corpus(
+            *corpus, settings, methods=("hybrid",), embedder=embedder, rewrite=(case.provider, case.model)
+        )
+        rewrites = [r for r in case.fake.requests if is_rewrite(r.messages)]
+    assert report["methods"] == ["hybrid", "hybrid+rewrite"]
+    assert report["rewrite"] == {"provider": "openai", "model": case.model}
+    assert set(report["overall"]["retrieval"]) == {"hybrid", "hybrid+rewrite"}
+    # Each question went to the model (through the real SDK) once, as chat would send it.
+    questions = [q["question"] for q in QUESTIONS]
+    assert len(rewrites) == len(questions)
+    assert all(any(q in r.messages[-1][1] for r in rewrites) for q in questions)
+    # The fake echoes each question as its rewrite: searching with it is searching with the question.
+    for item in report["per_question"]:
+        assert item["rank"]["hybrid+rewrite"] == item["rank"]["hybrid"], item
+
+
+def test_rewrite_needs_a_corpus_and_a_configured_provider(
+    corpus: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["eval", "--dataset", "x.json", "--rewrite", "openai"]) == 2
+    assert "--rewrite идут только вместе с --corpus" in capsys.readouterr().err
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(corpus[0].parent)  # no developer .env
+    docs, questions = corpus
+    assert main(["eval", "--corpus", str(docs), "--questions", str(questions), "--rewrite", "openai"]) == 2
+    assert "OpenAI-совместимый: не настроен: укажите OPENAI_BASE_URL" in capsys.readouterr().err
