@@ -2,8 +2,8 @@
 leaderboard, a failing fake's Russian error beside a column that completes, and a check of five
 questions for two assistants whose table and chart the test recomputes on its own.
 
-The remote model is the OpenAI-compatible fake the contract tests run (tests/contract/fake_openai.py),
-speaking the real wire protocol; the other assistant is the offline provider.
+The remote models are the fakes the contract tests run (tests/contract: OpenAI-compatible, GigaChat,
+YandexGPT), each speaking its real wire protocol; the fourth assistant is the offline provider.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rag.lab.assistants import AssistantService, AssistantSpec
 from rag.lab.checks import CheckQuestion, TestSetService
 from rag.library import Library, open_library
 from tests.conftest import make_settings
+from tests.contract import fake_gigachat, fake_yandexgpt
 from tests.contract.fake_openai import FAKE_KEY, FakeOpenAI, running_fake
 from tests.e2e.harness import AppServer, browser, running_app, wait_for_app
 
@@ -42,6 +43,7 @@ QUESTIONS = [
     CheckQuestion("Сколько стоит парковка?", "бесплатно"),
 ]
 OFFLINE_NAME, REMOTE_NAME = "А · офлайн", "Б · OpenAI"
+GIGACHAT_NAME, YANDEX_NAME = "В · GigaChat", "Г · YandexGPT"
 
 
 def _seed(data: Path) -> None:
@@ -53,6 +55,12 @@ def _seed(data: Path) -> None:
         assistants.create(AssistantSpec(name=OFFLINE_NAME, provider="offline", model=MODEL_ID))
         # No rewrite: the fake's only requests are the answers, so a failure set on it hits one.
         assistants.create(AssistantSpec(name=REMOTE_NAME, provider="openai", model="fake-gpt", rewrite=False))
+        assistants.create(
+            AssistantSpec(name=GIGACHAT_NAME, provider="gigachat", model="GigaChat-2", rewrite=False)
+        )
+        assistants.create(
+            AssistantSpec(name=YANDEX_NAME, provider="yandexgpt", model=fake_yandexgpt.MODEL, rewrite=False)
+        )
         TestSetService(lib.engine, lib.access, lib.actor).create("Аренда", QUESTIONS)
     finally:
         lib.engine.dispose()
@@ -63,8 +71,14 @@ def lab_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServe
     root = tmp_path_factory.mktemp("e2e-lab")
     data = root / "data"
     _seed(data)
-    with running_fake() as fake:
+    with (
+        running_fake() as fake,
+        fake_gigachat.make_case(root) as giga,
+        fake_yandexgpt.make_case(root) as yandex,
+    ):
         env = {
+            **giga.env,
+            **yandex.env,
             "OPENAI_BASE_URL": fake.base_url,
             "OPENAI_API_KEY": FAKE_KEY,
             "OPENAI_MODELS": "fake-gpt",
@@ -92,6 +106,16 @@ def _compare(page: Any, question: str) -> None:
     wait_for_app(page, 120_000, network_idle=False)
 
 
+def _pick(page: Any, label: str, names: list[str]) -> None:
+    """Add options to a multiselect, as a user clicks them."""
+    picker = page.get_by_test_id("stMultiSelect").filter(has_text=label)
+    for name in names:
+        picker.locator("input").click()
+        page.get_by_role("option", name=name).click()
+        wait_for_app(page, 60_000, network_idle=False)
+    page.keyboard.press("Escape")
+
+
 def _column(page: Any, name: str) -> Any:
     return page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name=name))
 
@@ -103,11 +127,14 @@ def test_two_assistants_side_by_side_a_vote_and_a_failing_fake(
     page = chromium.new_page(viewport={"width": 1400, "height": 1000}, locale="ru-RU")
     page.goto(f"{server.url}/compare")
     wait_for_app(page, 120_000, network_idle=False)
+    _pick(page, "Ассистенты", [GIGACHAT_NAME, YANDEX_NAME])  # the first two are chosen already
     _compare(page, "Какой срок аренды?")
     offline, remote = _column(page, OFFLINE_NAME), _column(page, REMOTE_NAME)
+    giga, yandex = _column(page, GIGACHAT_NAME), _column(page, YANDEX_NAME)
     expect(offline).to_contain_text("одиннадцать месяцев")
-    expect(remote).to_contain_text("Срок аренды составляет одиннадцать месяцев")
-    for column in (offline, remote):
+    for column in (remote, giga, yandex):
+        expect(column).to_contain_text("Срок аренды составляет одиннадцать месяцев")
+    for column in (offline, remote, giga, yandex):
         expect(column).to_contain_text("Первый токен")
         expect(column.get_by_test_id("stPageLink")).not_to_have_count(0)  # sources, clickable
     expect(offline).to_contain_text("стоимость: 0.0000 ₽")
@@ -130,7 +157,11 @@ def test_two_assistants_side_by_side_a_vote_and_a_failing_fake(
     fake.fail_next(500)
     _compare(page, "Где расположено помещение?")
     offline, remote = _column(page, OFFLINE_NAME), _column(page, REMOTE_NAME)
+    giga, yandex = _column(page, GIGACHAT_NAME), _column(page, YANDEX_NAME)
     expect(offline).to_contain_text("Баумана")
+    for column in (giga, yandex):
+        expect(column).to_contain_text("Срок аренды составляет одиннадцать месяцев")
+        expect(column.get_by_test_id("stAlertContentError")).to_have_count(0)
     error = remote.get_by_test_id("stAlertContentError")
     expect(error).to_be_visible()
     assert re.search("[а-яА-Я]{5,}", error.inner_text()), error.inner_text()
@@ -177,12 +208,7 @@ def test_a_check_of_five_questions_for_two_assistants(
     page = chromium.new_page(viewport={"width": 1400, "height": 1000}, locale="ru-RU")
     page.goto(f"{server.url}/checks")
     wait_for_app(page, 120_000, network_idle=False)
-    picker = page.get_by_test_id("stMultiSelect").filter(has_text="Ассистенты")
-    for name in (OFFLINE_NAME, REMOTE_NAME):
-        picker.locator("input").click()
-        page.get_by_role("option", name=name).click()
-        wait_for_app(page, 60_000, network_idle=False)
-    page.keyboard.press("Escape")
+    _pick(page, "Ассистенты", [OFFLINE_NAME, REMOTE_NAME])
     page.get_by_role("button", name="Запустить проверку").click()
     results = page.get_by_test_id("stTable").filter(has_text="R@5")
     expect(results).to_be_visible(timeout=180_000)
