@@ -130,3 +130,23 @@ def test_a_check_runs_in_the_background_and_shows_the_services_figures(data_dir:
         name = want["assistant"]
         assert bars[(name, "R@5")] == want["recall@5"] and bars[(name, "MRR")] == want["mrr@10"]
         assert bars[(name, "Доля фактов")] == want["fact_rate"]
+
+
+def test_an_assistant_is_made_on_its_page_and_offered_in_the_chat(data_dir: Path) -> None:
+    at = make_app()
+    at.run()
+    at.switch_page("app_pages/assistants.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Ассистенты"
+    at.text_input[0].set_value("Краткий")
+    next(s for s in at.slider if s.label == "Фрагментов в ответ (top k)").set_value(3)
+    next(s for s in at.selectbox if s.label == "Метод поиска").set_value("keyword")
+    at.button[0].click().run()  # the form's «Сохранить»
+    assert not at.exception
+    assert "Ассистент «Краткий» сохранён." in [s.value.replace("\\", "") for s in at.success]
+    lib = _library(data_dir)
+    (made,) = AssistantService(lib.engine, lib.access, lib.actor).list_for()
+    assert (made.name, made.top_k, made.method, made.published) == ("Краткий", 3, "keyword", False)
+    at.switch_page("app_pages/chat.py").run()
+    picker = next(s for s in at.sidebar.selectbox if s.label == "Ассистент")
+    assert picker.options == ["Свои настройки", "Краткий"]  # as the sidebar shows them

@@ -140,3 +140,15 @@ def test_a_run_goes_in_the_background_is_kept_and_can_be_cancelled(
     assert second.state == "cancelled"
     assert second.results["assistants"][0]["questions"] < len(QUESTIONS)
     assert [r.id for r in t.lab.checks.runs_of(test_set.id, t.alice)] == [second.id, run.id]
+
+
+def test_a_published_assistant_never_widens_a_check(make_library: Callable[..., Library]) -> None:
+    t = make_team(make_library)
+    alices = t.lib.access.personal_collection(t.alice)
+    spec = AssistantSpec(name="Аренда", provider="offline", model=MODEL_ID, collection_ids=[alices.id])
+    shared = t.lab.assistants.create(spec, t.boss, publish=True)
+    for_alice = t.lab.checks.evaluate(QUESTIONS[:4], [shared.id], t.alice)["assistants"][0]
+    assert for_alice["note"] is None and for_alice["recall@5"] == 1.0
+    for_bob = t.lab.checks.evaluate(QUESTIONS[:4], [shared.id], t.bob)["assistants"][0]
+    assert for_bob["note"] is not None and alices.name in for_bob["note"]
+    assert for_bob["recall@5"] == 0.0 and for_bob["fact_rate"] == 0.0
