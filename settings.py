@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # Ask the chat's remote model to make a follow-up standalone and add an English/Russian
     # query before retrieval (rag.search.rewrite); the offline provider never does.
     rewrite: bool = Field(default=True, alias="RAG_REWRITE")
+    # The model lab's price table (rag.lab.prices): JSON {"provider/model": [rub_in, rub_out]},
+    # roubles per 1000 tokens, over the built-in vendor prices.
+    model_prices: str = Field(default="", alias="RAG_MODEL_PRICES")
+    # Seconds one column of a comparison (or one answer of a check) may take before it is
+    # reported as timed out; the other columns are never held up by it.
+    lab_timeout_s: float = Field(default=120.0, gt=0, le=1800, alias="RAG_LAB_TIMEOUT_S")
 
     @classmethod
     def settings_customise_sources(

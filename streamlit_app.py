@@ -16,6 +16,10 @@ st.set_page_config(page_title="Мультимодальный RAG", page_icon="�
 
 CHAT = st.Page("app_pages/chat.py", title="Чат", icon=":material/chat:", default=True)
 DOCUMENTS = st.Page("app_pages/documents.py", title="Документы", icon=":material/description:")
+# The model lab (issue 21).
+ASSISTANTS = st.Page("app_pages/assistants.py", title="Ассистенты", icon=":material/smart_toy:")
+COMPARE = st.Page("app_pages/compare.py", title="Сравнение", icon=":material/compare_arrows:")
+CHECKS = st.Page("app_pages/checks.py", title="Проверка", icon=":material/fact_check:")
 # A cited fragment on its page (/source?chunk=…): reached from the chat's sources, never listed.
 SOURCE = SOURCE_PAGE
 ADMIN_PAGE = "app_pages/admin.py"
@@ -26,7 +30,10 @@ try:
     if user is None:  # a sign-in or first-run screen was drawn instead
         # The browser keeps the last menu it was sent: send one with nothing in it, or the menu
         # of the session that just signed out (with «Администрирование») would stay.
-        st.navigation([CHAT, DOCUMENTS, SOURCE, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)], position="hidden")
+        st.navigation(
+            [CHAT, DOCUMENTS, ASSISTANTS, COMPARE, CHECKS, SOURCE, st.Page(ADMIN_PAGE, title=ADMIN_TITLE)],
+            position="hidden",
+        )
         st.stop()
     account_panel(user)
     russian_uploader()  # Streamlit's uploader says «Upload» and «200MB per file» otherwise
@@ -39,7 +46,7 @@ try:
         icon=":material/admin_panel_settings:",
         visibility="visible" if admin else "hidden",
     )
-    pages = [CHAT, DOCUMENTS, SOURCE, ADMIN]
+    pages = [CHAT, DOCUMENTS, ASSISTANTS, COMPARE, CHECKS, SOURCE, ADMIN]
     st.navigation(pages).run()
 except Exception:  # Streamlit's rerun/stop signals are BaseExceptions and pass through
     if os.environ.get("RAG_RAISE_ERRORS"):  # the tests want the real exception

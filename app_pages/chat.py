@@ -9,6 +9,7 @@ from storage.models import SEARCHABLE
 from ui.auth import current_user
 from ui.components import collection_labels, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
+from ui.lab import assistant_picker
 from ui.markup import literal, plain
 from ui.messages import render_message
 from ui.resources import get_chat_service, get_library, get_providers
@@ -95,55 +96,56 @@ sb.caption(f"В поиске: {len(searched)} док., {sum(e.document.chunk_cou
 
 # -- sidebar: model and generation ----------------------------------------------------------
 sb.header("Модель")
-names = list(providers)
-if st.session_state["provider"] not in names:
-    st.session_state["provider"] = "offline"
+# An assistant first (rag.lab.assistants); «Свои настройки» shows the sliders as before.
+assistant_choice, _assistant_note = assistant_picker(sb, user)
+if assistant_choice is None:
+    names = list(providers)
+    if st.session_state["provider"] not in names:
+        st.session_state["provider"] = "offline"
 
+    def _provider_label(name: str) -> str:
+        p = providers[name]
+        return p.label if p.status().available else f"{p.label} — не настроен"
 
-def _provider_label(name: str) -> str:
-    p = providers[name]
-    return p.label if p.status().available else f"{p.label} — не настроен"
-
-
-provider_name = sb.selectbox(
-    "Провайдер",
-    names,
-    format_func=_provider_label,
-    key="provider",
-    on_change=lambda: st.session_state.pop("model_note", None),
-)
-provider = providers[provider_name]
-status = provider.status()
-if not status.available:
-    sb.warning(f"{provider.label}: {status.reason}.")
-models = provider.models()
-model_ids = [m.id for m in models]
-chosen = st.session_state.get("model")
-if chosen not in model_ids:
-    # A chat saved with a model the provider has since retired opens on its successor.
-    successor, note = provider.resolve_model(chosen) if chosen else (model_ids[0], "")
-    st.session_state["model"] = successor if successor in model_ids else model_ids[0]
-    if note:
-        st.session_state["model_note"] = note
-if model_note := st.session_state.get("model_note"):
-    sb.info(literal(model_note), icon=":material/update:")
-labels = {m.id: m.label for m in models}
-model = sb.selectbox(
-    "Модель",
-    model_ids,
-    format_func=lambda i: labels[i],
-    key="model",
-    on_change=lambda: st.session_state.pop("model_note", None),  # the person chose: the note is done
-)
-with sb.expander("Параметры генерации"):
-    temperature = st.slider("Температура", 0.0, 1.0, step=0.05, key="temperature")
-    max_tokens = st.slider("Макс. длина ответа (токены)", 64, 4096, step=64, key="max_tokens")
-    system_prompt = st.text_area(
-        "Системный промпт (дополнение)",
-        key="system_prompt",
-        placeholder="Например: отвечай кратко, как юрист",
-        max_chars=4000,
+    provider_name = sb.selectbox(
+        "Провайдер",
+        names,
+        format_func=_provider_label,
+        key="provider",
+        on_change=lambda: st.session_state.pop("model_note", None),
     )
+    provider = providers[provider_name]
+    status = provider.status()
+    if not status.available:
+        sb.warning(f"{provider.label}: {status.reason}.")
+    models = provider.models()
+    model_ids = [m.id for m in models]
+    chosen = st.session_state.get("model")
+    if chosen not in model_ids:
+        # A chat saved with a model the provider has since retired opens on its successor.
+        successor, note = provider.resolve_model(chosen) if chosen else (model_ids[0], "")
+        st.session_state["model"] = successor if successor in model_ids else model_ids[0]
+        if note:
+            st.session_state["model_note"] = note
+    if model_note := st.session_state.get("model_note"):
+        sb.info(literal(model_note), icon=":material/update:")
+    labels = {m.id: m.label for m in models}
+    model = sb.selectbox(
+        "Модель",
+        model_ids,
+        format_func=lambda i: labels[i],
+        key="model",
+        on_change=lambda: st.session_state.pop("model_note", None),  # the person chose: the note is done
+    )
+    with sb.expander("Параметры генерации"):
+        temperature = st.slider("Температура", 0.0, 1.0, step=0.05, key="temperature")
+        max_tokens = st.slider("Макс. длина ответа (токены)", 64, 4096, step=64, key="max_tokens")
+        system_prompt = st.text_area(
+            "Системный промпт (дополнение)",
+            key="system_prompt",
+            placeholder="Например: отвечай кратко, как юрист",
+            max_chars=4000,
+        )
 
 # -- main: the feed -------------------------------------------------------------------------
 st.title("Чат с документами")
@@ -184,13 +186,17 @@ else:
 st.chat_input("Задайте вопрос по документам…", key=INPUT, on_submit=queue_question)
 
 
-choice = TurnChoice(
-    provider=provider_name,
-    model=model,
-    temperature=temperature,
-    max_tokens=max_tokens,
-    system_prompt=system_prompt,
-    use_documents=use_documents,
+choice = (
+    TurnChoice(
+        provider=provider_name,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        system_prompt=system_prompt,
+        use_documents=use_documents,
+    )
+    if assistant_choice is None
+    else assistant_choice
 )
 if take_turn(service, chat, choice, on_new_chat=lambda created: select_chat(created.id)):
     # Re-render from the database: the chat list, its title and the clear button catch up.

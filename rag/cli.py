@@ -25,6 +25,7 @@ from rag.identity.access import Forbidden
 from rag.identity.auth import AuthService, auth_service
 from rag.identity.passwords import check_password_rules, hash_password
 from rag.ingest import SUPPORTED_EXTENSIONS
+from rag.lab.cli import _assistant_choice, add_lab_commands, cmd_eval_assistants
 from rag.library import Library, open_library, too_large_message
 from rag.search.retrieve import METHODS
 from rag.search.rewrite import rewriter_from
@@ -152,19 +153,31 @@ def cmd_ask(args: argparse.Namespace) -> int:
     lib = open_library(settings)
     user = _acting_user(lib, args.user)
     providers = build_providers(settings, similarity=embedder_similarity(lib.embedder))
-    provider = providers[args.provider]
+    if args.assistant:
+        # The assistant's settings replace the generation flags (rag.lab.assistants).
+        choice, note = _assistant_choice(lib, args.assistant, user)
+        if note:
+            print(note, file=sys.stderr)
+        if choice.provider not in providers:
+            raise CliError(f"Провайдер «{choice.provider}» ассистента не найден.")
+        provider = providers[choice.provider]
+    else:
+        provider = providers[args.provider]
     status = provider.status()
     if not status.available:
         print(f"{provider.label}: {status.reason}", file=sys.stderr)
         return 2
-    choice = TurnChoice(
-        provider=provider.name,
-        model=args.model or provider.models()[0].id,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-    )
+    if not args.assistant:
+        choice = TurnChoice(
+            provider=provider.name,
+            model=args.model or provider.models()[0].id,
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+        )
+    elif not choice.model:
+        choice = choice.model_copy(update={"model": provider.models()[0].id})
     chat_id: str | None = None
-    rewriter = rewriter_from(settings)
+    rewriter = rewriter_from(settings) if choice.rewrite else None
     if args.chat:
         service = ChatService(
             lib.chats,
@@ -194,9 +207,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
             args.question,
             choice.model,
             choice.params(),
-            top_k=args.top_k,
+            top_k=choice.top_k or args.top_k,
+            use_documents=choice.use_documents,
+            extra_system=choice.system_prompt,
             rewriter=rewriter,
-            scope=lib.scope(user),
+            scope=lib.scope(user, choice.collection_ids),
+            method=choice.method,
         )
         sources = prepared.sources
         try:
@@ -238,6 +254,8 @@ def _print_stream(deltas: Iterable[str], quiet: bool) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Retrieval quality on a SQuAD-format dataset, or on a document folder with its questions."""
+    if args.assistant:
+        return cmd_eval_assistants(args)
     methods = (args.method,) if args.method else METHODS
     if args.corpus:
         corpus, questions = Path(args.corpus), Path(args.questions or "")
@@ -545,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true")
     ask.add_argument("--chat", metavar="ID|new", help="store the exchange in this chat (new: a new chat)")
     ask.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
+    ask.add_argument("--assistant", metavar="NAME", help="answer with this assistant's settings")
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser(
@@ -553,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = ev.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dataset", help="SQuAD v1.1 JSON (XQuAD): each paragraph indexed as a document")
     mode.add_argument("--corpus", metavar="DIR", help="folder of documents, every file ingested as uploaded")
+    mode.add_argument(
+        "--assistant",
+        action="append",
+        metavar="NAME",
+        help="score assistants on the library with --questions FILE (a test set's CSV or JSON)",
+    )
     ev.add_argument("--questions", metavar="FILE", help="questions about --corpus (ru-docs-dev schema)")
     ev.add_argument("--level", choices=("paragraph", "chunk"), default="chunk", help="--dataset only")
     ev.add_argument("--method", choices=METHODS)
@@ -564,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--rewrite-model", metavar="MODEL", help="the model for --rewrite (default: its first)")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--user", metavar="NAME", help="--assistant: act as this user")
+    ev.add_argument("--data-dir", help="--assistant: the library's data directory")
     ev.set_defaults(func=cmd_eval)
 
     chk = sub.add_parser("check", help="consistency check of the index")
@@ -635,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     c_list.add_argument("--user", metavar="NAME", help="only those this user may read")
     c_list.add_argument("--data-dir")
     c_list.set_defaults(func=cmd_collections_list)
+    add_lab_commands(sub)
     return p
 
 

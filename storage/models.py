@@ -168,6 +168,9 @@ class Chat(SQLModel, table=True):
     max_tokens: int = 1024
     system_prompt: str = ""
     use_documents: bool = True
+    # The assistant the chat answers with (migration 0011); None: the sidebar's own settings.
+    # No foreign key: a deleted assistant leaves its chats readable, answering with their settings.
+    assistant_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -188,6 +191,9 @@ class Message(SQLModel, table=True):
     latency_ms: float | None = None
     error: str | None = None
     sources: list[Source] = Field(default_factory=list, sa_column=Column(SourceList))
+    # Every setting the answer was made with (migration 0011), so editing an assistant later
+    # never changes what a stored answer says it used; None for answers stored before it.
+    settings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
@@ -306,3 +312,86 @@ class LibraryFlag(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     set_at: datetime = Field(default_factory=utcnow)
+
+
+# -- the model lab (migration 0011) ---------------------------------------------------------
+
+
+class Assistant(SQLModel, table=True):
+    """A saved setup: model and generation settings, what it searches and how (issue 21)."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
+    # Published by an admin: every user may pick it (its collections still filtered per user).
+    published: bool = False
+    provider: str = "offline"
+    model: str = ""
+    temperature: float = 0.3
+    max_tokens: int = 1024
+    system_prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # The collections it searches; None: every collection the asking user may read.
+    collection_ids: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    method: str = "hybrid"
+    top_k: int = 5
+    use_documents: bool = True
+    rewrite: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Vote(SQLModel, table=True):
+    """A user's verdict on one comparison: an answer better or worse than the others, or a tie."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
+    question: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # Every assistant compared (ids, in column order), and the one the verdict names (None: tie).
+    assistant_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    assistant_id: str | None = None
+    outcome: str = "tie"  # better, worse, tie
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TestSet(SQLModel, table=True):
+    """Questions with the fact each answer must state (and, optionally, the file it is in)."""
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
+    published: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TestQuestion(SQLModel, table=True):
+    """One question of a test set."""
+
+    __test__ = False
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    set_id: str = Field(foreign_key="testset.id", index=True, ondelete="CASCADE")
+    ordinal: int = 0
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    expected_fact: str = Field(default="", sa_column=Column(Text, nullable=False))
+    expected_file: str | None = None
+
+
+class CheckRun(SQLModel, table=True):
+    """One run of assistants over a test set: its progress while it runs, its figures after."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    set_id: str = Field(foreign_key="testset.id", index=True, ondelete="CASCADE")
+    owner_id: str | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
+    assistant_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    state: str = "queued"  # queued, running, done, cancelled, failed
+    fraction: float = 0.0
+    cancel: bool = False
+    error: str | None = None
+    # Per assistant (by id): its name and figures, and the outcome of every question.
+    results: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None

@@ -51,3 +51,4 @@ def load_chat_settings(chat: Chat) -> None:
     st.session_state["max_tokens"] = min(4096, max(64, chat.max_tokens))
     st.session_state["system_prompt"] = chat.system_prompt
     st.session_state["use_documents"] = chat.use_documents
+    st.session_state["chat_assistant"] = chat.assistant_id or ""  # ui.lab.CHAT_ASSISTANT

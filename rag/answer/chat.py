@@ -34,7 +34,7 @@ from providers import ChatMessage, GenerationParams, Provider, ProviderError
 from providers.base import Completion
 from rag.answer.pipeline import answer
 from rag.identity.access import EVERYTHING, AccessControl, Forbidden, Scope
-from rag.search.retrieve import Retriever
+from rag.search.retrieve import Method, Retriever
 from rag.search.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
 from storage.models import Collection, User
@@ -68,10 +68,23 @@ class TurnChoice(BaseModel):
     max_tokens: int = Field(default=1024, ge=1, le=32768)
     system_prompt: str = ""
     use_documents: bool = True
+    # An assistant's retrieval settings (rag.lab.assistants); the defaults are the sidebar's.
+    # ``collection_ids`` narrows the chat's collections further (None: no narrowing).
+    assistant_id: str | None = None
+    assistant_name: str | None = None
+    method: Method = "hybrid"
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    rewrite: bool = True
+    collection_ids: list[str] | None = None
 
     def params(self) -> GenerationParams:
         """The generation parameters of this choice."""
         return GenerationParams(temperature=self.temperature, max_tokens=self.max_tokens)
+
+    def chat_fields(self) -> dict[str, Any]:
+        """What a chat remembers of this choice (its columns)."""
+        fields = ("provider", "model", "temperature", "max_tokens", "system_prompt", "use_documents")
+        return {**{f: getattr(self, f) for f in fields}, "assistant_id": self.assistant_id}
 
 
 def history_for_prompt(messages: list[Message], turns: int) -> list[ChatMessage]:
@@ -164,11 +177,12 @@ class Turn:
                 self.choice.model,
                 self.choice.params(),
                 history=self._history,
-                top_k=service.top_k,
+                top_k=self.choice.top_k or service.top_k,
                 use_documents=self.choice.use_documents,
                 extra_system=self.choice.system_prompt,
-                rewriter=service.rewriter,
+                rewriter=service.rewriter if self.choice.rewrite else None,
                 scope=self.scope,
+                method=self.choice.method,
             )
         except ProviderError as exc:
             self._end(exc.user_message)
@@ -246,6 +260,9 @@ class Turn:
             latency_ms=round((time.perf_counter() - self._started) * 1000, 1),
             error=error,
             sources=self.sources,
+            # Everything it was made with, as it was then: a later edit of the assistant
+            # changes new answers, never this record.
+            settings=self.choice.model_dump(mode="json"),
         )
         chats = self._service.chats
         if self.answer is not None:
@@ -297,7 +314,7 @@ class ChatService:
     def start_chat(self, choice: TurnChoice, user: User | None = None) -> Chat:
         """A new, empty chat with these settings, owned by the user."""
         owner = self._who(user)
-        return self.chats.create(**choice.model_dump(), owner_id=owner.id if owner else None)
+        return self.chats.create(**choice.chat_fields(), owner_id=owner.id if owner else None)
 
     def chats_of(self, user: User | None = None) -> list[Chat]:
         """The user's chats, most recently active first."""
@@ -320,7 +337,7 @@ class ChatService:
         if not previous and chat.title in ("", NEW_TITLE):
             chat = self.chats.update(chat.id, title=title_from(question))
         history = history_for_prompt(previous, self.history_turns)
-        return Turn(self, chat, stored, history, choice, self._scope_of(chat, user))
+        return Turn(self, chat, stored, history, choice, self._scope_of(chat, user, choice))
 
     def resume(
         self, chat_id: str, question_id: str, choice: TurnChoice, user: User | None = None
@@ -332,7 +349,7 @@ class ChatService:
         if pending is None or pending.id != question_id:
             return None
         history = history_for_prompt(messages[:-1], self.history_turns)
-        return Turn(self, chat, pending, history, choice, self._scope_of(chat, user))
+        return Turn(self, chat, pending, history, choice, self._scope_of(chat, user, choice))
 
     def discard_failed(self, chat_id: str, answer_id: str, user: User | None = None) -> Message | None:
         """Remove a failed last answer so its question can be asked again; that question."""
@@ -416,18 +433,24 @@ class ChatService:
     def _who(self, user: User | None) -> User | None:
         return self._actor(user) if self._actor is not None else user
 
-    def _scope_of(self, chat: Chat, user: User | None) -> Scope:
+    def _scope_of(self, chat: Chat, user: User | None, choice: TurnChoice | None = None) -> Scope:
         owner = self._who(user)
         if self._scope is None or owner is None:
             return EVERYTHING
-        return self._scope(owner, chat.collection_ids)
+        wanted = chat.collection_ids
+        if choice is not None and choice.collection_ids is not None:
+            # An assistant's collections narrow the chat's, never widen them; what the user may
+            # not read is dropped by the scope itself.
+            narrowed = choice.collection_ids
+            wanted = narrowed if wanted is None else [c for c in wanted if c in set(narrowed)]
+        return self._scope(owner, wanted)
 
     def _chat_with(self, chat_id: str | None, choice: TurnChoice, user: User | None) -> Chat:
         """The chat with this turn's settings saved on it (so a reload shows what answered)."""
         if chat_id is not None:
             try:
                 self.chat(chat_id, user)
-                return self.chats.update(chat_id, **choice.model_dump())
+                return self.chats.update(chat_id, **choice.chat_fields())
             except NotFoundError:  # deleted meanwhile, or someone else's: start a new one
                 pass
         return self.start_chat(choice, user)

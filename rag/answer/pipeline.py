@@ -17,7 +17,7 @@ from providers.base import (
 )
 from rag.answer.prompts import build_messages
 from rag.identity.access import EVERYTHING, Scope
-from rag.search.retrieve import Retriever
+from rag.search.retrieve import Method, Retriever
 from rag.search.rewrite import QueryRewriter
 from storage import Source
 
@@ -65,7 +65,11 @@ def search_queries(
 
 
 def fused_search(
-    retriever: Retriever, queries: Sequence[str], k: int, scope: Scope = EVERYTHING
+    retriever: Retriever,
+    queries: Sequence[str],
+    k: int,
+    scope: Scope = EVERYTHING,
+    method: Method = "hybrid",
 ) -> list[Source]:
     """Top-k chunks for several queries: each searched alone, the scores summed, renumbered.
 
@@ -74,13 +78,13 @@ def fused_search(
     fusion would count its near-tie as a full rank's difference.
     """
     if len(queries) == 1:
-        return retriever.search(queries[0], k=k, scope=scope)
+        return retriever.search(queries[0], k=k, scope=scope, method=method)
     # Each ranking deeper than k, so that a chunk second-best for every query still surfaces.
     pool = max(k * 4, 20)
     found: dict[str, Source] = {}
     fused: dict[str, float] = {}
     for q in queries:
-        hits = retriever.search(q, k=pool, scope=scope)
+        hits = retriever.search(q, k=pool, scope=scope, method=method)
         top = max((h.score for h in hits), default=0.0)
         for h in hits:
             found.setdefault(h.chunk_id, h)
@@ -110,6 +114,8 @@ def answer(
     extra_system: str = "",
     rewriter: QueryRewriter | None = None,
     scope: Scope = EVERYTHING,
+    method: Method = "hybrid",
+    hits: Sequence[Source] | None = None,
 ) -> PreparedAnswer:
     """Retrieve fragments and start streaming the provider's answer.
 
@@ -117,10 +123,15 @@ def answer(
     search queries (``rag.search.rewrite``), and retrieval fuses what each finds (``search_queries``).
     If the model refuses the prompt as too long before answering, the history is dropped and
     the fragments halved, and the request is sent once more; ``sources`` follows what was sent.
-    Only the documents ``scope`` allows are searched (what the asking user may read).
+    Only the documents ``scope`` allows are searched (what the asking user may read), by
+    ``method``. Given ``hits`` (a search already made with the same settings, e.g. shared by the
+    columns of a comparison), nothing is searched again.
     """
-    queries = search_queries(question, history, provider, model, rewriter) if use_documents else []
-    hits = fused_search(retriever, queries, top_k, scope) if queries else []
+    if hits is None:
+        queries = search_queries(question, history, provider, model, rewriter) if use_documents else []
+        found = fused_search(retriever, queries, top_k, scope, method) if queries else []
+    else:
+        queries, found = [], list(hits) if use_documents else []
     context = next((m.context_tokens for m in provider.models() if m.id == model), 8192)
 
     def build(
@@ -136,8 +147,8 @@ def answer(
             answer_tokens=params.max_tokens,
         )
 
-    messages, kept = build(to_fragments(hits), history)
-    prepared = PreparedAnswer(messages, hits[: len(kept)], Completion(()), queries)
+    messages, kept = build(to_fragments(found), history)
+    prepared = PreparedAnswer(messages, found[: len(kept)], Completion(()), queries)
 
     def deltas() -> Iterator[str | Usage]:
         first = provider.stream(prepared.messages, model, params, kept)
