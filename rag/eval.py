@@ -321,9 +321,7 @@ def _ingest_corpus(
 REWRITE_METHOD = "hybrid+rewrite"
 
 
-def _rewriting(
-    rewrite: tuple[Provider, str] | None, settings: Settings
-) -> Callable[[str], list[str]] | None:
+def _rewriting(rewrite: tuple[Provider, str] | None, settings: Settings) -> Callable[[str], list[str]] | None:
     """The queries chat would search a question with, through the given provider's rewrite."""
     if rewrite is None:
         return None
