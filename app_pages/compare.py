@@ -104,7 +104,8 @@ if isinstance(done, Comparison) and done.finished and not go:
                 st.markdown(answer_markdown(c.text, verbatim=c.provider == VERBATIM_PROVIDER))
             draw_finished(c)
     st.caption(
-        f"Стоимость — оценка по таблице цен (цены поставщиков на {PRICES_READ}, свои — RAG_MODEL_PRICES); "
+        "Стоимость — оценка по таблице цен "
+        f"(ориентировочные цены поставщиков на {PRICES_READ}, свои — RAG_MODEL_PRICES); "
         "офлайн-модель бесплатна."
     )
     if st.session_state.get("vote_done"):

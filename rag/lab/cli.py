@@ -169,7 +169,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for s in c.sources:
             print(f"  [{s.n}] {s.filename}{f', стр. {s.page}' if s.page else ''}")
         print(f"  {_figures_line(c)}\n")
-    print(f"Цены: по умолчанию — опубликованные цены поставщиков на {PRICES_READ}; свои — RAG_MODEL_PRICES.")
+    print(
+        f"Цены: по умолчанию — ориентировочные цены поставщиков на {PRICES_READ} (проверьте); "
+        "свои — RAG_MODEL_PRICES."
+    )
     return 1 if failed else 0
 
 

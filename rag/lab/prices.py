@@ -1,8 +1,10 @@
 """What an answer costs: a price table per model, roubles per 1000 tokens in and out.
 
-The defaults are the vendors' published list prices for synchronous requests (VAT included)
-as read on ``PRICES_READ``; they change, so ``RAG_MODEL_PRICES`` overrides any of them and
-adds others (an OpenAI-compatible server's models have no default). The offline provider
+The defaults are the vendors' list prices for synchronous requests (VAT included) as of about
+``PRICES_READ``, written down from their published tariffs but not re-checked against the vendors'
+pages from the machines this was built on (they cannot reach them): an estimate to verify. Prices
+change, so ``RAG_MODEL_PRICES`` overrides any of them and adds others (an OpenAI-compatible
+server's models have no default). The offline provider
 runs here and costs nothing. A model with no price shows no cost («—»), never a made-up one.
 """
 
