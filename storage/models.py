@@ -395,3 +395,6 @@ class CheckRun(SQLModel, table=True):
     results: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
+    # Written at every step of a live run: a queued or running run whose beat stops (its process
+    # restarted) is reported as interrupted instead of showing «идёт» for good.
+    beat_at: datetime | None = None

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -40,6 +41,16 @@ from storage.models import CheckRun, TestQuestion, TestSet, User, utcnow
 from storage.repos import add_row, get_row, update_row
 
 log = logging.getLogger(__name__)
+
+# A live run beats at every question; one silent this long lost its process (a restart): far
+# longer than any one answer may take.
+STALE_AFTER = timedelta(minutes=30)
+INTERRUPTED = "Проверка прервана: приложение перезапускалось, пока она шла. Запустите её снова."
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives datetimes back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 MAX_QUESTIONS = 500
 # What a model is told to say when the fragments do not answer (rag.answer.prompts), and the
@@ -353,8 +364,10 @@ class CheckService:
         prices: dict[str, Price],
         *,
         rewriter: QueryRewriter | None = None,
+        stale_after: timedelta = STALE_AFTER,
     ) -> None:
         self.engine = engine
+        self.stale_after = stale_after
         self.retriever = retriever
         self.providers = providers
         self.assistants = assistants
@@ -419,10 +432,12 @@ class CheckService:
 
     def _run(self, run_id: str, questions: list[CheckQuestion], ids: list[str], me: User) -> None:
         total = max(1, len(questions) * len(ids))
-        update_row(self.engine, CheckRun, run_id, {"state": "running"})
+        update_row(self.engine, CheckRun, run_id, {"state": "running", "beat_at": utcnow()})
 
         def progress(done: int) -> bool:
-            row = update_row(self.engine, CheckRun, run_id, {"fraction": round(done / total, 4)})
+            row = update_row(
+                self.engine, CheckRun, run_id, {"fraction": round(done / total, 4), "beat_at": utcnow()}
+            )
             return not row.cancel
 
         try:
@@ -456,17 +471,32 @@ class CheckService:
         found = get_row(self.engine, CheckRun, run_id)
         if found.owner_id != me.id:
             raise NotFoundError(run_id)
-        return found
+        return self._unstuck(found)
 
     def runs_of(self, set_id: str, user: User | None = None) -> list[CheckRun]:
         """The user's runs of a test set, newest first (every run is kept)."""
         me = self.assistants.who(user)
         self.sets.get(set_id, me)
         with Session(self.engine) as s:
-            return list(
+            runs = list(
                 s.exec(
                     select(CheckRun)
                     .where(col(CheckRun.set_id) == set_id, col(CheckRun.owner_id) == me.id)
                     .order_by(col(CheckRun.created_at).desc())
                 ).all()
             )
+        return [self._unstuck(r) for r in runs]
+
+    def _unstuck(self, run: CheckRun) -> CheckRun:
+        """A live-looking run whose beat stopped (its process was restarted), marked interrupted."""
+        if run.state not in ("queued", "running"):
+            return run
+        last = _aware(run.beat_at or run.created_at)
+        if utcnow() - last < self.stale_after:
+            return run
+        return update_row(
+            self.engine,
+            CheckRun,
+            run.id,
+            {"state": "failed", "error": INTERRUPTED, "finished_at": utcnow()},
+        )

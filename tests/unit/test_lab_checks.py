@@ -152,3 +152,42 @@ def test_a_published_assistant_never_widens_a_check(make_library: Callable[..., 
     for_bob = t.lab.checks.evaluate(QUESTIONS[:4], [shared.id], t.bob)["assistants"][0]
     assert for_bob["note"] is not None and alices.name in for_bob["note"]
     assert for_bob["recall@5"] == 0.0 and for_bob["fact_rate"] == 0.0
+
+
+def test_a_run_whose_process_died_is_reported_interrupted_not_running_for_good(
+    make_library: Callable[..., Library],
+) -> None:
+    from datetime import timedelta
+
+    from rag.lab.checks import INTERRUPTED
+    from storage.models import CheckRun, utcnow
+    from storage.repos import add_row
+
+    t = make_team(make_library)
+    a = t.lab.assistants.create(AssistantSpec(name="Офлайн", provider="offline", model=MODEL_ID), t.alice)
+    test_set = t.lab.sets.create("Аренда", QUESTIONS, t.alice)
+    me = t.lab.assistants.who(t.alice)
+    # What a restart leaves behind: a row that says «running», whose thread is gone.
+    dead = add_row(
+        t.lib.engine,
+        CheckRun(
+            set_id=test_set.id,
+            owner_id=me.id,
+            assistant_ids=[a.id],
+            state="running",
+            fraction=0.4,
+            beat_at=utcnow() - timedelta(hours=1),
+        ),
+    )
+    # A live one beat a moment ago: it stays running.
+    live = add_row(
+        t.lib.engine,
+        CheckRun(set_id=test_set.id, owner_id=me.id, assistant_ids=[a.id], state="running", beat_at=utcnow()),
+    )
+    seen = {r.id: r for r in t.lab.checks.runs_of(test_set.id, t.alice)}
+    assert seen[dead.id].state == "failed" and seen[dead.id].error == INTERRUPTED
+    assert seen[dead.id].finished_at is not None
+    assert seen[live.id].state == "running"
+    assert t.lab.checks.run(dead.id, t.alice).state == "failed"  # stored, not only shown
+    with pytest.raises(NotFoundError):
+        t.lab.checks.run(dead.id, t.bob)

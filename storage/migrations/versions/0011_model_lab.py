@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("results", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("beat_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["set_id"], ["testset.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
