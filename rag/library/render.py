@@ -7,10 +7,10 @@ fractions of the page (``rag.ingest.types.Box``); a PDF page's text-layer boxes 
 the unrotated page, and are turned here with the page's /Rotate (OCR boxes were measured on the
 rendered, already turned, page).
 
-PNG with rectangles drawn by Pillow was chosen over ``streamlit-pdf-viewer``'s annotations
-without a side-by-side measurement (bench/README.md, «Issue 19: source view»): it needs no
-component, no PDF.js in the browser and no upload of the whole file to it, and its cost is one
-page render that the UI caches.
+PNG with rectangles drawn by Pillow was chosen over ``streamlit-pdf-viewer``'s annotations by a
+side-by-side measurement in chromium (``bench/pdf_viewer.py``, bench/README.md): faster per page
+turned, a quarter of the bytes, no component and no upload of the whole file to the browser;
+its cost is one page render that the UI caches.
 """
 
 from __future__ import annotations
