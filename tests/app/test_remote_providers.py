@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,15 @@ def test_chat_through_provider_then_401(name: str, data_dir: Path, monkeypatch: 
         at.chat_input[0].set_value("Какой срок аренды?").run()
         assert not at.exception
         answer = at.chat_message[-1]
-        assert answer.markdown[0].value == "".join(DEFAULT_DELTAS)
+        body = answer.markdown[0].value
+        # The answer as streamed, its [1] a same-tab link to the cited fragment's view.
+        assert re.sub(
+            r'<a class="rag-cite" href="source\?chunk=[0-9a-f]+&amp;chat=[0-9a-f]+" target="_self">(\[\d+\])'
+            "</a>",
+            r"\1",
+            body,
+        ) == "".join(DEFAULT_DELTAS)
+        assert body != "".join(DEFAULT_DELTAS) and answer.markdown[0].proto.allow_html
         sources = answer.expander[0]
         assert "dogovor.txt" in sources.markdown[0].value
         # The fragment really went to the model.
