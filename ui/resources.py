@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService
+from rag.chats.search import ChatSearch
 from rag.identity.auth import AuthService, auth_service
 from rag.identity.collections import CollectionService
 from rag.jobs.local import IndexingQueue, Queue
@@ -173,3 +174,9 @@ def get_chat_service() -> ChatService:
 def get_collection_service() -> CollectionService:
     """Creating, sharing and deleting collections over the shared library (cheap: built per run)."""
     return CollectionService(get_library().access)
+
+
+def get_chat_search() -> ChatSearch:
+    """Search over the acting user's chats (cheap: built per run)."""
+    library = get_library()
+    return ChatSearch(library.chats, library.actor)
