@@ -172,6 +172,10 @@ class ChatRepo:
             s.exec(delete(Message).where(col(Message.id) == message_id))
             s.commit()
 
+    def message(self, message_id: str) -> Message:
+        """One message by id, or NotFoundError."""
+        return get_row(self.engine, Message, message_id)
+
     def messages(self, chat_id: str) -> list[Message]:
         """A chat's messages in order."""
         with Session(self.engine, expire_on_commit=False) as s:
