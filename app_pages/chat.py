@@ -11,6 +11,7 @@ from ui.chat_export import export_buttons
 from ui.chat_search import chat_search_box, focus_marker, scroll_to_focus
 from ui.components import collection_labels, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
+from ui.feedback import rating_footer
 from ui.markup import literal, plain
 from ui.messages import render_message
 from ui.resources import get_chat_service, get_library, get_providers
@@ -174,8 +175,9 @@ if chat is not None:
         if question is not None:
             messages = service.messages(chat.id, user)
             answer_again(question)
+    rated = rating_footer(chat.id, user)
     for msg in messages:
-        render_message(msg, found=focus_marker(msg.id))
+        render_message(msg, found=focus_marker(msg.id), footer=rated)
     scroll_to_focus()
     failed = failed_answer(messages)
     if failed is not None and st.button("Повторить", icon=":material/refresh:"):

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService
+from rag.chats.ratings import RatingService
 from rag.chats.search import ChatSearch
 from rag.identity.auth import AuthService, auth_service
 from rag.identity.collections import CollectionService
@@ -26,6 +27,7 @@ from rag.jobs.local import IndexingQueue, Queue
 from rag.library import Library, open_library
 from rag.search.rewrite import rewriter_from
 from settings import Settings
+from storage.ratings import RatingRepo
 
 RUN_SETTINGS = "_run_settings"
 
@@ -180,3 +182,9 @@ def get_chat_search() -> ChatSearch:
     """Search over the acting user's chats (cheap: built per run)."""
     library = get_library()
     return ChatSearch(library.chats, library.actor)
+
+
+def get_rating_service() -> RatingService:
+    """Rating answers, and the admin's «Отзывы» (cheap: built per run)."""
+    library = get_library()
+    return RatingService(RatingRepo(library.engine), library.chats, library.actor, library.access)
