@@ -21,6 +21,7 @@ from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService, TurnChoice
 from rag.answer.pipeline import answer
 from rag.chats.export import FORMATS, export_chat
+from rag.chats.memory import ChatMemory
 from rag.chats.search import ChatSearch
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
 from rag.identity.access import Forbidden
@@ -34,6 +35,7 @@ from settings import Settings
 from storage import NotFoundError
 from storage.models import Access, Collection, Role, User
 from storage.teams import AlreadyExists, normalise_name
+from storage.turns import TurnVectorRepo
 
 # ``collections share NAME --with all``: every user, so no account may be called that.
 EVERYONE = "all"
@@ -177,6 +179,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             rewriter=rewriter,
             actor=lib.actor,
             scope=lib.scope,
+            memory=ChatMemory(TurnVectorRepo(lib.engine), lib.embedder),
         )
         if args.chat != "new":
             try:
@@ -333,6 +336,12 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     lib = open_library(_settings(args))
     n = lib.reembed(lambda f, t: print(t, file=sys.stderr))
     print(f"re-embedded {n} documents with {lib.embedding_signature}")
+    # Chat messages stored before chat memory, or under another model (rag.chats.memory).
+    memory = ChatMemory(TurnVectorRepo(lib.engine), lib.embedder)
+    turns = memory.embed_missing(
+        lambda done, total: print(f"сообщения чатов: {done}/{total}", file=sys.stderr)
+    )
+    print(f"embedded {turns} chat messages with {lib.embedding_model}")
     return 0
 
 

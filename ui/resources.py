@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService
+from rag.chats.memory import ChatMemory
 from rag.chats.ratings import RatingService
 from rag.chats.search import ChatSearch
 from rag.identity.auth import AuthService, auth_service
@@ -28,6 +29,7 @@ from rag.library import Library, open_library
 from rag.search.rewrite import rewriter_from
 from settings import Settings
 from storage.ratings import RatingRepo
+from storage.turns import TurnVectorRepo
 
 RUN_SETTINGS = "_run_settings"
 
@@ -170,6 +172,7 @@ def get_chat_service() -> ChatService:
         actor=library.actor,
         scope=library.scope,
         access=library.access,
+        memory=get_chat_memory(),
     )
 
 
@@ -188,3 +191,9 @@ def get_rating_service() -> RatingService:
     """Rating answers, and the admin's «Отзывы» (cheap: built per run)."""
     library = get_library()
     return RatingService(RatingRepo(library.engine), library.chats, library.actor, library.access)
+
+
+def get_chat_memory() -> ChatMemory:
+    """The chats' semantic memory over the shared library's main embedder (cheap: built per run)."""
+    library = get_library()
+    return ChatMemory(TurnVectorRepo(library.engine), library.embedder)

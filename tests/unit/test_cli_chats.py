@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from docx import Document as open_docx
 
-from rag.library import Library
+from rag.library import Library, open_library
+from rag.search.embedding import Embedder
+from settings import Settings
+from storage.turns import TurnVectorRepo
 from tests.unit.test_cli_teams import (  # noqa: F401  (fixtures)
     QUESTION,
     Cli,
     ask_json,
     data_dir,
-    inspect,
     ok,
     refused,
     run,
@@ -23,10 +26,27 @@ from tests.unit.test_cli_teams import (  # noqa: F401  (fixtures)
 )
 
 
+@pytest.fixture
+def inspect(data_dir: Path, embedder: Embedder) -> Iterator[Callable[[], Library]]:  # noqa: F811
+    """The library the in-process CLI opens (its settings come from the data directory alone)."""
+    opened: list[Library] = []
+
+    def _open() -> Library:
+        lib = open_library(
+            Settings().model_copy(update={"data_dir": data_dir}), embedder=embedder, recover=False
+        )
+        opened.append(lib)
+        return lib
+
+    yield _open
+    for lib in opened:
+        lib.engine.dispose()
+
+
 def test_list_search_and_export_a_users_own_chats(
     run: Cli,  # noqa: F811
     team: dict[str, Path],  # noqa: F811
-    inspect: Callable[[], Library],  # noqa: F811
+    inspect: Callable[[], Library],
     tmp_path: Path,
 ) -> None:
     chat_id = ask_json(run, "--user", "alice", "--chat", "new")["chat_id"]
@@ -60,3 +80,23 @@ def test_list_search_and_export_a_users_own_chats(
         run("chats", "export", chat_id, "--out", str(tmp_path / "x.md"), "--user", "bob"), "не найден"
     )
     assert not (tmp_path / "x.md").exists() and theirs.out == ""
+
+
+def test_reembed_embeds_chat_messages_stored_before_memory_with_progress(
+    run: Cli,  # noqa: F811
+    inspect: Callable[[], Library],
+) -> None:
+    lib = inspect()
+    chat = lib.chats.create(title="Старый чат")
+    lib.chats.add_message(chat.id, "user", "Какой срок аренды?")
+    lib.chats.add_message(chat.id, "assistant", "Срок аренды — 11 месяцев.")
+    lib.chats.add_message(chat.id, "assistant", "")  # an empty draft: nothing to embed
+    vectors = TurnVectorRepo(lib.engine)
+    assert vectors.count() == 0
+
+    res = ok(run("reembed"))
+
+    assert "embedded 2 chat messages" in res.out
+    assert "сообщения чатов: 2/2" in res.err
+    assert vectors.count([chat.id]) == 2
+    assert "embedded 0 chat messages" in ok(run("reembed")).out
