@@ -211,7 +211,7 @@ class Turn:
         try:
             for delta in completion:
                 if clock() - saved_at >= CHECKPOINT_S:
-                    self._service.chats.update_message(answer_row.id, content=completion.text)
+                    self._service.chats.update_message(answer_row.id, content=completion.text, reindex=False)
                     saved_at = clock()
                 yield delta
         except ProviderError as exc:  # a broken stream keeps its partial text

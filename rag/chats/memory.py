@@ -3,8 +3,8 @@
 Every question and answer is embedded when it is stored, with the library's main embedder, into
 ``turnvector`` rows beside the messages (so they follow the configured database, embedded or
 server, and go with the chat when it is cleared or deleted). Messages stored before this existed,
-or under another model, are embedded lazily, the first time their chat is asked something (or all
-at once by ``rag reembed``).
+or under another model, are embedded lazily (the questions, the first time their chat is asked
+something) or all at once by ``rag reembed``.
 
 On a new question, each earlier answered turn is scored by the cosine of the question's vector and
 its question's (both embedded as e5 queries: a symmetric comparison). A turn counts as relevant
@@ -130,7 +130,9 @@ class ChatMemory:
         if not pairs or not question.strip():
             return Recall()
         try:
-            have = self.embed_chat(chat_id, [m for pair in pairs for m in pair])
+            # Only the questions are scored: an old chat's answers wait for `rag reembed` (embedding
+            # them here made the first question in a 200-turn chat take 28 s; bench/README.md).
+            have = self.embed_chat(chat_id, [q for q, _ in pairs])
             query = np.asarray(self._embedder().embed_query(question), dtype=np.float32).reshape(-1)
         except Exception:
             log.exception("chat memory is unavailable for this question")

@@ -70,6 +70,11 @@ def test_the_index_follows_edits_clears_and_deletes(library: Library) -> None:
     library.chats.update_message(draft.id, content="Штраф составляет 5 %.")
     assert search.search("неустойка", alice) == []
     assert [h.message_id for h in search.search("штрафы", alice)] == [draft.id]
+    # A streaming checkpoint does not re-index; the final save does.
+    library.chats.update_message(draft.id, content="Пени начисляются ежедневно.", reindex=False)
+    assert search.search("пени", alice) == []
+    library.chats.update_message(draft.id, content="Пени начисляются ежедневно, штраф 5 %.")
+    assert [h.message_id for h in search.search("пени", alice)] == [draft.id]
     library.chats.delete_message(draft.id)
     assert search.search("штрафы", alice) == []
 
