@@ -131,3 +131,44 @@ def test_thumbs_and_a_comment_reach_the_admin_only(app: AppServer) -> None:
         assert rows[BAD]["comment"] == COMMENT and rows[BAD]["user"] == "alice"
         assert "spravochnik.txt" in rows[BAD]["sources"] and rows[BAD]["model"]
         admin.close()
+
+
+def test_a_search_result_opens_its_chat_scrolled_to_the_message(app: AppServer) -> None:
+    # Two stored chats of alice: a long one whose first answer mentions lunch, and a newer one.
+    with _environment({**backend_overrides(Path(app.data_dir)), "RAG_AUTH": "password"}):
+        lib = open_library(Settings(_env_file=None, RAG_DATA_DIR=app.data_dir), recover=False)  # type: ignore[call-arg]
+        alice = lib.users.by_name("alice")
+        assert alice is not None
+        long_chat = lib.chats.create(title="Длинный чат", owner_id=alice.id)
+        lib.chats.add_message(long_chat.id, "user", "Когда у нас перерыв?")
+        first = lib.chats.add_message(long_chat.id, "assistant", "Перерыв на обед — с 13:00 до 14:00.")
+        for k in range(10):
+            lib.chats.add_message(long_chat.id, "user", f"Вопрос номер {k} про склад?")
+            lib.chats.add_message(
+                long_chat.id, "assistant", f"Ответ номер {k}: склад открыт.\n\nПодробности {k}."
+            )
+        newer = lib.chats.create(title="Новее", owner_id=alice.id)
+        lib.chats.add_message(newer.id, "user", "Сколько дней отпуска?")
+        lib.engine.dispose()
+    with browser() as b:
+        context = b.new_context(viewport={"width": 1280, "height": 700})
+        context.set_default_timeout(90_000)
+        page = context.new_page()
+        _sign_in(page, app.url, "alice")
+
+        # «обеды» is an inflected form of the answer's «обед».
+        page.get_by_test_id("stSidebar").get_by_placeholder("Слова из вопросов и ответов").fill("обеды")
+        page.keyboard.press("Enter")
+        wait_for_app(page, 90_000, network_idle=False)
+        hit = page.get_by_test_id("stSidebar").get_by_role("button").filter(has_text="Длинный чат")
+        expect(hit).to_have_count(1)
+        expect(hit).to_contain_text("Перерыв на обед")
+        hit.click()
+        wait_for_app(page, 90_000, network_idle=False)
+        expect(page.get_by_test_id("stChatMessage")).to_have_count(22)
+        marked = page.get_by_text("Найдено поиском")
+        expect(marked).to_have_count(1)
+        # The marked message is the answer found, and the page was scrolled to it.
+        expect(page.locator(f".st-key-msg_{first.id}")).to_contain_text("Найдено поиском")
+        expect(marked).to_be_in_viewport(timeout=30_000)
+        context.close()
