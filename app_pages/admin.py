@@ -13,6 +13,7 @@ import streamlit as st
 from storage import DocumentStatus, NotFoundError
 from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
+from ui.feedback import ratings_section
 from ui.markup import literal, plain
 from ui.queue import queue_section
 from ui.resources import get_chat_service, get_indexing_queue, get_library
@@ -139,3 +140,6 @@ queue_section(me)
 
 # -- users ----------------------------------------------------------------------------------
 users_section(me)
+
+# -- ratings of answers: «Отзывы» (last: the sections above keep their widgets' order) --------
+ratings_section(me)

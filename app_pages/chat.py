@@ -7,8 +7,11 @@ import streamlit as st
 from rag.answer.chat import MAX_TITLE_CHARS, NO_COLLECTIONS, TurnChoice, failed_answer
 from storage.models import SEARCHABLE
 from ui.auth import current_user
+from ui.chat_export import export_buttons
+from ui.chat_search import chat_search_box, focus_marker, scroll_to_focus
 from ui.components import collection_labels, upload_panel
 from ui.conversation import INPUT, answer_again, queue_question, take_turn, wait_for_previous_answer
+from ui.feedback import rating_footer
 from ui.lab import assistant_picker
 from ui.markup import literal, plain
 from ui.messages import render_message
@@ -36,6 +39,7 @@ chat = current_chat(library, all_chats)
 if sb.button("Новый чат", icon=":material/add:", width="stretch"):
     select_chat(None)
     st.rerun()
+chat_search_box(sb, user)
 if all_chats:
     ids = [c.id for c in all_chats]
     titles = {c.id: c.title for c in all_chats}
@@ -151,8 +155,10 @@ if assistant_choice is None:
 st.title("Чат с документами")
 if chat is not None:
     messages = service.messages(chat.id, user)
-    head = st.columns([4, 1])
+    head = st.columns([3, 1, 1])
     head[0].caption(literal(chat.title))
+    if messages:
+        export_buttons(head[2], chat, user)
     if messages and head[1].button("Очистить чат", width="stretch"):
         st.session_state["confirm_clear"] = chat.id
     if st.session_state.get("confirm_clear") == chat.id:
@@ -171,8 +177,10 @@ if chat is not None:
         if question is not None:
             messages = service.messages(chat.id, user)
             answer_again(question)
+    rated = rating_footer(chat.id, user)
     for msg in messages:
-        render_message(msg)
+        render_message(msg, found=focus_marker(msg.id), footer=rated)
+    scroll_to_focus()
     failed = failed_answer(messages)
     if failed is not None and st.button("Повторить", icon=":material/refresh:"):
         st.session_state["retry_answer"] = failed.id

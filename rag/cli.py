@@ -1,4 +1,4 @@
-"""Command line: ``python -m rag ingest|ask|eval|check|reembed|users|collections``, sharing the app's
+"""Command line: ``python -m rag ingest|ask|eval|check|reembed|users|collections|chats``, sharing the app's
 data directory.
 
 ``ingest`` and ``ask`` act as a user (``--user NAME``; without it, the local admin when
@@ -20,6 +20,9 @@ from providers import PROVIDER_NAMES, ProviderError, build_providers
 from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService, TurnChoice
 from rag.answer.pipeline import answer
+from rag.chats.export import FORMATS, export_chat
+from rag.chats.memory import ChatMemory
+from rag.chats.search import ChatSearch
 from rag.eval import evaluate, evaluate_corpus, format_corpus_report
 from rag.identity.access import Forbidden
 from rag.identity.auth import AuthService, auth_service
@@ -33,6 +36,7 @@ from settings import Settings
 from storage import NotFoundError
 from storage.models import Access, Collection, Role, User
 from storage.teams import AlreadyExists, normalise_name
+from storage.turns import TurnVectorRepo
 
 # ``collections share NAME --with all``: every user, so no account may be called that.
 EVERYONE = "all"
@@ -188,6 +192,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             rewriter=rewriter,
             actor=lib.actor,
             scope=lib.scope,
+            memory=ChatMemory(TurnVectorRepo(lib.engine), lib.embedder),
         )
         if args.chat != "new":
             try:
@@ -363,6 +368,12 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     lib = open_library(_settings(args))
     n = lib.reembed(lambda f, t: print(t, file=sys.stderr))
     print(f"re-embedded {n} documents with {lib.embedding_signature}")
+    # Chat messages stored before chat memory, or under another model (rag.chats.memory).
+    memory = ChatMemory(TurnVectorRepo(lib.engine), lib.embedder)
+    turns = memory.embed_missing(
+        lambda done, total: print(f"сообщения чатов: {done}/{total}", file=sys.stderr)
+    )
+    print(f"embedded {turns} chat messages with {lib.embedding_model}")
     return 0
 
 
@@ -539,6 +550,69 @@ def cmd_collections_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat_service(lib: Library) -> ChatService:
+    """Chats of the acting user (no provider: nothing is answered)."""
+    return ChatService(lib.chats, lib.retriever, {}, actor=lib.actor, scope=lib.scope, access=lib.access)
+
+
+def cmd_chats_list(args: argparse.Namespace) -> int:
+    """The acting user's chats, most recently active first: id, time, messages, title."""
+    lib = open_library(_settings(args), recover=False)
+    user = _acting_user(lib, args.user)
+    service = _chat_service(lib)
+    rows = [(c, len(service.messages(c.id, user))) for c in service.chats_of(user)]
+    if args.json:
+        out = [
+            {"chat_id": c.id, "title": c.title, "updated_at": c.updated_at.isoformat(), "messages": n}
+            for c, n in rows
+        ]
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("Чатов нет.")
+    for c, n in rows:
+        print(f"{c.id}\t{c.updated_at:%Y-%m-%d %H:%M}\tсообщений: {n}\t{c.title}")
+    return 0
+
+
+def cmd_chats_search(args: argparse.Namespace) -> int:
+    """The acting user's messages matching the words: chat id, title, the matching line."""
+    lib = open_library(_settings(args), recover=False)
+    user = _acting_user(lib, args.user)
+    hits = ChatSearch(lib.chats, lib.actor).search(args.query, user, limit=args.limit)
+    if args.json:
+        out = [
+            {
+                "chat_id": h.chat_id,
+                "title": h.title,
+                "message_id": h.message_id,
+                "role": h.role,
+                "line": h.line,
+            }
+            for h in hits
+        ]
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("Ничего не найдено.")
+    for h in hits:
+        print(f"{h.chat_id}\t{h.title}\t{'вопрос' if h.role == 'user' else 'ответ'}: {h.line}")
+    return 0
+
+
+def cmd_chats_export(args: argparse.Namespace) -> int:
+    """One of the acting user's chats as a Markdown or DOCX file."""
+    lib = open_library(_settings(args), recover=False)
+    user = _acting_user(lib, args.user)
+    try:
+        data = export_chat(_chat_service(lib), args.chat_id, args.format, user)
+    except NotFoundError:
+        raise CliError(f"Чат {args.chat_id} не найден: укажите id из «rag chats list».") from None
+    Path(args.out).write_bytes(data)
+    print(f"Чат сохранён в {args.out} ({len(data)} байт).", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m rag``."""
     p = argparse.ArgumentParser(prog="python -m rag", description="Multimodal RAG RU: CLI")
@@ -663,6 +737,29 @@ def build_parser() -> argparse.ArgumentParser:
     c_list.add_argument("--data-dir")
     c_list.set_defaults(func=cmd_collections_list)
     add_lab_commands(sub)
+
+    chats = sub.add_parser("chats", help="list, search and export chats").add_subparsers(
+        dest="action", required=True
+    )
+    ch_list = chats.add_parser("list", help="the user's chats")
+    ch_list.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
+    ch_list.add_argument("--json", action="store_true")
+    ch_list.add_argument("--data-dir")
+    ch_list.set_defaults(func=cmd_chats_list)
+    ch_search = chats.add_parser("search", help="find the user's chats by words of questions and answers")
+    ch_search.add_argument("query")
+    ch_search.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
+    ch_search.add_argument("--limit", type=int, default=20)
+    ch_search.add_argument("--json", action="store_true")
+    ch_search.add_argument("--data-dir")
+    ch_search.set_defaults(func=cmd_chats_search)
+    ch_export = chats.add_parser("export", help="save one of the user's chats as Markdown or DOCX")
+    ch_export.add_argument("chat_id", metavar="ID")
+    ch_export.add_argument("--format", choices=FORMATS, default="md")
+    ch_export.add_argument("--out", metavar="FILE", required=True)
+    ch_export.add_argument("--user", metavar="NAME", help="act as this user (required unless RAG_AUTH=none)")
+    ch_export.add_argument("--data-dir")
+    ch_export.set_defaults(func=cmd_chats_export)
     return p
 
 

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from storage.chat_index import MESSAGE_FTS
 from storage.keywords import FTS_TABLE, keyword_index
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -37,8 +38,8 @@ def upgrade(engine: Engine) -> None:
 
 
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
-    """False for the keyword index's tables: one per database engine, made by storage.keywords."""
-    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLE))
+    """False for the keyword indexes' tables: one per database engine (storage.keywords, chat_index)."""
+    return not (type_ == "table" and name is not None and name.startswith((FTS_TABLE, MESSAGE_FTS)))
 
 
 def _upgrade_sqlite(conn: Connection) -> None:

@@ -398,3 +398,39 @@ class CheckRun(SQLModel, table=True):
     # Written at every step of a live run: a queued or running run whose beat stops (its process
     # restarted) is reported as interrupted instead of showing «идёт» for good.
     beat_at: datetime | None = None
+
+
+class Rating(SQLModel, table=True):
+    """A person's 👍 / 👎 on an answer, with what was rated: kept when the chat is deleted (issue 22).
+
+    The question, the answer, its sources, provider, model and settings are copied here, so the
+    admin's «Отзывы» (and a test set built from them) read what was rated, not what a chat holds now.
+    """
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    # No foreign keys: a rating outlives its chat and its answer row.
+    message_id: str = Field(unique=True, index=True)
+    chat_id: str = Field(index=True)
+    user_id: str | None = Field(default=None, index=True)
+    value: int  # 1: 👍, 0: 👎 (st.feedback's thumbs)
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    question: str = Field(default="", sa_column=Column(Text, nullable=False))
+    answer: str = Field(default="", sa_column=Column(Text, nullable=False))
+    sources: list[Source] = Field(default_factory=list, sa_column=Column(SourceList))
+    provider: str | None = None
+    model: str | None = Field(default=None, index=True)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TurnVector(SQLModel, table=True):
+    """A chat message's embedding by the library's main embedder: the chat's semantic memory."""
+
+    __tablename__ = "turnvector"
+
+    message_id: str = Field(foreign_key="message.id", primary_key=True, ondelete="CASCADE")
+    # The chat it belongs to: memory is searched within one chat, whose owner the service checked.
+    chat_id: str = Field(foreign_key="chat.id", index=True, ondelete="CASCADE")
+    model: str
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # float32, normalised

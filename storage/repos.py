@@ -14,6 +14,7 @@ from sqlalchemy import String, cast, delete, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
+from storage.chat_index import message_index
 from storage.keywords import FTS_TABLE, InCollections, Only, keyword_index, safe_terms
 from storage.models import (
     SEARCHABLE,
@@ -24,6 +25,7 @@ from storage.models import (
     DocumentStatus,
     Message,
     Source,
+    TurnVector,
     utcnow,
 )
 
@@ -74,6 +76,8 @@ class ChatRepo:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Chat search's keyword rows, written in each message's own transaction (storage.chat_index).
+        self.index = message_index(engine.dialect.name)
 
     def create(self, **fields: Any) -> Chat:
         """Create a chat with the given fields."""
@@ -98,6 +102,8 @@ class ChatRepo:
     def delete(self, chat_id: str) -> None:
         """Delete a chat and its messages."""
         with Session(self.engine) as s:
+            self.index.delete_chats(s.connection(), [chat_id])
+            s.exec(delete(TurnVector).where(col(TurnVector.chat_id) == chat_id))
             s.exec(delete(Message).where(col(Message.chat_id) == chat_id))
             s.exec(delete(Chat).where(col(Chat.id) == chat_id))
             s.commit()
@@ -105,6 +111,8 @@ class ChatRepo:
     def clear_messages(self, chat_id: str) -> None:
         """Remove every message of a chat, keeping the chat."""
         with Session(self.engine) as s:
+            self.index.delete_chats(s.connection(), [chat_id])
+            s.exec(delete(TurnVector).where(col(TurnVector.chat_id) == chat_id))
             s.exec(delete(Message).where(col(Message.chat_id) == chat_id))
             s.commit()
 
@@ -113,11 +121,15 @@ class ChatRepo:
         with Session(self.engine) as s:
             if owner_id is None:
                 n = s.exec(select(func.count()).select_from(Chat)).one()
+                self.index.delete_chats(s.connection(), None)
+                s.exec(delete(TurnVector))
                 s.exec(delete(Message))
                 s.exec(delete(Chat))
             else:
                 ids = list(s.exec(select(Chat.id).where(col(Chat.owner_id) == owner_id)))
                 n = len(ids)
+                self.index.delete_chats(s.connection(), ids)
+                s.exec(delete(TurnVector).where(col(TurnVector.chat_id).in_(ids)))
                 s.exec(delete(Message).where(col(Message.chat_id).in_(ids)))
                 s.exec(delete(Chat).where(col(Chat.id).in_(ids)))
             s.commit()
@@ -133,11 +145,15 @@ class ChatRepo:
             chat.updated_at = utcnow()
             s.add(chat)
             s.add(msg)
+            if content:
+                self.index.add(s.connection(), [(msg.id, chat_id, content)])
             s.commit()
         return msg
 
-    def update_message(self, message_id: str, **fields: Any) -> Message:
-        """Change a stored message (e.g. fill in a streamed answer)."""
+    def update_message(self, message_id: str, *, reindex: bool = True, **fields: Any) -> Message:
+        """Change a stored message (e.g. fill in a streamed answer); ``reindex=False`` leaves chat
+        search's row as it was (a streaming checkpoint: re-indexing took 42 ms at 50k messages on
+        SQLite, whose index finds a message's row by scanning; the final save indexes it)."""
         with Session(self.engine, expire_on_commit=False) as s:
             msg = s.get(Message, message_id)
             if msg is None:
@@ -145,14 +161,22 @@ class ChatRepo:
             for key, value in fields.items():
                 setattr(msg, key, value)
             s.add(msg)
+            if "content" in fields and reindex:
+                self.index.put(s.connection(), msg.id, msg.chat_id, msg.content)
             s.commit()
             return msg
 
     def delete_message(self, message_id: str) -> None:
         """Remove one message (a failed answer that is being retried)."""
         with Session(self.engine) as s:
+            self.index.delete_messages(s.connection(), [message_id])
+            s.exec(delete(TurnVector).where(col(TurnVector.message_id) == message_id))
             s.exec(delete(Message).where(col(Message.id) == message_id))
             s.commit()
+
+    def message(self, message_id: str) -> Message:
+        """One message by id, or NotFoundError."""
+        return get_row(self.engine, Message, message_id)
 
     def messages(self, chat_id: str) -> list[Message]:
         """A chat's messages in order."""
@@ -163,6 +187,20 @@ class ChatRepo:
                 .order_by(col(Message.created_at), col(Message.id))
             )
             return list(s.exec(stmt))
+
+    def search_messages(
+        self, terms: Sequence[str], owner_id: str | None, limit: int = 20
+    ) -> list[tuple[Message, Chat, float]]:
+        """The owner's messages (everyone's when None) matching any stem, best first, with their chats."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            found = self.index.search(s.connection(), terms, owner_id, limit)
+            if not found:
+                return []
+            ids = [m for m, _, _ in found]
+            messages = {m.id: m for m in s.exec(select(Message).where(col(Message.id).in_(ids)))}
+            chat_ids = sorted({c for _, c, _ in found})
+            chats = {c.id: c for c in s.exec(select(Chat).where(col(Chat.id).in_(chat_ids)))}
+        return [(messages[m], chats[c], score) for m, c, score in found if m in messages and c in chats]
 
     def cited_source(self, chunk_id: str, owner_id: str) -> Source | None:
         """The latest source record citing this chunk in the owner's own chats, if any.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -69,10 +70,16 @@ def render_sources(sources: list[Source], chat_id: str | None = None) -> None:
             st.text(src.text)
 
 
-def render_message(msg: Message) -> None:
-    """One stored message in the feed."""
+def render_message(
+    msg: Message, found: bool = False, footer: Callable[[Message], None] | None = None
+) -> None:
+    """One stored message in the feed; ``found`` marks the one a chat search opened, ``footer``
+    draws under an answer (its rating)."""
     role = "user" if msg.role == "user" else "assistant"
-    with st.chat_message(role):
+    # Keyed by the message id, so a search result can scroll to it (ui.chat_search).
+    with st.container(key=f"msg_{msg.id}"), st.chat_message(role):
+        if found:
+            st.caption(":material/search: Найдено поиском")
         if msg.content:
             # The user's words are shown as typed; an answer keeps its formatting, nothing live.
             verbatim = role == "user" or msg.provider == VERBATIM_PROVIDER
@@ -87,6 +94,8 @@ def render_message(msg: Message) -> None:
             meta = _meta(msg)
             if meta:
                 st.caption(literal(meta))
+            if footer is not None:
+                footer(msg)
 
 
 def _meta(msg: Message) -> str:

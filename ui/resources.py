@@ -19,12 +19,17 @@ from pydantic import SecretStr
 from providers import Provider, build_providers
 from providers.offline import embedder_similarity
 from rag.answer.chat import ChatService
+from rag.chats.memory import ChatMemory
+from rag.chats.ratings import RatingService
+from rag.chats.search import ChatSearch
 from rag.identity.auth import AuthService, auth_service
 from rag.identity.collections import CollectionService
 from rag.jobs.local import IndexingQueue, Queue
 from rag.library import Library, open_library
 from rag.search.rewrite import rewriter_from
 from settings import Settings
+from storage.ratings import RatingRepo
+from storage.turns import TurnVectorRepo
 
 RUN_SETTINGS = "_run_settings"
 
@@ -167,9 +172,28 @@ def get_chat_service() -> ChatService:
         actor=library.actor,
         scope=library.scope,
         access=library.access,
+        memory=get_chat_memory(),
     )
 
 
 def get_collection_service() -> CollectionService:
     """Creating, sharing and deleting collections over the shared library (cheap: built per run)."""
     return CollectionService(get_library().access)
+
+
+def get_chat_search() -> ChatSearch:
+    """Search over the acting user's chats (cheap: built per run)."""
+    library = get_library()
+    return ChatSearch(library.chats, library.actor)
+
+
+def get_rating_service() -> RatingService:
+    """Rating answers, and the admin's «Отзывы» (cheap: built per run)."""
+    library = get_library()
+    return RatingService(RatingRepo(library.engine), library.chats, library.actor, library.access)
+
+
+def get_chat_memory() -> ChatMemory:
+    """The chats' semantic memory over the shared library's main embedder (cheap: built per run)."""
+    library = get_library()
+    return ChatMemory(TurnVectorRepo(library.engine), library.embedder)

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,9 @@ from rag.search.retrieve import Method, Retriever
 from rag.search.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
 from storage.models import Collection, User
+
+if TYPE_CHECKING:
+    from rag.chats.memory import ChatMemory
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +137,11 @@ class Turn:
         history: list[ChatMessage],
         choice: TurnChoice,
         scope: Scope = EVERYTHING,
+        anchor: str | None = None,
     ) -> None:
         self.chat = chat
+        # The earlier question the chat's memory found most relevant (what a follow-up searches with).
+        self.anchor = anchor
         self.scope = scope
         self.question = question
         self.choice = choice
@@ -183,6 +189,7 @@ class Turn:
                 rewriter=service.rewriter if self.choice.rewrite else None,
                 scope=self.scope,
                 method=self.choice.method,
+                anchor=self.anchor,
             )
         except ProviderError as exc:
             self._end(exc.user_message)
@@ -218,7 +225,7 @@ class Turn:
         try:
             for delta in completion:
                 if clock() - saved_at >= CHECKPOINT_S:
-                    self._service.chats.update_message(answer_row.id, content=completion.text)
+                    self._service.chats.update_message(answer_row.id, content=completion.text, reindex=False)
                     saved_at = clock()
                 yield delta
         except ProviderError as exc:  # a broken stream keeps its partial text
@@ -270,6 +277,8 @@ class Turn:
         else:
             self.answer = chats.add_message(self.chat.id, "assistant", self.text, **fields)
         self._finished = True
+        if self._service.memory is not None and error is None:
+            self._service.memory.remember(self.answer)
 
 
 class ChatService:
@@ -288,8 +297,11 @@ class ChatService:
         actor: Callable[[User | None], User] | None = None,
         scope: Callable[[User, list[str] | None], Scope] | None = None,
         access: AccessControl | None = None,
+        memory: ChatMemory | None = None,
     ) -> None:
         self.chats = chats
+        # Earlier turns relevant to a new question (rag.chats.memory); None: the recent turns only.
+        self.memory = memory
         # Collections a chat may search, and who is an admin; without it: single-user.
         self._access = access
         # Who acts and what they may read (``Library.actor``, ``Library.scope``); without them
@@ -337,7 +349,7 @@ class ChatService:
         if not previous and chat.title in ("", NEW_TITLE):
             chat = self.chats.update(chat.id, title=title_from(question))
         history = history_for_prompt(previous, self.history_turns)
-        return Turn(self, chat, stored, history, choice, self._scope_of(chat, user, choice))
+        return self._turn(chat, stored, previous, history, choice, user)
 
     def resume(
         self, chat_id: str, question_id: str, choice: TurnChoice, user: User | None = None
@@ -349,7 +361,24 @@ class ChatService:
         if pending is None or pending.id != question_id:
             return None
         history = history_for_prompt(messages[:-1], self.history_turns)
-        return Turn(self, chat, pending, history, choice, self._scope_of(chat, user, choice))
+        return self._turn(chat, pending, messages[:-1], history, choice, user)
+
+    def _turn(
+        self,
+        chat: Chat,
+        question: Message,
+        previous: list[Message],
+        history: list[ChatMessage],
+        choice: TurnChoice,
+        user: User | None,
+    ) -> Turn:
+        """The question's turn, with the earlier turns memory recalls before the recent ones."""
+        anchor = None
+        if self.memory is not None:
+            recall = self.memory.recall(chat.id, question.content, previous, self.history_turns)
+            history, anchor = recall.history + history, recall.anchor
+            self.memory.remember(question)
+        return Turn(self, chat, question, history, choice, self._scope_of(chat, user, choice), anchor)
 
     def discard_failed(self, chat_id: str, answer_id: str, user: User | None = None) -> Message | None:
         """Remove a failed last answer so its question can be asked again; that question."""

@@ -32,11 +32,12 @@ class PreparedAnswer:
     queries: list[str] = field(default_factory=list)  # what retrieval searched with
 
 
-def retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
-    """The question, widened with the previous question when it is a short follow-up."""
+def retrieval_query(question: str, history: Sequence[ChatMessage], anchor: str | None = None) -> str:
+    """The question, widened when it is a short follow-up: with the earlier question the chat's
+    memory found most relevant (``anchor``, rag.chats.memory), else with the previous question."""
     previous = [m.content for m in history if m.role == "user"]
-    if previous and is_follow_up(question):
-        return f"{previous[-1]} {question}"
+    if (previous or anchor) and is_follow_up(question):
+        return f"{anchor or previous[-1]} {question}"
     return question
 
 
@@ -46,6 +47,7 @@ def search_queries(
     provider: Provider,
     model: str,
     rewriter: QueryRewriter | None = None,
+    anchor: str | None = None,
 ) -> list[str]:
     """What retrieval searches with: the model's rewrites and the question, or the question alone.
 
@@ -54,9 +56,14 @@ def search_queries(
     with the previous question does not: that widening is what the rewrite replaces, and the
     previous question's words would pull the search back to the previous topic.
     """
-    raw = retrieval_query(question, history)
+    raw = retrieval_query(question, history, anchor)
     rewrites = rewriter.rewrite(provider, model, question, history) if rewriter is not None else []
     candidates = [*rewrites, raw] if not rewrites or raw == question else rewrites
+    if anchor and not rewrites and raw != question:
+        # Widened with an earlier turn the chat's memory found: the follow-up's own words are
+        # searched too, so «а для второго склада?» after «срок аренды первого склада» is not
+        # pulled back to the first one (the widened query alone ranked it first; bench/README.md).
+        candidates = [raw, question]
     queries: list[str] = []
     for q in candidates:
         if q.strip() and q.casefold() not in {seen.casefold() for seen in queries}:
@@ -116,6 +123,7 @@ def answer(
     scope: Scope = EVERYTHING,
     method: Method = "hybrid",
     hits: Sequence[Source] | None = None,
+    anchor: str | None = None,
 ) -> PreparedAnswer:
     """Retrieve fragments and start streaming the provider's answer.
 
@@ -128,7 +136,9 @@ def answer(
     columns of a comparison), nothing is searched again.
     """
     if hits is None:
-        queries = search_queries(question, history, provider, model, rewriter) if use_documents else []
+        queries = (
+            search_queries(question, history, provider, model, rewriter, anchor) if use_documents else []
+        )
         found = fused_search(retriever, queries, top_k, scope, method) if queries else []
     else:
         queries, found = [], list(hits) if use_documents else []
