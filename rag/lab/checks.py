@@ -52,6 +52,7 @@ def _aware(moment: datetime) -> datetime:
     """SQLite gives datetimes back without their zone; they were written in UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
+
 MAX_QUESTIONS = 500
 # What a model is told to say when the fragments do not answer (rag.answer.prompts), and the
 # offline provider's own texts: an answer that says so abstained.

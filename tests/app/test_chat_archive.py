@@ -45,8 +45,8 @@ def test_search_finds_an_older_chat_and_opens_it_at_the_message(data_dir: Path) 
 
 
 def test_a_thumbs_up_answer_goes_into_a_test_set_of_the_lab(data_dir: Path) -> None:
-    from rag.library import open_library
     from rag.lab.services import open_lab
+    from rag.library import open_library
     from settings import Settings
 
     at = make_app()
