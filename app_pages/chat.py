@@ -16,7 +16,7 @@ from ui.lab import assistant_picker
 from ui.markup import literal, plain
 from ui.messages import render_message
 from ui.resources import get_chat_service, get_library, get_providers
-from ui.state import DEFAULTS, current_chat, load_chat_settings, select_chat
+from ui.state import DEFAULTS, chat_labels, current_chat, load_chat_settings, select_chat
 
 library = get_library()
 providers = get_providers()
@@ -42,7 +42,7 @@ if sb.button("Новый чат", icon=":material/add:", width="stretch"):
 chat_search_box(sb, user)
 if all_chats:
     ids = [c.id for c in all_chats]
-    titles = {c.id: c.title for c in all_chats}
+    titles = chat_labels(all_chats)
     picked = sb.radio(
         "История чатов",
         ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import streamlit as st
@@ -52,3 +53,19 @@ def load_chat_settings(chat: Chat) -> None:
     st.session_state["system_prompt"] = chat.system_prompt
     st.session_state["use_documents"] = chat.use_documents
     st.session_state["chat_assistant"] = chat.assistant_id or ""  # ui.lab.CHAT_ASSISTANT
+
+
+def chat_labels(chats: list[Chat]) -> dict[str, str]:
+    """Each chat's title in the list, numbered by age where several share one.
+
+    The list's selection is kept by its label: with two chats of one title, the one asked in moved
+    to the top, the list kept the selected label's first place, and the next question went to the
+    other chat. Numbered («Когда обед? · 2»), every label is one chat's, whatever the order.
+    """
+    counts = Counter(c.title for c in chats)
+    seen: Counter[str] = Counter()
+    labels: dict[str, str] = {}
+    for c in sorted(chats, key=lambda c: (c.created_at, c.id)):
+        seen[c.title] += 1
+        labels[c.id] = f"{c.title} · {seen[c.title]}" if counts[c.title] > 1 else c.title
+    return labels

@@ -79,3 +79,38 @@ def test_a_thumbs_up_answer_goes_into_a_test_set_of_the_lab(data_dir: Path) -> N
         )
     finally:
         lib.engine.dispose()
+
+
+def test_two_chats_with_one_title_keep_each_its_own_questions(data_dir: Path) -> None:
+    # Found in chromium: with two chats of the same title, asking in the older one moved it to the
+    # top of the list, the list kept its selected position, and the next question landed in the other.
+    at = make_app()
+    at.run()
+    upload(at, [("obed.txt", HANDBOOK.encode(), "text/plain")])
+    at.chat_input[0].set_value("Когда обед?").run()
+    first = at.session_state["chat_id"]
+    next(b for b in at.sidebar.button if b.label == "Новый чат").click().run()
+    at.chat_input[0].set_value("Когда обед?").run()
+    second = at.session_state["chat_id"]
+    assert first != second
+    at.sidebar.radio[0].set_value(first).run()  # the older one, second in the list
+    assert at.session_state["chat_id"] == first
+    at.chat_input[0].set_value("А где столовая?").run()
+    assert at.session_state["chat_id"] == first
+    at.run()  # the list reorders: the chat just asked in goes to the top
+    assert at.session_state["chat_id"] == first
+    at.chat_input[0].set_value("До скольки обед?").run()
+    assert not at.exception
+
+    from rag.library import open_library
+    from settings import Settings
+
+    lib = open_library(Settings(_env_file=None, RAG_DATA_DIR=data_dir), recover=False)  # type: ignore[call-arg]
+    try:
+        asked = {c: [m.content for m in lib.chats.messages(c) if m.role == "user"] for c in (first, second)}
+    finally:
+        lib.engine.dispose()
+    assert asked == {
+        first: ["Когда обед?", "А где столовая?", "До скольки обед?"],
+        second: ["Когда обед?"],
+    }
