@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
 from names import clean_name
+from providers import Provider, ProviderError
 from rag.answer.chat import TurnChoice
 from rag.identity.access import AccessControl, Forbidden
 from rag.search.retrieve import Method
@@ -220,3 +221,13 @@ class AssistantService:
                 raise NotFoundError(f"Коллекция {unknown[0]} не найдена.")
             fields["collection_ids"] = list(dict.fromkeys(spec.collection_ids))
         return fields
+
+
+def ready_provider(provider: Provider | None, choice: TurnChoice) -> tuple[Provider, str]:
+    """The choice's provider, checked usable, and the model to ask (the provider's first by default)."""
+    if provider is None:
+        raise ProviderError(f"Провайдер «{choice.provider}» не найден.")
+    status = provider.status()
+    if not status.available:
+        raise ProviderError(f"{provider.label}: {status.reason}.", provider=provider.name)
+    return provider, choice.model or provider.models()[0].id

@@ -32,7 +32,7 @@ from rag.answer.chat import INTERNAL, TurnChoice
 from rag.answer.pipeline import answer
 from rag.eval import CORPUS_K, norm_answer
 from rag.identity.access import AccessControl, Forbidden, Scope
-from rag.lab.assistants import AssistantService
+from rag.lab.assistants import AssistantService, ready_provider
 from rag.lab.prices import Price, cost_rub
 from rag.search.retrieve import Retriever
 from rag.search.rewrite import QueryRewriter
@@ -177,15 +177,10 @@ def score_assistant(
         text, error, usage = "", None, None
         model = choice.model
         try:
-            if provider is None:
-                raise ProviderError(f"Провайдер «{choice.provider}» не найден.")
-            status = provider.status()
-            if not status.available:
-                raise ProviderError(f"{provider.label}: {status.reason}.", provider=provider.name)
-            model = choice.model or provider.models()[0].id
+            usable, model = ready_provider(provider, choice)
             prepared = answer(
                 retriever,
-                provider,
+                usable,
                 q.question,
                 model,
                 choice.params(),

@@ -23,7 +23,7 @@ from providers import Provider, ProviderError
 from rag.answer.chat import INTERNAL, TurnChoice
 from rag.answer.pipeline import answer, fused_search, search_queries
 from rag.identity.access import Forbidden, Scope
-from rag.lab.assistants import AssistantService
+from rag.lab.assistants import AssistantService, ready_provider
 from rag.lab.prices import Price, cost_rub
 from rag.search.retrieve import Retriever
 from rag.search.rewrite import QueryRewriter
@@ -231,13 +231,7 @@ class CompareService:
         error: str | None = None
         model = choice.model
         try:
-            provider = self.providers.get(choice.provider)
-            if provider is None:
-                raise ProviderError(f"Провайдер «{choice.provider}» не найден.")
-            status = provider.status()
-            if not status.available:
-                raise ProviderError(f"{provider.label}: {status.reason}.", provider=provider.name)
-            model = choice.model or provider.models()[0].id
+            provider, model = ready_provider(self.providers.get(choice.provider), choice)
             hits: list[Source] = []
             if choice.use_documents and not scope.empty:
                 rewriter = self.rewriter if choice.rewrite else None
