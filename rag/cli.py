@@ -736,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     c_list.add_argument("--user", metavar="NAME", help="only those this user may read")
     c_list.add_argument("--data-dir")
     c_list.set_defaults(func=cmd_collections_list)
-    add_lab_commands(sub)
+    add_lab_commands(sub, sys.modules[__name__])
 
     chats = sub.add_parser("chats", help="list, search and export chats").add_subparsers(
         dest="action", required=True

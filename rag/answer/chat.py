@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,8 +39,26 @@ from rag.search.rewrite import QueryRewriter
 from storage import Chat, ChatRepo, Message, NotFoundError, Source
 from storage.models import Collection, User
 
-if TYPE_CHECKING:
-    from rag.chats.memory import ChatMemory
+
+class Recalled(Protocol):
+    """What a chat's memory adds to a question (``rag.chats.memory.Recall``)."""
+
+    history: list[ChatMessage]
+    anchor: str | None
+
+
+class Memory(Protocol):
+    """A chat's memory (``rag.chats.memory.ChatMemory``): kept here as a protocol, since the chats
+    package builds on this one and not the reverse."""
+
+    def remember(self, message: Message) -> None:
+        """Embed and store one message."""
+        ...
+
+    def recall(self, chat_id: str, question: str, messages: Sequence[Message], recent: int) -> Recalled:
+        """The earlier turns relevant to the question, and the question to search with."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +315,7 @@ class ChatService:
         actor: Callable[[User | None], User] | None = None,
         scope: Callable[[User, list[str] | None], Scope] | None = None,
         access: AccessControl | None = None,
-        memory: ChatMemory | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self.chats = chats
         # Earlier turns relevant to a new question (rag.chats.memory); None: the recent turns only.

@@ -27,10 +27,15 @@ if TYPE_CHECKING:
     from rag.library import Library
 
 
-def _core() -> Any:
-    from rag import cli  # the main CLI imports this module: read it once both are loaded
+# The main CLI (rag.cli: settings, the acting user, CliError), handed over by add_lab_commands:
+# that module imports this one, and importing it back would make a circle.
+_CORE: list[Any] = []
 
-    return cli
+
+def _core() -> Any:
+    if not _CORE:
+        raise RuntimeError("add_lab_commands(sub, core) was not called")
+    return _CORE[0]
 
 
 def _lab(args: argparse.Namespace) -> tuple[Library, Lab, User]:
@@ -211,8 +216,9 @@ def cmd_eval_assistants(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_lab_commands(sub: Any) -> None:
-    """Add ``assistants`` and ``compare`` to the main parser's subcommands."""
+def add_lab_commands(sub: Any, core: Any) -> None:
+    """Add ``assistants`` and ``compare`` to the main parser's subcommands (``core``: rag.cli)."""
+    _CORE[:] = [core]
     user_help = "act as this user (required unless RAG_AUTH=none)"
     ast = sub.add_parser("assistants", help="saved model setups").add_subparsers(dest="action", required=True)
     a_add = ast.add_parser("add", help="save an assistant")

@@ -118,7 +118,7 @@ class RecordingRetriever:
         self.results = results
         self.calls: list[tuple[str, int]] = []
 
-    def search(self, query: str, k: int = 5, scope: object = None) -> list[Source]:
+    def search(self, query: str, k: int = 5, scope: object = None, method: str = "hybrid") -> list[Source]:
         self.calls.append((query, k))
         scored = self.results.get(query, [])[:k]
         return [
