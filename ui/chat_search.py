@@ -63,8 +63,12 @@ def scroll_to_focus() -> None:
         return
     # The container of each message carries the class st-key-msg_<id> (its key); the script
     # runs in a same-origin frame, so it reaches the page. Nothing here comes from the user.
+    # Scrolled again for three seconds: the message may be drawn after this frame loads, and the
+    # chat scrolls itself to the bottom as it settles (seen in chromium: the scroll was lost).
     st.iframe(
-        "<script>const el = window.parent.document.querySelector"
-        f"('.st-key-msg_{message_id}'); if (el) el.scrollIntoView({{block: 'center'}});</script>",
+        "<script>let tries = 0, done = 0; const go = () => {"
+        f"const el = window.parent.document.querySelector('.st-key-msg_{message_id}');"
+        "if (el) { el.scrollIntoView({block: 'center'}); done++; }"
+        "if (done < 12 && ++tries < 60) setTimeout(go, 250); }; go();</script>",
         height=1,
     )

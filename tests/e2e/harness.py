@@ -207,13 +207,16 @@ def ask(page: Any, question: str, timeout_ms: float = 120_000, network_idle: boo
     box.fill(question)
     box.press("Enter")
     # The question and its answer are two new messages, and the answer has text of its own (a
-    # just-opened message holds only its avatar); the rerun after saving re-renders both.
+    # just-opened message holds only its avatar; under load, the sources' expander was seen drawn
+    # before the answer's text); the rerun after saving re-renders both.
     page.wait_for_function(
         """n => {
             const all = document.querySelectorAll('[data-testid="stChatMessage"]');
             if (all.length < n) return false;
             const body = all[all.length - 1].querySelector('[data-testid="stChatMessageContent"]');
-            return body !== null && body.innerText.trim().length > 0;
+            if (body === null) return false;
+            return [...body.querySelectorAll('[data-testid="stMarkdownContainer"]')].some(
+                e => !e.closest('[data-testid="stExpander"]') && e.innerText.trim().length > 0);
         }""",
         arg=before + 2,
         timeout=timeout_ms,
