@@ -206,21 +206,31 @@ def ask(page: Any, question: str, timeout_ms: float = 120_000, network_idle: boo
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill(question)
     box.press("Enter")
-    # The question and its answer are two new messages, and the answer has text of its own (a
-    # just-opened message holds only its avatar; under load, the sources' expander was seen drawn
-    # before the answer's text); the rerun after saving re-renders both.
-    page.wait_for_function(
-        """n => {
-            const all = document.querySelectorAll('[data-testid="stChatMessage"]');
-            if (all.length < n) return false;
-            const body = all[all.length - 1].querySelector('[data-testid="stChatMessageContent"]');
-            if (body === null) return false;
-            return [...body.querySelectorAll('[data-testid="stMarkdownContainer"]')].some(
-                e => !e.closest('[data-testid="stExpander"]') && e.innerText.trim().length > 0);
-        }""",
-        arg=before + 2,
-        timeout=timeout_ms,
-    )
+    # The question and its answer are two new messages. The answer is drawn twice: live while it
+    # streams, then again from storage by the rerun that follows (inside its container keyed
+    # msg_<id>, with the text, sources and rating). Under load, a locator taken between the two
+    # held the live form that the rerun then replaced (a click on its sources was lost, its text
+    # read missing), so the wait is for the stored form with its text (or its error).
+    try:
+        page.wait_for_function(
+            """n => {
+                const all = document.querySelectorAll('[data-testid="stChatMessage"]');
+                if (all.length < n) return false;
+                const last = all[all.length - 1];
+                if (!last.closest('[class*="st-key-msg_"]')) return false;
+                const body = last.querySelector('[data-testid="stChatMessageContent"]');
+                if (body === null) return false;
+                if (body.querySelector('[data-testid="stAlert"]')) return true;
+                return [...body.querySelectorAll('[data-testid="stMarkdownContainer"]')].some(
+                    e => !e.closest('[data-testid="stExpander"]') && !e.closest('[data-testid="stPageLink"]')
+                        && e.innerText.trim().length > 0);
+            }""",
+            arg=before + 2,
+            timeout=timeout_ms,
+        )
+    except Exception as exc:
+        last = messages.last.inner_html() if messages.count() else "(no messages)"
+        raise AssertionError(f"no stored answer with text to {question!r}; the last message: {last}") from exc
     wait_for_app(page, timeout_ms, network_idle)
     return messages.last
 
