@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # A sentence-transformers CrossEncoder (hub name or local folder) that reorders the fused top 40
     # before the top k are cut; "" (the default) is off: no model ships with the app.
     reranker: str = Field(default="", alias="RAG_RERANKER")
+    # Keyword ranking on SQLite: "tantivy" keeps a tantivy index beside the FTS5 rows that ranks
+    # without scoring every match (storage.keyword_mirror); "fts5" ranks by FTS5's bm25 alone.
+    # PostgreSQL ranks in the database either way.
+    keyword_engine: Literal["tantivy", "fts5"] = Field(default="tantivy", alias="RAG_KEYWORD_ENGINE")
     # How many fused candidates it reads: its time grows with them (bench/reranker_speed.py).
     rerank_pool: int = Field(default=40, ge=1, le=200, alias="RAG_RERANK_POOL")
     chunk_words: int = Field(default=100, ge=20, le=1000, alias="RAG_CHUNK_WORDS")
@@ -177,6 +181,11 @@ class Settings(BaseSettings):
     def originals_in_database(self) -> bool:
         """Whether uploaded originals are kept in the database rather than in files."""
         return self.originals == "database" or (self.originals == "auto" and self.on_postgres)
+
+    @property
+    def keyword_dir(self) -> Path:
+        """The tantivy mirror of the keyword rows (SQLite only)."""
+        return self.data_dir / "keywords"
 
     @property
     def chroma_dir(self) -> Path:

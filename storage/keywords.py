@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-FTS_TABLE = "chunk_fts"
+from storage.keyword_mirror import FTS_TABLE as FTS_TABLE
+from storage.keyword_mirror import KeywordMirror, create_changes_table, log_change, rowids_of
+
 # Stems are letters and digits; anything else would be query syntax in either engine.
 _TERM = re.compile(r"^\w+$")
 _INSERT = f"INSERT INTO {FTS_TABLE}(stems, chunk_id, document_id) VALUES (:stems, :chunk_id, :document_id)"
@@ -68,6 +70,12 @@ class KeywordIndex(Protocol):
     ) -> list[tuple[str, float]]:
         """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
 
+    def changed(self, conn: Connection, document_ids: Sequence[str], deleted: bool = False) -> None:
+        """The rows of these documents were changed by SQL of the caller's (moved, or ``deleted``)."""
+
+    def sync(self, conn: Connection) -> None:
+        """Bring a separate index (if any) up to the rows."""
+
 
 class _SqlKeywords:
     """What both engines share: the rows written, the filters and the shape of a search."""
@@ -86,6 +94,12 @@ class _SqlKeywords:
         """Add keyword rows."""
         if rows:
             conn.execute(text(_INSERT), list(rows))
+
+    def changed(self, conn: Connection, document_ids: Sequence[str], deleted: bool = False) -> None:
+        """Nothing to do: the rows are the only index."""
+
+    def sync(self, conn: Connection) -> None:
+        """Nothing to do: the rows are the only index."""
 
     def search(
         self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
@@ -126,12 +140,46 @@ class Fts5Keywords(_SqlKeywords):
     # whether the last row kept ties with rows past the limit.
     spare = 10
 
+    def __init__(self, mirror: KeywordMirror | None = None) -> None:
+        # The tantivy mirror that ranks without scoring every match (storage.keyword_mirror);
+        # None: FTS5 alone. Writes go to FTS5 and the change log either way.
+        self.mirror = mirror
+
+    def insert(self, conn: Connection, rows: Sequence[dict[str, str]]) -> None:
+        """Add keyword rows and log, per document, which rowids they got."""
+        if not rows:
+            return
+        conn.execute(text(_INSERT), list(rows))
+        # One transaction holds SQLite's write lock from the first insert to the commit, so the
+        # rows got consecutive rowids ending at the last one inserted.
+        last = int(conn.execute(text("SELECT last_insert_rowid()")).scalar_one())
+        by_doc: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_doc.setdefault(row["document_id"], []).append(last - len(rows) + 1 + i)
+        for doc_id, rowids in by_doc.items():
+            log_change(conn, doc_id, rowids)
+
+    def changed(self, conn: Connection, document_ids: Sequence[str], deleted: bool = False) -> None:
+        """Log the rows these documents have now (after a move, or ``deleted``: none, unread)."""
+        ids = list(dict.fromkeys(document_ids))
+        for doc_id, rowids in ({d: [] for d in ids} if deleted else rowids_of(conn, ids)).items():
+            log_change(conn, doc_id, rowids)
+
+    def sync(self, conn: Connection) -> None:
+        """Apply the logged changes to the mirror (after indexing: the next search starts up to date)."""
+        if self.mirror is not None:
+            self.mirror.sync(conn)
+
     def search(
         self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
     ) -> list[tuple[str, float]]:
         """Chunk ids of documents in the ``ready`` states matching any term, best first, higher-is-better."""
         if limit <= 0:
             return []
+        if self.mirror is not None:
+            found = self._mirrored(conn, terms, limit, ready, documents)
+            if found is not None:
+                return found
         if documents is None:
             found = self._top(conn, terms, limit, ready)
             if found is not None:
@@ -150,6 +198,49 @@ class Fts5Keywords(_SqlKeywords):
             fetch *= 4
         rows.sort(key=lambda r: (-r[1], r[2]))
         return [(cid, score) for cid, score, _ in rows[:limit]]
+
+    def _mirrored(
+        self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str], documents: Only
+    ) -> list[tuple[str, float]] | None:
+        """The search by the mirror; None when it is behind and another process is syncing it."""
+        assert self.mirror is not None
+        ready_sql = text("SELECT id FROM document WHERE status NOT IN :ready").bindparams(
+            bindparam("ready", expanding=True)
+        )
+        # Documents with rows that are not searchable are few (being indexed, failed): excluded
+        # in the query, so the pruning stays exact over what may be shown.
+        excluded = {str(r[0]) for r in conn.execute(ready_sql, {"ready": list(ready)})}
+        only = _documents_of(conn, documents)
+        while True:
+            rows = self.mirror.search(conn, terms, limit, sorted(excluded), only)
+            if rows is None:
+                return None
+            if not rows:
+                return []
+            cols = conn.execute(
+                text(f"SELECT rowid, chunk_id, document_id FROM {FTS_TABLE} WHERE rowid IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": [r for r, _ in rows]},
+            ).all()
+            doc_ids = sorted({str(r[2]) for r in cols})
+            searchable = {
+                str(r[0])
+                for r in conn.execute(
+                    text("SELECT id FROM document WHERE status IN :ready AND id IN :docs").bindparams(
+                        bindparam("ready", expanding=True), bindparam("docs", expanding=True)
+                    ),
+                    {"ready": list(ready), "docs": doc_ids},
+                )
+            }
+            if len(cols) < len(rows):
+                return None  # the mirror has rows FTS5 lost: FTS5 answers, the check repairs
+            # A document that changed state since the list above: excluded too, and again.
+            stray = set(doc_ids) - searchable
+            if not stray:
+                chunk = {int(r[0]): str(r[1]) for r in cols}
+                return [(chunk[r], score) for r, score in rows]
+            excluded |= stray
 
     def _top(
         self, conn: Connection, terms: Sequence[str], limit: int, ready: Sequence[str]
@@ -188,7 +279,9 @@ class Fts5Keywords(_SqlKeywords):
         return [(cid, s) for cid, s, _ in kept[:limit]]
 
     def create(self, conn: Connection) -> None:
-        """Create the FTS5 table (it splits on spaces only: the stems are computed in Python)."""
+        """Create the FTS5 table (it splits on spaces only: the stems are computed in Python) and
+        the log of its changes that the mirror follows."""
+        create_changes_table(conn)
         conn.execute(
             text(
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5("
@@ -230,10 +323,22 @@ class PostgresKeywords(_SqlKeywords):
         return " | ".join(f"'{t}'" for t in terms)
 
 
-def keyword_index(dialect: str) -> KeywordIndex:
-    """The keyword index for a SQLAlchemy dialect name."""
+def _documents_of(conn: Connection, documents: Only) -> list[str] | None:
+    """The document ids a scoped search may return (None: any)."""
+    if documents is None:
+        return None
+    if isinstance(documents, InCollections):
+        sql = text(
+            "SELECT DISTINCT document_id FROM collectiondocument WHERE collection_id IN :c"
+        ).bindparams(bindparam("c", expanding=True))
+        return sorted(str(r[0]) for r in conn.execute(sql, {"c": list(documents.ids)}))
+    return sorted(documents)
+
+
+def keyword_index(dialect: str, mirror: KeywordMirror | None = None) -> KeywordIndex:
+    """The keyword index for a SQLAlchemy dialect name (on SQLite, with the tantivy mirror if given)."""
     if dialect == "sqlite":
-        return Fts5Keywords()
+        return Fts5Keywords(mirror)
     if dialect == "postgresql":
         return PostgresKeywords()
     raise ValueError(f"no keyword index for the {dialect!r} database: use SQLite or PostgreSQL")

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from storage.chat_index import message_index
+from storage.keyword_mirror import KeywordMirror, MirrorState
 from storage.keywords import FTS_TABLE, InCollections, Only, keyword_index, safe_terms
 from storage.models import (
     SEARCHABLE,
@@ -232,10 +233,11 @@ class ChatRepo:
 class DocumentRepo:
     """Documents, their chunks and the keyword (FTS5) rows that mirror the chunks."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, mirror: KeywordMirror | None = None) -> None:
         self.engine = engine
-        # The table itself is made with the schema (storage.migrate), under its lock.
-        self.keywords = keyword_index(engine.dialect.name)
+        # The table itself is made with the schema (storage.migrate), under its lock. On SQLite
+        # with a mirror, the search ranks by tantivy (storage.keyword_mirror).
+        self.keywords = keyword_index(engine.dialect.name, mirror)
 
     def get(self, document_id: str) -> Document:
         """Return a document or raise NotFoundError."""
@@ -301,6 +303,7 @@ class DocumentRepo:
                     setattr(doc, key, value)
                 s.add(doc)
             s.commit()
+        self._keywords_written()
 
     def swap_in(self, version_id: str, document_id: str, **fields: Any) -> Document:
         """Make a re-index's new version the document's, in one transaction: its fragments and
@@ -310,6 +313,7 @@ class DocumentRepo:
             conn = s.connection()
             moved = {"d": document_id, "v": version_id}
             conn.execute(text(f"UPDATE {FTS_TABLE} SET document_id = :d WHERE document_id = :v"), moved)
+            self.keywords.changed(conn, [document_id, version_id])
             conn.execute(text("UPDATE chunk SET document_id = :d WHERE document_id = :v"), moved)
             s.exec(delete(Document).where(col(Document.id) == version_id))
             doc = s.get(Document, document_id)
@@ -323,6 +327,7 @@ class DocumentRepo:
                 setattr(doc, key, value)
             s.add(doc)
             s.commit()
+            self._keywords_written()
             return doc
 
     def existing_chunk_ids(self, ids: Sequence[str]) -> set[str]:
@@ -374,10 +379,18 @@ class DocumentRepo:
         with Session(self.engine) as s:
             self._delete_chunks(s, document_id)
             s.commit()
+        self._keywords_written()
 
-    @staticmethod
-    def _delete_chunks(s: Session, document_id: str) -> None:
-        s.connection().execute(text(f"DELETE FROM {FTS_TABLE} WHERE document_id = :d"), {"d": document_id})
+    def _delete_chunks(self, s: Session, document_id: str) -> None:
+        conn = s.connection()
+        # FTS5 cannot index document_id: its DELETE reads every keyword row, a second at a million
+        # fragments. A new document (the usual case) has no chunks, so no keyword rows either
+        # (both are written in one transaction; stray rows are the check's to remove).
+        if conn.execute(
+            text("SELECT 1 FROM chunk WHERE document_id = :d LIMIT 1"), {"d": document_id}
+        ).first():
+            conn.execute(text(f"DELETE FROM {FTS_TABLE} WHERE document_id = :d"), {"d": document_id})
+            self.keywords.changed(conn, [document_id], deleted=True)
         s.exec(delete(Chunk).where(col(Chunk.document_id) == document_id))
 
     def delete(self, document_id: str) -> None:
@@ -386,6 +399,7 @@ class DocumentRepo:
             self._delete_chunks(s, document_id)
             s.exec(delete(Document).where(col(Document.id) == document_id))
             s.commit()
+        self._keywords_written()
 
     def chunks(self, document_id: str) -> list[Chunk]:
         """A document's chunks in order."""
@@ -428,6 +442,33 @@ class DocumentRepo:
                 out.setdefault(did, []).append(cid)
         return out
 
+    def _keywords_written(self) -> None:
+        """After a commit that changed keyword rows: the mirror applies it now (if no other
+        process is syncing it; then a later sync or search does)."""
+        mirror = getattr(self.keywords, "mirror", None)
+        if mirror is not None:
+            with self.engine.connect() as conn:
+                mirror.sync(conn, wait=False)
+
+    def keyword_mirror_state(self) -> MirrorState | None:
+        """How the tantivy mirror stands against the keyword rows (None: no mirror)."""
+        mirror = getattr(self.keywords, "mirror", None)
+        if mirror is None:
+            return None
+        with self.engine.connect() as conn:
+            state: MirrorState = mirror.state(conn)
+            return state
+
+    def repair_keyword_mirror(self) -> None:
+        """Apply what the mirror missed; rebuild it from the rows if its count still differs."""
+        mirror = getattr(self.keywords, "mirror", None)
+        if mirror is None:
+            return
+        with self.engine.connect() as conn:
+            mirror.sync(conn)
+            if not mirror.state(conn).consistent:
+                mirror.rebuild(conn)
+
     def orphan_keyword_rows(self) -> int:
         """Keyword rows whose chunk no longer exists."""
         sql = text(
@@ -439,8 +480,15 @@ class DocumentRepo:
     def delete_orphan_keyword_rows(self) -> int:
         """Drop keyword rows whose chunk no longer exists; return how many."""
         sql = text(f"DELETE FROM {FTS_TABLE} WHERE chunk_id NOT IN (SELECT id FROM chunk)")
+        affected = text(
+            f"SELECT DISTINCT document_id FROM {FTS_TABLE} WHERE chunk_id NOT IN (SELECT id FROM chunk)"
+        )
         with self.engine.begin() as conn:
-            return int(conn.execute(sql).rowcount or 0)
+            docs = [str(r[0]) for r in conn.execute(affected)]
+            n = int(conn.execute(sql).rowcount or 0)
+            self.keywords.changed(conn, docs)
+        self._keywords_written()
+        return n
 
     def totals(self) -> dict[str, int]:
         """Searchable documents and their chunks, plus how many documents are in each other state."""

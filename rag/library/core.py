@@ -28,12 +28,24 @@ from storage import (
     Chunk,
     DocumentRepo,
 )
+from storage.keyword_mirror import KeywordMirror
 from storage.locks import DocumentLocks
 from storage.models import User
 from storage.originals import Originals, OriginalStore
 from storage.teams import CollectionRepo, UserRepo
 
 log = logging.getLogger(__name__)
+
+
+def keyword_mirror(settings: Settings, engine: Engine) -> KeywordMirror | None:
+    """The tantivy mirror of the keyword rows, on SQLite unless RAG_KEYWORD_ENGINE=fts5."""
+    if engine.dialect.name != "sqlite" or settings.keyword_engine != "tantivy":
+        return None
+    try:
+        return KeywordMirror(settings.keyword_dir)
+    except ImportError:  # a trimmed install: FTS5 ranks alone, exactly, only slower
+        log.warning("tantivy is not installed: keyword search ranks by FTS5 alone")
+        return None
 
 
 class LibraryCore:
@@ -48,7 +60,7 @@ class LibraryCore:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.docs = DocumentRepo(engine)
+        self.docs = DocumentRepo(engine, keyword_mirror(settings, engine))
         self.chats = ChatRepo(engine)
         self.users = UserRepo(engine)
         self.collections = CollectionRepo(engine)

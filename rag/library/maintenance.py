@@ -142,6 +142,11 @@ class Maintenance(Indexing):
                 orphans[model] = stray
         report.orphan_vectors = sum(len(v) for v in orphans.values())
         report.orphan_keyword_rows = self.docs.orphan_keyword_rows()
+        mirror = self.docs.keyword_mirror_state()
+        if mirror is not None:
+            report.keyword_index_behind = mirror.behind
+            if not mirror.behind:
+                report.keyword_index_mismatch = abs(mirror.mirror_rows - mirror.sql_rows)
         model_ids = {m: self.vectors.ids(m) for m in self.vectors.models()}
         missing_docs = []
         for d in ready:
@@ -155,6 +160,7 @@ class Maintenance(Indexing):
             for model, stray in orphans.items():
                 self._delete_stray(model, stray)
             self.docs.delete_orphan_keyword_rows()
+            self.docs.repair_keyword_mirror()
             for d in ready:
                 if not by_doc.get(d.id):
                     self._fail_empty(d)

@@ -89,6 +89,10 @@ class ConsistencyReport:
     missing_vectors: list[str] = field(default_factory=list)
     # Searchable by keyword, vectors unfinished, and nobody computing them (a crash in between).
     unfinished_vectors: list[str] = field(default_factory=list)
+    # The tantivy mirror of the keyword rows: changes it has not applied, and by how many rows
+    # its count differs from the rows' after applying them (a crash between the two commits).
+    keyword_index_behind: int = 0
+    keyword_index_mismatch: int = 0
 
     @property
     def ok(self) -> bool:
@@ -100,6 +104,8 @@ class ConsistencyReport:
             or self.orphan_keyword_rows
             or self.missing_vectors
             or self.unfinished_vectors
+            or self.keyword_index_behind
+            or self.keyword_index_mismatch
         )
 
     def findings(self) -> list[str]:
@@ -120,6 +126,15 @@ class ConsistencyReport:
             out.append(f"Векторы без фрагментов в базе: {self.orphan_vectors}.")
         if self.orphan_keyword_rows:
             out.append(f"Записи поиска по словам без фрагментов: {self.orphan_keyword_rows}.")
+        if self.keyword_index_behind:
+            out.append(
+                "Индекс поиска по словам отстаёт от базы: "
+                f"изменений не применено: {self.keyword_index_behind}."
+            )
+        if self.keyword_index_mismatch:
+            out.append(
+                f"Индекс поиска по словам расходится с базой на {self.keyword_index_mismatch} записей."
+            )
         return out
 
 

@@ -24,6 +24,7 @@ from storage import (
     Source,
     make_engine,
 )
+from storage.keyword_mirror import KeywordMirror
 from tests.backends import Servers
 
 
@@ -49,8 +50,13 @@ def chats(engine: Engine) -> ChatRepo:
     return ChatRepo(engine)
 
 
-@pytest.fixture
-def docs(engine: Engine) -> DocumentRepo:
+@pytest.fixture(params=["rows", "tantivy"])
+def docs(request: pytest.FixtureRequest, engine: Engine, tmp_path: Path) -> DocumentRepo:
+    # Every document test runs on the rows alone and, on SQLite, with the tantivy mirror ranking.
+    if request.param == "tantivy":
+        if engine.dialect.name != "sqlite":
+            pytest.skip("the tantivy mirror is SQLite's (PostgreSQL ranks in the database)")
+        return DocumentRepo(engine, KeywordMirror(tmp_path / "keywords"))
     return DocumentRepo(engine)
 
 
@@ -256,13 +262,32 @@ def test_orphan_keyword_rows_are_found_and_removed(docs: DocumentRepo, engine: E
 
 
 def _exhaustive_keyword_ranking(
-    engine: Engine, terms: list[str], documents: set[str] | None
+    engine: Engine, terms: list[str], documents: set[str] | None, docs: DocumentRepo | None = None
 ) -> list[tuple[str, float]]:
     """Every matching chunk of a ready document scored by the engine, best first.
 
     Equal scores: in the order the rows were stored in FTS5 (what sorting every row by bm25()
-    gave before issue 13), by chunk id in PostgreSQL.
+    gave before issue 13), by chunk id in PostgreSQL. With the tantivy mirror: tantivy's BM25 of
+    every matching row, collected without a limit (nothing pruned), ties by rowid.
     """
+    mirror = getattr(docs.keywords, "mirror", None) if docs is not None else None
+    if mirror is not None:
+        with engine.connect() as conn:
+            ranked = mirror.exhaustive(conn, terms)
+            cols = {
+                int(r[0]): (str(r[1]), str(r[2]))
+                for r in conn.execute(
+                    text(
+                        "SELECT f.rowid, f.chunk_id, f.document_id FROM chunk_fts f "
+                        "JOIN document d ON d.id = f.document_id WHERE d.status = 'READY'"
+                    )
+                )
+            }
+        return [
+            (cols[r][0], score)
+            for r, score in ranked
+            if r in cols and (documents is None or cols[r][1] in documents)
+        ]
     if engine.dialect.name == "sqlite":
         sql = (
             "SELECT f.chunk_id, f.document_id, -bm25(chunk_fts), f.rowid FROM chunk_fts f "
@@ -306,12 +331,12 @@ def test_limited_keyword_search_is_the_top_of_the_exhaustive_ranking(
     scope = set(ready_ids[1:4]) | {docs.list_all()[0].id}
     for terms in (["слов0"], ["слов0", "слов1", "слов7"], ["слов3", "слов30", "нет"], vocab[::5]):
         for documents in (None, scope):
-            full = _exhaustive_keyword_ranking(engine, terms, documents)
+            full = _exhaustive_keyword_ranking(engine, terms, documents, docs)
             assert full, terms
             # Ties exist and straddle limits (a repeated fragment scores the same everywhere).
             for limit in (1, 2, 5, 13, 40, len(full), len(full) + 5):
                 got = docs.keyword_search(terms, limit, documents=documents)
                 assert [c for c, _ in got] == [c for c, _ in full[:limit]], (terms, limit)
                 assert [s for _, s in got] == pytest.approx([s for _, s in full[:limit]])
-    scores = [s for _, s in _exhaustive_keyword_ranking(engine, ["слов0"], None)]
+    scores = [s for _, s in _exhaustive_keyword_ranking(engine, ["слов0"], None, docs)]
     assert len(set(scores)) < len(scores)  # the corpus does have ties
