@@ -128,6 +128,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     elif args.owner:
         raise CliError("--owner уточняет --collection: укажите и коллекцию.")
     failed = 0
+    with lib.docs.keyword_batch():  # one keyword index commit for the whole run
+        failed = _ingest_paths(lib, args, user, collection_id)
+    return 1 if failed else 0
+
+
+def _ingest_paths(lib: Library, args: argparse.Namespace, user: User, collection_id: str | None) -> int:
+    """Index each file named; how many failed."""
+    failed = 0
     for path in _files(args.paths):
         if not path.exists():
             print(f"failed: {path}: файл не найден")
@@ -148,7 +156,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         else:
             failed += 1
             print(f"failed: {path}: {res.message}")
-    return 1 if failed else 0
+    return failed
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

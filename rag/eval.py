@@ -107,13 +107,14 @@ def _index_paragraphs(
     lib: Library, paragraphs: list[str], progress: Callable[[str], None] | None
 ) -> dict[str, int]:
     doc_to_para: dict[str, int] = {}
-    for i, text in enumerate(paragraphs):
-        res = lib.ingest(f"paragraph-{i:04d}.txt", text.encode("utf-8"))
-        if res.document is None or res.status == "failed":
-            raise RuntimeError(f"paragraph {i} failed to index: {res.message}")
-        doc_to_para[res.document.id] = i
-        if progress and (i + 1) % 40 == 0:
-            progress(f"проиндексировано абзацев: {i + 1}/{len(paragraphs)}")
+    with lib.docs.keyword_batch():
+        for i, text in enumerate(paragraphs):
+            res = lib.ingest(f"paragraph-{i:04d}.txt", text.encode("utf-8"))
+            if res.document is None or res.status == "failed":
+                raise RuntimeError(f"paragraph {i} failed to index: {res.message}")
+            doc_to_para[res.document.id] = i
+            if progress and (i + 1) % 40 == 0:
+                progress(f"проиндексировано абзацев: {i + 1}/{len(paragraphs)}")
     return doc_to_para
 
 
@@ -304,16 +305,17 @@ def _ingest_corpus(
 ) -> tuple[int, list[dict[str, str]]]:
     chunks = 0
     failed: list[dict[str, str]] = []
-    for i, path in enumerate(files, start=1):
-        say(f"индексация {i}/{len(files)}: {path.name}")
-        res = lib.ingest(path.name, path.read_bytes())
-        if res.status == "indexed" and res.document is not None:
-            chunks += res.document.chunk_count
-        else:
-            # Kept going: the questions on the other files still tell something, and the
-            # failure is reported next to the figures it lowers.
-            failed.append({"file": path.name, "status": res.status, "message": res.message or ""})
-            say(f"не проиндексирован: {path.name}: {res.message}")
+    with lib.docs.keyword_batch():
+        for i, path in enumerate(files, start=1):
+            say(f"индексация {i}/{len(files)}: {path.name}")
+            res = lib.ingest(path.name, path.read_bytes())
+            if res.status == "indexed" and res.document is not None:
+                chunks += res.document.chunk_count
+            else:
+                # Kept going: the questions on the other files still tell something, and the
+                # failure is reported next to the figures it lowers.
+                failed.append({"file": path.name, "status": res.status, "message": res.message or ""})
+                say(f"не проиндексирован: {path.name}: {res.message}")
     return chunks, failed
 
 

@@ -170,3 +170,26 @@ def test_a_busy_mirror_behind_the_rows_leaves_the_search_to_fts5(engine: Engine,
         del other
     with engine.connect() as conn:
         assert mirror.search(conn, [stem_string("склад")], 5, [], None)  # it catches up afterwards
+
+
+def test_a_keyword_batch_syncs_once_at_its_end_and_searches_meanwhile_see_every_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    mirror = KeywordMirror(tmp_path / "keywords")
+    docs = DocumentRepo(engine, mirror)
+    applied = tmp_path / "keywords" / "applied.json"
+    _ready(docs, "a.txt", ["арендная плата вносится ежемесячно"])
+    before = applied.read_text()
+    with docs.keyword_batch():
+        second = _ready(docs, "b.txt", ["плата за хранение на складе"])
+        assert applied.read_text() == before  # nothing applied while the batch runs
+        found = {c for c, _ in docs.keyword_search([stem_string("склад")], 5)}
+        assert found == {c.id for c in docs.chunks(second.id)}  # the search caught up itself
+        third = _ready(docs, "c.txt", ["склад принимает товар по будням"])
+        mid = applied.read_text()
+    assert applied.read_text() != mid  # the batch's end applied the rest
+    with engine.connect() as conn:
+        assert mirror.state(conn).consistent
+    assert {c for c, _ in docs.keyword_search([stem_string("будням")], 5)} == {
+        c.id for c in docs.chunks(third.id)
+    }
