@@ -24,6 +24,7 @@ from storage import (
     Source,
     make_engine,
 )
+from storage.keywords import has_rum_index
 from tests.backends import Servers
 
 
@@ -261,7 +262,8 @@ def _exhaustive_keyword_ranking(
     """Every matching chunk of a ready document scored by the engine, best first.
 
     Equal scores: in the order the rows were stored in FTS5 (what sorting every row by bm25()
-    gave before issue 13), by chunk id in PostgreSQL.
+    gave before issue 13), by chunk id in PostgreSQL. PostgreSQL's score is RUM's rank (1 over
+    its distance) where the keyword rows have the RUM index, else ts_rank normalisation 1.
     """
     if engine.dialect.name == "sqlite":
         sql = (
@@ -270,8 +272,10 @@ def _exhaustive_keyword_ranking(
         )
         q = " OR ".join(f'"{t}"' for t in terms)
     else:
+        with engine.connect() as conn:
+            score = "1.0 / (f.tsv <=> q)" if has_rum_index(conn) else "ts_rank(f.tsv, q, 1)"
         sql = (
-            "SELECT f.chunk_id, f.document_id, ts_rank(f.tsv, q, 1), f.chunk_id FROM chunk_fts f "
+            f"SELECT f.chunk_id, f.document_id, {score}, f.chunk_id FROM chunk_fts f "
             "JOIN document d ON d.id = f.document_id, to_tsquery('simple'::regconfig, :q) q "
             "WHERE f.tsv @@ q AND d.status = 'READY'"
         )
