@@ -238,9 +238,12 @@ class PostgresKeywords(_SqlKeywords):
     )
     # RUM: the index returns the matches nearest first (distance = 1 / rank), so the rows are
     # read and joined only up to the limit. Ordered by the distance alone: a second sort key
-    # (the chunk id) would make PostgreSQL sort every match instead of reading the index's order.
+    # would make PostgreSQL sort every match instead of reading the index's order. RUM's rank
+    # has no length normalisation, so equal ranks are common; among them the shorter fragment
+    # first (the rank divided by 1 + log of the length, ts_rank's normalisation 1, computed for
+    # the rows returned only), then the chunk id.
     select_rum = (
-        "SELECT f.chunk_id, f.tsv <=> q AS distance "
+        "SELECT f.chunk_id, f.tsv <=> q AS distance, f.tsv <=> (q, 1)::rum_distance_query AS normed "
         f"FROM {FTS_TABLE} f JOIN document d ON d.id = f.document_id, "
         "to_tsquery('simple'::regconfig, :q) q "
         "WHERE f.tsv @@ q AND d.status IN :ready {only}"
@@ -281,16 +284,16 @@ class PostgresKeywords(_SqlKeywords):
         sql = text(select.format(only=only)).bindparams(bindparam("ready", expanding=True), *binds)
         params: dict[str, Any] = {"q": self.match(terms), "ready": list(ready), **extra}
         # One row more than asked shows whether the last one ties with rows past the limit; if
-        # so, fetch until every tied row is in, so that ties go by chunk id (as ts_rank's do)
-        # and never by the order the index happened to return them in.
+        # so, fetch until every tied row is in, so that ties go by length and chunk id, never by
+        # the order the index happened to return them in.
         fetch = limit + 1
         while True:
-            rows = [(str(r[0]), float(r[1])) for r in conn.execute(sql, {**params, "n": fetch})]
-            if len(rows) < fetch or rows[-1][1] != rows[limit - 1][1]:
+            rows = [(float(r[1]), float(r[2]), str(r[0])) for r in conn.execute(sql, {**params, "n": fetch})]
+            if len(rows) < fetch or rows[-1][0] != rows[limit - 1][0]:
                 break
             fetch *= 4
-        rows.sort(key=lambda r: (r[1], r[0]))
-        return [(cid, 1.0 / distance) for cid, distance in rows[:limit]]
+        rows.sort()
+        return [(cid, 1.0 / distance) for distance, _, cid in rows[:limit]]
 
     def _small(self, conn: Connection, documents: Only) -> bool:
         """Whether a search is scoped to at most ``small_scope`` of the library's documents."""

@@ -100,8 +100,9 @@ def _exhaustive(
     engine: Engine, terms: list[str], rum: bool, documents: Collection[str] | None = None
 ) -> list[tuple[str, float]]:
     """Every match of a ready document (of ``documents``) scored row by row by the ranking's
-    own function, with the indexes switched off, sorted by score and then chunk id."""
-    score = "f.tsv <=> q" if rum else "-ts_rank(f.tsv, q, 1)"  # lower first
+    own function, with the indexes switched off, sorted by score, its tie-break, chunk id."""
+    # Lower first; RUM's equal ranks by the rank normalised by length, then by chunk id.
+    score = "f.tsv <=> q, f.tsv <=> (q, 1)::rum_distance_query" if rum else "-ts_rank(f.tsv, q, 1), 0"
     only = (
         ""
         if documents is None
@@ -114,10 +115,9 @@ def _exhaustive(
     with engine.begin() as conn:
         for setting in ("enable_indexscan", "enable_bitmapscan"):
             conn.execute(text(f"SET LOCAL {setting} = off"))
-        rows = sorted(
-            ((float(s), str(c)) for c, s in conn.execute(text(sql), {"q": PostgresKeywords().match(terms)}))
-        )
-    return [(c, 1.0 / s if rum else -s) for s, c in rows]
+        found = conn.execute(text(sql), {"q": PostgresKeywords().match(terms)})
+        rows = sorted((float(s), float(tie), str(c)) for c, s, tie in found)
+    return [(c, 1.0 / s if rum else -s) for s, _, c in rows]
 
 
 def test_keyword_rows_are_indexed_by_rum_and_ranked_from_it_like_the_exhaustive_ranking(

@@ -263,7 +263,8 @@ def _exhaustive_keyword_ranking(
 
     Equal scores: in the order the rows were stored in FTS5 (what sorting every row by bm25()
     gave before issue 13), by chunk id in PostgreSQL. PostgreSQL's score is RUM's rank (1 over
-    its distance) where the keyword rows have the RUM index, else ts_rank normalisation 1.
+    its distance, equal ranks by the rank normalised by length first) where the keyword rows
+    have the RUM index, else ts_rank normalisation 1.
     """
     if engine.dialect.name == "sqlite":
         sql = (
@@ -273,7 +274,11 @@ def _exhaustive_keyword_ranking(
         q = " OR ".join(f'"{t}"' for t in terms)
     else:
         with engine.connect() as conn:
-            score = "1.0 / (f.tsv <=> q)" if has_rum_index(conn) else "ts_rank(f.tsv, q, 1)"
+            rum = has_rum_index(conn)
+        # RUM's equal ranks go by the rank normalised by length (shorter first), then chunk id.
+        score = (
+            "1.0 / (f.tsv <=> q), f.tsv <=> (q, 1)::rum_distance_query" if rum else "ts_rank(f.tsv, q, 1), 0"
+        )
         sql = (
             f"SELECT f.chunk_id, f.document_id, {score}, f.chunk_id FROM chunk_fts f "
             "JOIN document d ON d.id = f.document_id, to_tsquery('simple'::regconfig, :q) q "
@@ -282,6 +287,8 @@ def _exhaustive_keyword_ranking(
         q = " | ".join(f"'{t}'" for t in terms)
     with engine.connect() as conn:
         rows = conn.execute(text(sql), {"q": q}).all()
+    if engine.dialect.name != "sqlite":
+        rows = [(c, d, s, (float(n), t)) for c, d, s, n, t in rows]
     kept = [(float(s), tie, str(c)) for c, d, s, tie in rows if documents is None or d in documents]
     return [(c, s) for s, _, c in sorted(kept, key=lambda r: (-r[0], r[1]))]
 
