@@ -11,6 +11,7 @@ import contextlib
 import streamlit as st
 
 from storage import DocumentStatus, NotFoundError
+from storage.keywords import keyword_ranking_note
 from ui.auth import current_user
 from ui.components import human_size, job_panel, track_job
 from ui.feedback import ratings_section
@@ -113,6 +114,8 @@ else:
 st.subheader("Индекс")
 stale = library.stale_documents()
 st.write(f"Модели эмбеддингов: **{literal(library.embedding_signature)}**")
+if note := keyword_ranking_note(library.engine):
+    st.caption(note)
 if stale:
     st.warning(
         f"{len(stale)} док. без векторов текущей модели (проиндексированы другой моделью "

@@ -17,7 +17,11 @@
 # private to root) the cluster lives in a scratch folder under /tmp instead, named in DIR/pgbase and
 # deleted by stop. Chroma: `chroma run` of the project's venv (VENV, default .venv), data in
 # DIR/chroma, log in DIR/chroma.log, pid in DIR/chroma.pid.
-# Needs Debian's postgresql-15 (packages-dev.txt) and the venv (scripts/setup.sh).
+# Needs Debian's postgresql-15 and postgresql-15-rum (packages-dev.txt) and the venv
+# (scripts/setup.sh). The user rag is the cluster's superuser, so the app's migration creates the
+# RUM extension itself. Debian's RUM package follows the newest postgresql-15 and upgrades it: a
+# server started before the upgrade runs the old binary, which cannot load the new extension
+# library, so start restarts such a server in place (same port, same data).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -78,6 +82,20 @@ pg_answers() { # PORT
   "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$1" -t 2 >/dev/null 2>&1
 }
 
+# A running server whose binary was upgraded under it (apt) is restarted in place: extensions
+# built for the installed version (RUM) cannot be loaded by the old one.
+pg_restart_if_upgraded() { # PORT
+  local bin running installed
+  bin="$(pg_bin)"
+  running="$("$bin/psql" -XAtq -h 127.0.0.1 -p "$1" -U rag -d postgres -c 'SHOW server_version' 2>/dev/null |
+    cut -d' ' -f1)" || return 0
+  installed="$("$bin/postgres" --version | awk '{print $3}')"
+  if [[ -n "$running" && "$running" != "$installed" ]]; then
+    echo "PostgreSQL $running runs, $installed is installed: restarting it" >&2
+    as_pg "$bin/pg_ctl" -D "$(pg_base)/pg" -m fast -w -t 30 restart -l "$(pg_base)/pg/server.log" >/dev/null
+  fi
+}
+
 chroma_answers() { # PORT
   "$PYTHON" - "$1" <<'PY' >/dev/null 2>&1
 import sys, urllib.request
@@ -124,6 +142,7 @@ start_servers() {
     pg_port="$(env_value RAG_TEST_DATABASE_URL | sed -n 's/.*@127\.0\.0\.1:\([0-9]*\)\/.*/\1/p')"
     chroma_port="$(env_value RAG_TEST_CHROMA | sed -n 's/.*:\([0-9]*\)$/\1/p')"
     if [[ -n "$pg_port" && -n "$chroma_port" ]] && pg_answers "$pg_port" && chroma_answers "$chroma_port"; then
+      pg_restart_if_upgraded "$pg_port"
       cat "$DIR/env"
       return
     fi

@@ -25,6 +25,7 @@ from storage import (
     make_engine,
 )
 from storage.keyword_mirror import KeywordMirror
+from storage.keywords import has_rum_index
 from tests.backends import Servers
 
 
@@ -267,7 +268,9 @@ def _exhaustive_keyword_ranking(
     """Every matching chunk of a ready document scored by the engine, best first.
 
     Equal scores: in the order the rows were stored in FTS5 (what sorting every row by bm25()
-    gave before issue 13), by chunk id in PostgreSQL. With the tantivy mirror: tantivy's BM25 of
+    gave before issue 13), by chunk id in PostgreSQL. PostgreSQL's score is RUM's rank (1 over
+    its distance, equal ranks by the rank normalised by length first) where the keyword rows
+    have the RUM index, else ts_rank normalisation 1. With the tantivy mirror: tantivy's BM25 of
     every matching row, collected without a limit (nothing pruned), ties by rowid.
     """
     mirror = getattr(docs.keywords, "mirror", None) if docs is not None else None
@@ -295,14 +298,22 @@ def _exhaustive_keyword_ranking(
         )
         q = " OR ".join(f'"{t}"' for t in terms)
     else:
+        with engine.connect() as conn:
+            rum = has_rum_index(conn)
+        # RUM's equal ranks go by the rank normalised by length (shorter first), then chunk id.
+        score = (
+            "1.0 / (f.tsv <=> q), f.tsv <=> (q, 1)::rum_distance_query" if rum else "ts_rank(f.tsv, q, 1), 0"
+        )
         sql = (
-            "SELECT f.chunk_id, f.document_id, ts_rank(f.tsv, q, 1), f.chunk_id FROM chunk_fts f "
+            f"SELECT f.chunk_id, f.document_id, {score}, f.chunk_id FROM chunk_fts f "
             "JOIN document d ON d.id = f.document_id, to_tsquery('simple'::regconfig, :q) q "
             "WHERE f.tsv @@ q AND d.status = 'READY'"
         )
         q = " | ".join(f"'{t}'" for t in terms)
     with engine.connect() as conn:
         rows = conn.execute(text(sql), {"q": q}).all()
+    if engine.dialect.name != "sqlite":
+        rows = [(c, d, s, (float(n), t)) for c, d, s, n, t in rows]
     kept = [(float(s), tie, str(c)) for c, d, s, tie in rows if documents is None or d in documents]
     return [(c, s) for s, _, c in sorted(kept, key=lambda r: (-r[0], r[1]))]
 
