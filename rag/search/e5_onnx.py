@@ -44,6 +44,7 @@ import stat
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,11 +429,17 @@ def cached_graph(w: E5Weights, source: Path, variant: str, cache_dir: Path | Non
     if not w.digest:
         w.digest = file_digest(source)
     name = f"e5-small-{variant}-v{BUILDER_VERSION}-{w.digest[:16]}.onnx"
+    return cached_build(name, lambda: build_graph(w, variant), cache_dir)
+
+
+def cached_build(name: str, build: Callable[[], bytes], cache_dir: Path | None = None) -> Path:
+    """Path of the cached file ``name``, made by ``build`` where no private cache holds it yet
+    (the rules of ``cached_graph``; USE's graph is cached the same way)."""
     dirs = [cache_dir] if cache_dir else [default_cache_dir(), private_temp_dir()]
     for folder in dirs:
         if (folder / name).exists() and _private(folder) and _private(folder / name):
             return folder / name
-    data = build_graph(w, variant)
+    data = build()
     for folder in dirs:
         if not _private(folder, create=True):
             log.warning("%s is not a private folder (another user may write there): not used", folder)
