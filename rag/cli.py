@@ -159,7 +159,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # Files ``rag ingest`` indexes together: at most this many, and no more bytes than this
 # (held in memory until their keywords are in).
-INGEST_GROUP_FILES = 32
+INGEST_GROUP_FILES = 64
 INGEST_GROUP_BYTES = 16 * 1024 * 1024
 
 

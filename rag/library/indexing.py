@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Fragments of several documents embedded and stored per call (index_many): a Chroma upsert
 # costs about 20-50 ms whatever its size, and onnxruntime runs fuller batches.
 GROUP_FRAGMENTS = 64
+# Documents index_many holds the write locks of at once on PostgreSQL, where each is a pooled
+# connection (SQLAlchemy's pool has 5 + 10).
+LOCKED_AT_ONCE_POSTGRES = 8
 
 
 class Indexing(LibraryCore):
@@ -291,6 +294,10 @@ class Indexing(LibraryCore):
         ``index_admitted`` does, once this group's locks are released: waiting for one while
         holding the others could deadlock with a writer that waits the other way round.
         """
+        # On PostgreSQL each lock held is a pooled connection (storage.locks): a few at a time.
+        size = LOCKED_AT_ONCE_POSTGRES if self.engine.dialect.name == "postgresql" else len(items)
+        if len(items) > size > 0:
+            return [r for i in range(0, len(items), size) for r in self.index_many(items[i : i + size])]
         results: dict[int, IngestResult] = {}
         later: list[int] = []
         staged: list[tuple[int, str, str, Extracted, list[Chunk]]] = []
@@ -309,9 +316,13 @@ class Indexing(LibraryCore):
                         later.append(i)  # indexed meanwhile: index_admitted reports (or finishes) it
                         continue
                     mine.append((i, doc))
-                # Vectors a dead writer may have left, for all of them in one call per collection
-                # (the fragment rows are replaced with the keywords, in store_chunks).
-                self.vectors.delete_documents([doc.id for _, doc in mine])
+                # Vectors a dead writer may have left, in one call per collection. A document
+                # still being indexed with no fragments has none (vectors come after the keyword
+                # stage, which sets the count): fresh uploads cost no call. Its fragment rows
+                # are replaced with the keywords, in store_chunks.
+                self.vectors.delete_documents(
+                    [d.id for _, d in mine if d.chunk_count or d.status != DocumentStatus.INDEXING]
+                )
                 for i, doc in mine:
                     doc_id, name, data = items[i]
                     if doc.status != DocumentStatus.INDEXING or doc.error is not None:
