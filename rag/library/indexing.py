@@ -297,7 +297,17 @@ class Indexing(LibraryCore):
         # On PostgreSQL each lock held is a pooled connection (storage.locks): a few at a time.
         size = LOCKED_AT_ONCE_POSTGRES if self.engine.dialect.name == "postgresql" else len(items)
         if len(items) > size > 0:
-            return [r for i in range(0, len(items), size) for r in self.index_many(items[i : i + size])]
+            out: list[IngestResult] = []
+            try:
+                for start in range(0, len(items), size):
+                    out += self.index_many(items[start : start + size])
+            except BaseException:
+                # Interrupted: the groups not begun must not stay «индексируется» either.
+                for doc_id, name, _data in items[len(out) + size :]:
+                    if self.docs.get(doc_id).status == DocumentStatus.INDEXING:
+                        self.fail(doc_id, name, INTERRUPTED, keep_original=True)
+                raise
+            return out
         results: dict[int, IngestResult] = {}
         later: list[int] = []
         staged: list[tuple[int, str, str, Extracted, list[Chunk]]] = []

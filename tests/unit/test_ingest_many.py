@@ -10,7 +10,7 @@ import pytest
 from rag import ingest
 from rag.ingest import Extracted, Options
 from rag.library import INTERRUPTED, Library
-from rag.library.indexing import GROUP_FRAGMENTS
+from rag.library.indexing import GROUP_FRAGMENTS, LOCKED_AT_ONCE_POSTGRES
 from rag.search.embedding import USE_M3, Vectors
 from storage import DocumentStatus
 from tests.unit.test_library import LEASE, ORBIT, RECIPE, HashEmbedder, Interrupted
@@ -90,13 +90,28 @@ def test_both_models_get_every_vector_of_a_group(make_library: Callable[..., Lib
     assert lib.check().ok
 
 
+def long_files(n: int) -> list[tuple[str, bytes]]:
+    """n documents of about 25 fragments each (with RAG_CHUNK_WORDS=20)."""
+    return [
+        (
+            f"регламент-{d}.txt",
+            " ".join(
+                f"Пункт {i} регламента {d}: {TOPICS[(i + d) % 5]} проверяется ежедневно сменным мастером."
+                for i in range(45)
+            ).encode(),
+        )
+        for d in range(n)
+    ]
+
+
 def test_a_group_larger_than_a_batch_is_stored_batch_by_batch(make_library: Callable[..., Library]) -> None:
     emb = CountingEmbedder()
-    lib = make_library(embedder_=emb, RAG_CROSSLINGUAL_MODEL="")
-    n = GROUP_FRAGMENTS + 10
-    results = lib.ingest_many(small_files(n))
-    assert [r.status for r in results] == ["indexed"] * n
-    assert emb.batches == [GROUP_FRAGMENTS, 10]
+    lib = make_library(embedder_=emb, RAG_CROSSLINGUAL_MODEL="", RAG_CHUNK_WORDS=20)
+    results = lib.ingest_many(long_files(3))
+    assert [r.status for r in results] == ["indexed"] * 3
+    total = sum(r.document.chunk_count for r in results if r.document is not None)
+    assert GROUP_FRAGMENTS < total <= 2 * GROUP_FRAGMENTS
+    assert emb.batches == [GROUP_FRAGMENTS, total - GROUP_FRAGMENTS]
     assert lib.check().ok
 
 
@@ -104,17 +119,18 @@ def test_a_crash_while_a_group_is_embedded_keeps_every_document_found_by_keyword
     make_library: Callable[..., Library],
 ) -> None:
     emb = CountingEmbedder()
-    lib = make_library(embedder_=emb, RAG_CROSSLINGUAL_MODEL="")
+    lib = make_library(embedder_=emb, RAG_CROSSLINGUAL_MODEL="", RAG_CHUNK_WORDS=20)
     emb.fail_at = 1  # the process goes away in the second batch
-    files = small_files(GROUP_FRAGMENTS + 10)
+    files = long_files(3)
     with pytest.raises(Interrupted):
         lib.ingest_many(files)
     docs = lib.docs.list_all()
     assert len(docs) == len(files)
-    # Keywords first: every document is searchable by keyword; the first batch's are ready
-    # to be counted, the rest have no vectors, and none is left «индексируется».
+    # Keywords first: every document is searchable by keyword; the first batch's vectors are
+    # stored and counted, the rest are missing, and none is left «индексируется».
     assert all(d.status == DocumentStatus.KEYWORDS for d in docs)
     assert sum(d.embedded_chunks for d in docs) == GROUP_FRAGMENTS
+    total = sum(d.chunk_count for d in docs)
     assert not any(lib.is_busy(d.id) for d in docs)
     assert lib.retriever.search("перевозка зерна", k=1, method="keyword")
     report = lib.check()
@@ -122,9 +138,33 @@ def test_a_crash_while_a_group_is_embedded_keeps_every_document_found_by_keyword
     emb.fail_at = None
     emb.batches = []
     lib.check(repair=True)
-    assert sum(emb.batches) == 10  # only the missing vectors were computed
+    assert sum(emb.batches) == total - GROUP_FRAGMENTS  # only the missing vectors were computed
     assert all(d.status == DocumentStatus.READY for d in lib.docs.list_all())
     assert lib.check().ok
+
+
+def test_many_files_on_postgresql_are_indexed_a_few_locks_at_a_time(
+    make_library: Callable[..., Library],
+) -> None:
+    # Each lock held is a pooled connection there: more files than the pool must still index,
+    # and a crash in one group leaves the groups not begun failed, not «индексируется».
+    emb = CountingEmbedder()
+    lib = make_library(embedder_=emb, RAG_CROSSLINGUAL_MODEL="")
+    files = small_files(3 * LOCKED_AT_ONCE_POSTGRES + 2)
+    results = lib.ingest_many(files)
+    assert [r.status for r in results] == ["indexed"] * len(files)
+    if lib.engine.dialect.name == "postgresql":
+        assert emb.batches == [LOCKED_AT_ONCE_POSTGRES] * 3 + [2]
+    else:
+        assert emb.batches == [len(files)]
+    assert lib.check().ok
+    emb.fail_at = len(emb.batches)  # the next group's first batch: the process goes away
+    more = [(f"ещё-{name}", data + b" ") for name, data in small_files(3 * LOCKED_AT_ONCE_POSTGRES)]
+    with pytest.raises(Interrupted):
+        lib.ingest_many(more)
+    statuses = {d.filename: d.status for d in lib.docs.list_all() if d.filename.startswith("ещё-")}
+    assert len(statuses) == len(more) and DocumentStatus.INDEXING not in statuses.values()
+    assert DocumentStatus.QUEUED not in statuses.values()
 
 
 def test_a_vector_store_failure_in_a_group_keeps_the_keywords(make_library: Callable[..., Library]) -> None:
