@@ -134,29 +134,55 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_paths(lib: Library, args: argparse.Namespace, user: User, collection_id: str | None) -> int:
-    """Index each file named; how many failed."""
+    """Index the files named, in groups; how many failed."""
     failed = 0
-    for path in _files(args.paths):
-        if not path.exists():
-            print(f"failed: {path}: файл не найден")
-            failed += 1
-            continue
-        size = path.stat().st_size
-        if size > lib.settings.max_file_bytes:
-            # Refused before reading: a 200 MB file must not be loaded into memory first.
-            print(f"failed: {path}: {too_large_message(path.name, size, lib.settings)}")
-            failed += 1
-            continue
-        res = lib.ingest(path.name, path.read_bytes(), user=user, collection_id=collection_id)
-        if res.status == "indexed" and res.document is not None:
-            doc = res.document
-            print(f"indexed: {path} ({doc.chunk_count} chunks, {doc.encoding or doc.mime_type})")
-        elif res.status == "duplicate":
-            print(f"duplicate: {path}")
-        else:
-            failed += 1
-            print(f"failed: {path}: {res.message}")
+    for group in _ingest_groups(_files(args.paths)):
+        ready: list[Path] = []
+        for path in group:
+            if not path.exists():
+                print(f"failed: {path}: файл не найден")
+                failed += 1
+                continue
+            size = path.stat().st_size
+            if size > lib.settings.max_file_bytes:
+                # Refused before reading: a 200 MB file must not be loaded into memory first.
+                print(f"failed: {path}: {too_large_message(path.name, size, lib.settings)}")
+                failed += 1
+                continue
+            ready.append(path)
+        # Indexed together: their vectors are stored in a few calls (Library.index_many).
+        files = [(path.name, path.read_bytes()) for path in ready]
+        results = lib.ingest_many(files, user=user, collection_id=collection_id)
+        for path, res in zip(ready, results, strict=True):
+            if res.status == "indexed" and res.document is not None:
+                doc = res.document
+                print(f"indexed: {path} ({doc.chunk_count} chunks, {doc.encoding or doc.mime_type})")
+            elif res.status == "duplicate":
+                print(f"duplicate: {path}")
+            else:
+                failed += 1
+                print(f"failed: {path}: {res.message}")
     return failed
+
+
+# Files ``rag ingest`` indexes together: at most this many, and no more bytes than this
+# (held in memory until their keywords are in).
+INGEST_GROUP_FILES = 64
+INGEST_GROUP_BYTES = 16 * 1024 * 1024
+
+
+def _ingest_groups(paths: Iterable[Path]) -> Iterator[list[Path]]:
+    """The paths in groups of INGEST_GROUP_FILES files or INGEST_GROUP_BYTES bytes."""
+    group: list[Path] = []
+    size = 0
+    for path in paths:
+        size += path.stat().st_size if path.is_file() else 0
+        group.append(path)
+        if len(group) >= INGEST_GROUP_FILES or size >= INGEST_GROUP_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

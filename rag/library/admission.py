@@ -12,6 +12,7 @@ from names import clean_filename
 from rag.library.catalogue import Catalogue
 from rag.library.results import (
     INTERNAL_STORE,
+    INTERRUPTED,
     IngestResult,
     Progress,
     too_large_message,
@@ -42,6 +43,34 @@ class Admission(Catalogue):
             return admitted
         # Under the uploader's name: bytes someone else has come back under it (admit).
         return self.index_admitted(admitted.id, progress, data, name=admitted.filename)
+
+    def ingest_many(
+        self,
+        files: list[tuple[str, bytes]],
+        user: User | None = None,
+        collection_id: str | None = None,
+    ) -> list[IngestResult]:
+        """Index several files (name, bytes) into a collection together (``index_many``); the
+        outcomes in order. What ``ingest`` refuses or finds already there is reported the same."""
+        out: list[IngestResult | None] = []
+        items: list[tuple[str, str, bytes]] = []
+        where: list[int] = []
+        try:
+            for filename, data in files:
+                admitted = self.admit(filename, data, user, collection_id)
+                if isinstance(admitted, IngestResult):
+                    out.append(admitted)
+                    continue
+                out.append(None)
+                where.append(len(out) - 1)
+                items.append((admitted.id, admitted.filename, data))
+        except BaseException:
+            for doc_id, name, _data in items:  # admitted, never started: not «индексируется» forever
+                self.fail(doc_id, name, INTERRUPTED, keep_original=True)
+            raise
+        for i, result in zip(where, self.index_many(items), strict=True):
+            out[i] = result
+        return [r for r in out if r is not None]
 
     def admit(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 
 from language import stem_string
 from rag import IngestCancelled, IngestError, RagError
@@ -31,6 +32,13 @@ from storage import (
 from storage.models import new_id
 
 log = logging.getLogger(__name__)
+
+# Fragments of several documents embedded and stored per call (index_many): a Chroma upsert
+# costs about 20-50 ms whatever its size, and onnxruntime runs fuller batches.
+GROUP_FRAGMENTS = 64
+# Documents index_many holds the write locks of at once on PostgreSQL, where each is a pooled
+# connection (SQLAlchemy's pool has 5 + 10).
+LOCKED_AT_ONCE_POSTGRES = 8
 
 
 class Indexing(LibraryCore):
@@ -215,25 +223,7 @@ class Indexing(LibraryCore):
         keywords_ready = False
         try:
             extracted, chunks = self._chunks(doc_id, name, data, progress)
-            # Keywords first: the rows and keyword stems are committed with the status KEYWORDS
-            # in one transaction, so the document is found by keyword from here on while its
-            # vectors are computed. A crash after this point leaves a keyword-searchable document
-            # whose missing vectors the consistency check (or «Пересчитать векторы») computes.
-            self.docs.store_chunks(
-                doc_id,
-                chunks,
-                keyword_rows(chunks, name),
-                status=DocumentStatus.KEYWORDS,
-                embedded_chunks=0,
-                embedding_model=self.embedding_signature,
-                error=None,
-                mime_type=extracted.mime_type,
-                encoding=extracted.encoding,
-                pages=extracted.page_count,
-                warnings="; ".join(extracted.warnings) or None,
-                damaged_pages=extracted.damaged_pages,
-                ocr_pages=sum(1 for p in extracted.pages if p.ocr),
-            )
+            self._store_keywords(doc_id, name, extracted, chunks)
             keywords_ready = True
             self._store_vectors(
                 doc_id,
@@ -258,12 +248,7 @@ class Indexing(LibraryCore):
                 message = _unfinished_vectors(name)
                 doc = self.docs.update(doc_id, error=message)
                 return IngestResult(name, "indexed", doc, message, warnings=[message])
-            return self.fail(
-                doc_id,
-                name,
-                f"«{name}»: внутренняя ошибка при индексации (подробности записаны в журнал приложения). "
-                "Попробуйте загрузить файл ещё раз; если ошибка повторится, сообщите администратору.",
-            )
+            return self.fail(doc_id, name, _internal_error(name))
         except BaseException:
             # Interrupted from outside (a stopped thread, the process shutting down): never leave
             # the document «индексируется» with its rows purged, invisible to search until restart.
@@ -271,6 +256,155 @@ class Indexing(LibraryCore):
             if not keywords_ready:
                 self.fail(doc_id, name, INTERRUPTED, keep_original=True)  # it can be re-indexed
             raise
+
+    def _store_keywords(self, doc_id: str, name: str, extracted: Extracted, chunks: list[Chunk]) -> None:
+        """Keywords first: the rows and keyword stems committed with the status KEYWORDS.
+
+        One transaction, so the document is found by keyword from here on while its vectors are
+        computed. A crash after this point leaves a keyword-searchable document whose missing
+        vectors the consistency check (or «Пересчитать векторы») computes.
+        """
+        self.docs.store_chunks(
+            doc_id,
+            chunks,
+            keyword_rows(chunks, name),
+            status=DocumentStatus.KEYWORDS,
+            embedded_chunks=0,
+            embedding_model=self.embedding_signature,
+            error=None,
+            mime_type=extracted.mime_type,
+            encoding=extracted.encoding,
+            pages=extracted.page_count,
+            warnings="; ".join(extracted.warnings) or None,
+            damaged_pages=extracted.damaged_pages,
+            ocr_pages=sum(1 for p in extracted.pages if p.ocr),
+        )
+
+    def index_many(self, items: list[tuple[str, str, bytes]]) -> list[IngestResult]:
+        """Index admitted documents (id, the uploader's name, bytes) together; outcomes in order.
+
+        Each document's keywords are committed first, on its own, as ``index_admitted`` does;
+        then the vectors of all their fragments are computed and stored together, GROUP_FRAGMENTS
+        at a time, and each document is ready once all of its are in. Many small files index
+        several times faster so: a vector store call costs tens of milliseconds whatever its
+        size, and the embedders run full batches (bench/README.md, issue 23). A crash leaves
+        every document either failed or found by keyword, its missing vectors for the check.
+
+        Documents another writer holds (or named twice) are indexed one by one afterwards, as
+        ``index_admitted`` does, once this group's locks are released: waiting for one while
+        holding the others could deadlock with a writer that waits the other way round.
+        """
+        # On PostgreSQL each lock held is a pooled connection (storage.locks): a few at a time.
+        size = LOCKED_AT_ONCE_POSTGRES if self.engine.dialect.name == "postgresql" else len(items)
+        if len(items) > size > 0:
+            out: list[IngestResult] = []
+            try:
+                for start in range(0, len(items), size):
+                    out += self.index_many(items[start : start + size])
+            except BaseException:
+                # Interrupted: the groups not begun must not stay «индексируется» either.
+                for doc_id, name, _data in items[len(out) + size :]:
+                    if self.docs.get(doc_id).status == DocumentStatus.INDEXING:
+                        self.fail(doc_id, name, INTERRUPTED, keep_original=True)
+                raise
+            return out
+        results: dict[int, IngestResult] = {}
+        later: list[int] = []
+        staged: list[tuple[int, str, str, Extracted, list[Chunk]]] = []
+        with ExitStack() as held:
+            seen: set[str] = set()
+            mine: list[tuple[int, Document]] = []
+            try:
+                for i, (doc_id, _name, _data) in enumerate(items):
+                    if doc_id in seen or not held.enter_context(self.locks.hold(doc_id, wait=False)):
+                        later.append(i)
+                        continue
+                    seen.add(doc_id)
+                    held.enter_context(self._working_on(doc_id))
+                    doc = self.docs.get(doc_id)
+                    if doc.status in (DocumentStatus.READY, DocumentStatus.KEYWORDS):
+                        later.append(i)  # indexed meanwhile: index_admitted reports (or finishes) it
+                        continue
+                    mine.append((i, doc))
+                # Vectors a dead writer may have left, in one call per collection. A document
+                # still being indexed with no fragments has none (vectors come after the keyword
+                # stage, which sets the count): fresh uploads cost no call. Its fragment rows
+                # are replaced with the keywords, in store_chunks.
+                self.vectors.delete_documents(
+                    [d.id for _, d in mine if d.chunk_count or d.status != DocumentStatus.INDEXING]
+                )
+                for i, doc in mine:
+                    doc_id, name, data = items[i]
+                    if doc.status != DocumentStatus.INDEXING or doc.error is not None:
+                        self.docs.update(doc_id, status=DocumentStatus.INDEXING, error=None)
+                    try:
+                        extracted, chunks = self._chunks(doc_id, name, data, _no_progress)
+                        self._store_keywords(doc_id, name, extracted, chunks)
+                    except RagError as exc:
+                        why = str(exc) if isinstance(exc, IngestError) else f"«{name}»: {exc}"
+                        results[i] = _as_named(self.fail(doc_id, name, why), name)
+                        continue
+                    except Exception:
+                        log.exception("indexing %s failed", name)
+                        results[i] = _as_named(self.fail(doc_id, name, _internal_error(name)), name)
+                        continue
+                    staged.append((i, doc_id, name, extracted, chunks))
+            except BaseException:
+                # Interrupted: what has its keywords stays searchable by them (the check finishes
+                # it); the rest of the group must not stay «индексируется» with nothing indexed.
+                ready = {doc_id for _, doc_id, _, _, _ in staged}
+                for i, (doc_id, name, _data) in enumerate(items):
+                    if i not in results and i not in later and doc_id in seen and doc_id not in ready:
+                        self.fail(doc_id, name, INTERRUPTED, keep_original=True)
+                raise
+            if staged:
+                results.update(self._finish_group(staged))
+        for i in later:
+            doc_id, name, data = items[i]
+            results[i] = self.index_admitted(doc_id, None, data, name=name)
+        return [results[i] for i in range(len(items))]
+
+    def _finish_group(
+        self, staged: list[tuple[int, str, str, Extracted, list[Chunk]]]
+    ) -> dict[int, IngestResult]:
+        """The vectors of documents whose keywords are in, stored together; then each is ready."""
+        results: dict[int, IngestResult] = {}
+        try:
+            self._store_group_vectors([(doc_id, name, chunks) for _, doc_id, name, _, chunks in staged])
+            self._add_terms([c.text for *_, chunks in staged for c in chunks])
+        except RagError as exc:  # an embedder refused: nothing kept, as for one document
+            for i, doc_id, name, _, _ in staged:
+                results[i] = _as_named(self.fail(doc_id, name, f"«{name}»: {exc}"), name)
+            return results
+        except Exception:
+            log.exception("storing the vectors of %d documents failed", len(staged))
+            for i, doc_id, name, _, _ in staged:
+                message = _unfinished_vectors(name)
+                doc = self.docs.update(doc_id, error=message)
+                results[i] = IngestResult(name, "indexed", doc, message, warnings=[message])
+            return results
+        for i, doc_id, name, extracted, _ in staged:
+            doc = self.docs.update(doc_id, status=DocumentStatus.READY, error=None, indexed_at=utcnow())
+            results[i] = IngestResult(name, "indexed", doc, warnings=extracted.warnings)
+        return results
+
+    def _store_group_vectors(self, docs: list[tuple[str, str, list[Chunk]]]) -> None:
+        """Embed and store the fragments of fresh documents, GROUP_FRAGMENTS at a time, each batch
+        counted on its documents (``embedded_chunks``) as soon as it is stored."""
+        embedders = self.embedders()
+        rows: list[tuple[str, str, str]] = []  # (document id, chunk id, text as embedded)
+        for doc_id, name, chunks in docs:
+            texts = indexed_texts([c.text for c in chunks], name)
+            rows += [(doc_id, c.id, t) for c, t in zip(chunks, texts, strict=True)]
+        done: dict[str, int] = {}
+        for start in range(0, len(rows), GROUP_FRAGMENTS):
+            batch = rows[start : start + GROUP_FRAGMENTS]
+            owners, ids, texts = [r[0] for r in batch], [r[1] for r in batch], [r[2] for r in batch]
+            for emb in embedders:
+                self.vectors.add_rows(emb.name, ids, emb.embed_documents(texts), owners)
+            for doc_id in dict.fromkeys(owners):
+                done[doc_id] = done.get(doc_id, 0) + owners.count(doc_id)
+                self.docs.update(doc_id, embedded_chunks=done[doc_id])
 
     def fail(self, doc_id: str, name: str, message: str, keep_original: bool = False) -> IngestResult:
         """Mark a document failed with this message, with nothing of it left in the index."""
@@ -329,6 +463,14 @@ class Indexing(LibraryCore):
 def keyword_rows(chunks: list[Chunk], name: str) -> list[str]:
     """The stems a document's fragments are keyword-indexed under: context included."""
     return [stem_string(t) for t in indexed_texts([c.text for c in chunks], name)]
+
+
+def _internal_error(name: str) -> str:
+    """The Russian message of an indexing run that failed inside the app (details in the log)."""
+    return (
+        f"«{name}»: внутренняя ошибка при индексации (подробности записаны в журнал приложения). "
+        "Попробуйте загрузить файл ещё раз; если ошибка повторится, сообщите администратору."
+    )
 
 
 def _as_named(result: IngestResult, name: str) -> IngestResult:

