@@ -290,7 +290,11 @@ def _compose() -> dict[str, Any]:
 
 def test_the_compose_set_wires_every_process_to_postgres_chroma_and_the_queue() -> None:
     services = _compose()["services"]
-    assert services["postgres"]["image"] == "postgres:15"
+    # PostgreSQL 15 with the RUM extension, built on the official image (deploy/postgres.Dockerfile).
+    postgres = services["postgres"]
+    assert postgres["build"] == {"context": ".", "dockerfile": "postgres.Dockerfile"}
+    dockerfile = (DEPLOY / "postgres.Dockerfile").read_text()
+    assert "FROM postgres:15\n" in dockerfile and "postgresql-15-rum" in dockerfile
     assert services["haproxy"]["image"] == "haproxy:2.6"
     ours = {name: s for name, s in services.items() if s.get("image") == IMAGE}
     assert set(ours) == {"chroma", "app1", "app2", "worker"}
