@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 from language import stem_string
 from rag import IngestCancelled, IngestError, RagError
@@ -151,12 +152,7 @@ class Indexing(LibraryCore):
             error=None,
             embedded_chunks=len(chunks),
             embedding_model=self.embedding_signature,
-            mime_type=extracted.mime_type,
-            encoding=extracted.encoding,
-            pages=extracted.page_count,
-            warnings="; ".join(extracted.warnings) or None,
-            damaged_pages=extracted.damaged_pages,
-            ocr_pages=sum(1 for p in extracted.pages if p.ocr),
+            **_read_fields(extracted),
             indexed_at=utcnow(),
         )
         # The old version's vectors (under any model); a crash before this leaves them without
@@ -272,12 +268,7 @@ class Indexing(LibraryCore):
             embedded_chunks=0,
             embedding_model=self.embedding_signature,
             error=None,
-            mime_type=extracted.mime_type,
-            encoding=extracted.encoding,
-            pages=extracted.page_count,
-            warnings="; ".join(extracted.warnings) or None,
-            damaged_pages=extracted.damaged_pages,
-            ocr_pages=sum(1 for p in extracted.pages if p.ocr),
+            **_read_fields(extracted),
         )
 
     def index_many(self, items: list[tuple[str, str, bytes]]) -> list[IngestResult]:
@@ -478,3 +469,15 @@ def _as_named(result: IngestResult, name: str) -> IngestResult:
     if result.document is not None:
         result.document = result.document.model_copy(update={"filename": name})
     return result
+
+
+def _read_fields(extracted: Extracted) -> dict[str, Any]:
+    """What a document row records of how its file was read."""
+    return {
+        "mime_type": extracted.mime_type,
+        "encoding": extracted.encoding,
+        "pages": extracted.page_count,
+        "warnings": "; ".join(extracted.warnings) or None,
+        "damaged_pages": extracted.damaged_pages,
+        "ocr_pages": sum(1 for p in extracted.pages if p.ocr),
+    }

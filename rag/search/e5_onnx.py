@@ -456,6 +456,23 @@ def cached_graph(w: E5Weights, source: Path, variant: str, cache_dir: Path | Non
     return cached_build(name, lambda: build_graph(w, variant), cache_dir)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return int(cores or 1)
+
+
+def cpu_session(ort: Any, path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session of a graph on ``threads`` threads."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # No busy-waiting between operators: the cores are shared with the app and other work.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def cached_build(name: str, build: Callable[[], bytes], cache_dir: Path | None = None) -> Path:
     """Path of the cached file ``name``, made by ``build`` where no private cache holds it yet
     (the rules of ``cached_graph``; USE's graph is cached the same way)."""
@@ -549,23 +566,14 @@ class E5Onnx:
         # Position rows plus the (only) token-type row, added to every window.
         pos = self.weights.tensors["emb.pos"].reshape(self.config.max_positions, -1)
         self._pos_type = (pos + self.weights.tensors["emb.type"][: self.config.hidden]).astype(np.float32)
-        cores = threads or (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        )
         self._ort = ort
-        self.session = self._session(int(cores or 1))
+        self.session = self._session(threads or usable_cores())
         self._query_session: Any = None
         self._lock = threading.Lock()
         self._query_lock = threading.Lock()
 
     def _session(self, threads: int) -> Any:
-        opts = self._ort.SessionOptions()
-        opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # No busy-waiting between operators: the cores are shared with the app and other work.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return self._ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        return cpu_session(self._ort, self.path, threads)
 
     def _query(self) -> Any:
         if self._query_session is None:

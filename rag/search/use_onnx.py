@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import marshal
-import os
 import threading
 from array import array
 from functools import lru_cache
@@ -43,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag import RagError
-from rag.search.e5_onnx import cached_build, file_digest
+from rag.search.e5_onnx import cached_build, cpu_session, file_digest, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -343,23 +342,14 @@ class USEOnnx:
                 self._table[i::NUM_CHUNKS] = z[f"q{i + 1}"]
         self._scale = dense["scale"].astype(np.float32)
         self._lo = dense["lo"].astype(np.float32)
-        cores = threads or (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        )
         self._ort = ort
-        self.session = self._session(int(cores or 1))
+        self.session = self._session(threads or usable_cores())
         self._query_session: Any = None
         self._lock = threading.Lock()
         self._query_lock = threading.Lock()
 
     def _session(self, threads: int) -> Any:
-        opts = self._ort.SessionOptions()
-        opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # No busy-waiting between operators: the cores are shared with the app and other work.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return self._ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        return cpu_session(self._ort, self.path, threads)
 
     def _run(self, session: Any, group: list[list[int]]) -> NDArray[np.float32]:
         lens = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
