@@ -47,6 +47,7 @@ def main() -> None:
             lib.ingest(path.name, path.read_bytes())
     provider = offline.OfflineProvider(offline.embedder_similarity(lib.embedder))
     facts = answerable = abstained = unanswerable = false_abstained = 0
+    multi = multi_whole = 0  # questions with several parts, and those whose every part is stated
     for q in load_questions(args.questions):
         prepared = answer(
             lib.retriever, provider, q.text, offline.MODEL_ID, GenerationParams(), top_k=cfg.top_k
@@ -59,6 +60,13 @@ def main() -> None:
             answerable += 1
             stated = bool(q.answer) and norm_answer(q.answer) in norm_answer(text)
             facts += stated
+            if q.also:
+                multi += 1
+                parts = [q.answer, *(part[2] for part in q.also)]
+                whole = all(norm_answer(p) in norm_answer(text) for p in parts if p)
+                multi_whole += whole
+                if args.show_misses and stated and not whole:
+                    print(f"{q.id} {q.kind}: a part missing | want: {parts}\n  {text[:300]!r}")
             false_abstained += quiet
             if args.show_misses and not stated:
                 print(f"{q.id} {q.kind}: {q.text} | want: {q.answer}\n  {text[:300]!r}")
@@ -67,7 +75,8 @@ def main() -> None:
             abstained += quiet
     print(
         f"facts {facts}/{answerable}, abstained {abstained}/{unanswerable}, "
-        f"false abstentions {false_abstained}/{answerable}"
+        f"false abstentions {false_abstained}/{answerable}, "
+        f"every part stated {multi_whole}/{multi}"
     )
     lib.engine.dispose()
 

@@ -38,6 +38,7 @@ from providers.base import (
     ProviderStatus,
     Usage,
 )
+from providers.question_parts import question_parts
 
 NOTHING_FOUND = (
     "В загруженных документах не нашлось сведений по этому вопросу. "
@@ -175,20 +176,63 @@ class OfflineProvider:
         self, question: str, previous: str | None, fragments: Sequence[Fragment]
     ) -> list[tuple[str, int]]:
         """The sentences to quote, best first, each with its fragment's number; [] to abstain."""
+        parts = question_parts(question)
+        if len(parts) > 1:
+            return self._pick_parts(question, parts, fragments)
+        ranked = self._ranked(question, previous, fragments)
+        if _nothing_relevant(ranked, question, fragments):
+            return []
+        return _best(ranked)
+
+    def _pick_parts(
+        self, question: str, parts: list[str], fragments: Sequence[Fragment]
+    ) -> list[tuple[str, int]]:
+        """Each part's best sentence first, in the question's order, then the whole question's.
+
+        Scored as one question, one part's strong matches fill the answer and leave the other
+        unanswered. A part that nothing answers adds nothing; the answer abstains when no part
+        is answered.
+        """
+        answers: list[tuple[str, int]] = []
+        for i, part in enumerate(parts):
+            # A short part («и когда его платить?») borrows the other parts' words, at the lower
+            # weight of a follow-up's borrowed words; its meaning is its own (the whole question's
+            # vector leans to its longer part).
+            others = " ".join(parts[:i] + parts[i + 1 :])
+            ranked = self._ranked(part, others, fragments, widen=False)
+            if not _nothing_relevant(ranked, part, fragments):
+                best = (ranked[0].text, ranked[0].n)
+                if best not in answers:
+                    answers.append(best)
+        if not answers:
+            return []
+        rest = [p for p in _best(self._ranked(question, None, fragments)) if p not in answers]
+        return (answers + rest)[: max(MAX_SENTENCES, len(answers))]
+
+    def _ranked(
+        self, question: str, previous: str | None, fragments: Sequence[Fragment], widen: bool = True
+    ) -> list[Candidate]:
+        """The fragments' candidate sentences scored for the question, best first.
+
+        A short question borrows the previous one's words; with ``widen`` its meaning is judged
+        on both questions together too.
+        """
         weights = _query_weights(question, previous)
         candidates = candidate_sentences(fragments)
         if not weights or not candidates:
             return []
         query = question
-        if previous and len(stems(question, drop_stopwords=True)) <= FOLLOW_UP_WORDS:
+        if widen and previous and len(stems(question, drop_stopwords=True)) <= FOLLOW_UP_WORDS:
             query = f"{previous} {question}"
-        ranked = sorted(
-            _score(weights, candidates, query, self._similarity), key=lambda c: (-c.score, c.order)
-        )
-        if _nothing_relevant(ranked, question, fragments):
-            return []
-        floor = ranked[0].score * RELATIVE
-        return [(c.text, c.n) for c in ranked[:MAX_SENTENCES] if c.score >= floor]
+        return sorted(_score(weights, candidates, query, self._similarity), key=lambda c: (-c.score, c.order))
+
+
+def _best(ranked: list[Candidate]) -> list[tuple[str, int]]:
+    """The best sentences to quote: at most MAX_SENTENCES, each nearly as good as the first."""
+    if not ranked:
+        return []
+    floor = ranked[0].score * RELATIVE
+    return [(c.text, c.n) for c in ranked[:MAX_SENTENCES] if c.score >= floor]
 
 
 # -- candidate sentences -------------------------------------------------------------------
