@@ -45,7 +45,7 @@ def main() -> None:
     if fresh:
         for path in corpus_files(args.docs):
             lib.ingest(path.name, path.read_bytes())
-    provider = offline.OfflineProvider(offline.embedder_similarity(lib.embedder))
+    provider = offline.OfflineProvider(offline.embedder_similarity(lib.embedder), lib.glossary)
     facts = answerable = abstained = unanswerable = false_abstained = 0
     multi = multi_whole = 0  # questions with several parts, and those whose every part is stated
     for q in load_questions(args.questions):

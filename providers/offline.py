@@ -18,7 +18,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,6 +56,10 @@ FOLLOW_UP_WEIGHT = 0.5
 
 Similarity = Callable[[str, Sequence[str]], Sequence[float]]
 """Cosine similarity of a question with each of the sentences (one float per sentence)."""
+Glossary = Callable[[str], Mapping[str, Sequence[str]]]
+"""The question's words with the stems of their translations (``Library.glossary``)."""
+# At most this many translated key words are named after a quote in the other language.
+MAX_GLOSSED = 3
 Vector = NDArray[np.float32]
 # Sentence vectors kept by ``embedder_similarity`` (384 floats each for e5: about 6 MB).
 SENTENCE_CACHE = 4096
@@ -118,11 +122,13 @@ class OfflineProvider:
 
     name = "offline"
     label = "Без LLM (локально)"
-    # A class default, so a subclass that skips __init__ still answers (on words alone).
+    # Class defaults, so a subclass that skips __init__ still answers (on words alone).
     _similarity: Similarity | None = None
+    _glossary: Glossary | None = None
 
-    def __init__(self, similarity: Similarity | None = None) -> None:
+    def __init__(self, similarity: Similarity | None = None, glossary: Glossary | None = None) -> None:
         self._similarity = similarity
+        self._glossary = glossary
 
     def status(self) -> ProviderStatus:
         """Always available."""
@@ -163,7 +169,11 @@ class OfflineProvider:
         if not picked:
             return NOTHING_FOUND
         by_n = {f.n: f for f in fragments}
-        lines = [_with_place(sentence, by_n.get(n)) + f" [{n}]" for sentence, n in picked]
+        glossed = self._glossed(question, [sentence for sentence, _ in picked])
+        lines = [
+            _with_place(sentence, by_n.get(n)) + f" [{n}]" + glossed.get(sentence, "")
+            for sentence, n in picked
+        ]
         text = "По документам:\n\n" + "\n\n".join(lines)
         if params is not None:
             # Roughly four characters a token: respect the answer-length slider.
@@ -171,6 +181,31 @@ class OfflineProvider:
             if len(text) > limit:
                 text = text[:limit].rsplit(" ", 1)[0] + "…"
         return text
+
+    def _glossed(self, question: str, sentences: list[str]) -> dict[str, str]:
+        """For each quote in the other language than the question's: « (страховка → insurance)».
+
+        The reader of a quote in a language they did not ask in sees which of its words stands
+        for their key word. Only words of the quote itself are named, so nothing is shown that
+        the asker may not read.
+        """
+        russian = cyrillic_share(question) > 0.5
+        foreign = [s for s in sentences if (cyrillic_share(s) > 0.5) != russian]
+        if not foreign or self._glossary is None:
+            return {}
+        glossary = self._glossary(question)
+        notes: dict[str, str] = {}
+        for sentence in foreign:
+            pairs: list[str] = []
+            for asked, translations in glossary.items():
+                # The closest translation only: the second is often a neighbour in meaning
+                # («выручка» → «profit»), which would mislead as a translation.
+                found = _word_with_stem(sentence, translations[:1])
+                if found and found.lower() != asked.lower() and len(pairs) < MAX_GLOSSED:
+                    pairs.append(f"{asked} → {found}")
+            if pairs:
+                notes[sentence] = f" ({'; '.join(pairs)})"
+        return notes
 
     def pick(
         self, question: str, previous: str | None, fragments: Sequence[Fragment]
@@ -225,6 +260,18 @@ class OfflineProvider:
         if widen and previous and len(stems(question, drop_stopwords=True)) <= FOLLOW_UP_WORDS:
             query = f"{previous} {question}"
         return sorted(_score(weights, candidates, query, self._similarity), key=lambda c: (-c.score, c.order))
+
+
+def _word_with_stem(sentence: str, translations: Sequence[str]) -> str | None:
+    """The sentence's word, as written, whose stem comes first in ``translations``; None if none."""
+    by_stem: dict[str, str] = {}
+    for m in _WORD.finditer(sentence):
+        for stem in stems(m.group()):
+            by_stem.setdefault(stem, m.group())
+    return next((by_stem[t] for t in translations if t in by_stem), None)
+
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
 def _best(ranked: list[Candidate]) -> list[tuple[str, int]]:

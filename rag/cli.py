@@ -190,7 +190,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     settings = _settings(args)
     lib = open_library(settings)
     user = _acting_user(lib, args.user)
-    providers = build_providers(settings, similarity=embedder_similarity(lib.embedder))
+    providers = build_providers(settings, similarity=embedder_similarity(lib.embedder), glossary=lib.glossary)
     if args.assistant:
         # The assistant's settings replace the generation flags (rag.lab.assistants).
         choice, note = _assistant_choice(lib, args.assistant, user)

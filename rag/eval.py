@@ -340,7 +340,7 @@ def _ask_all(
     say: Callable[[str], None],
     rewriting: Callable[[str], list[str]] | None = None,
 ) -> list[_Outcome]:
-    provider = OfflineProvider(embedder_similarity(lib.embedder))
+    provider = OfflineProvider(embedder_similarity(lib.embedder), lib.glossary)
     params = GenerationParams()
     outcomes: list[_Outcome] = []
     for i, q in enumerate(questions, start=1):

@@ -112,7 +112,9 @@ def get_library() -> Library:
 def _providers(_settings: Settings, fingerprint: str, _library: Library) -> dict[str, Provider]:
     # The offline provider picks sentences by meaning with the library's embedder (loaded on
     # first use); the library is process-wide too, and the fingerprint covers its settings.
-    return build_providers(_settings, similarity=embedder_similarity(_library.embedder))
+    return build_providers(
+        _settings, similarity=embedder_similarity(_library.embedder), glossary=_library.glossary
+    )
 
 
 def get_providers() -> dict[str, Provider]:

@@ -45,7 +45,7 @@ def _lab(args: argparse.Namespace) -> tuple[Library, Lab, User]:
     settings = core._settings(args)
     lib = open_library(settings)
     user = core._acting_user(lib, args.user)
-    providers = build_providers(settings, similarity=embedder_similarity(lib.embedder))
+    providers = build_providers(settings, similarity=embedder_similarity(lib.embedder), glossary=lib.glossary)
     return lib, open_lab(lib, providers), user
 
 

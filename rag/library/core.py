@@ -199,6 +199,22 @@ class LibraryCore:
             self.docs.update(doc_id, embedded_chunks=done)
             progress(done)
 
+    def glossary(self, question: str) -> dict[str, list[str]]:
+        """The question's words with their translations' stems in the library's other script.
+
+        For the offline answer, which names the translation of a key word when it quotes a
+        sentence in the other language. Empty without a cross-lingual model, or when the
+        vocabulary cannot be read (an answer never fails for want of it).
+        """
+        if self.terms is None:
+            return {}
+        try:
+            found = self.terms.glossary(question, self.embedders()[1])
+        except Exception:  # a decoration of the answer, not worth failing it
+            log.warning("the cross-lingual vocabulary could not be read", exc_info=True)
+            return {}
+        return {word: [stem for stem, _ in close] for word, close in found.items()}
+
     def _add_terms(self, texts: list[str]) -> None:
         """Add the texts' new stems to the cross-lingual vocabulary (when one is configured)."""
         if self.terms is not None:

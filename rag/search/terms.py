@@ -132,11 +132,26 @@ class TermIndex:
         min_similarity: float = MIN_SIMILARITY,
     ) -> list[str]:
         """Stems of the other script close to the question's content words, best first."""
+        out: dict[str, float] = {}
+        for found in self.glossary(question, embedder, neighbours, min_similarity).values():
+            for stem, sim in found:
+                if sim > out.get(stem, -1.0):
+                    out[stem] = sim
+        return sorted(out, key=lambda s: out[s], reverse=True)
+
+    def glossary(
+        self,
+        question: str,
+        embedder: Embedder,
+        neighbours: int = NEIGHBOURS,
+        min_similarity: float = MIN_SIMILARITY,
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Each content word of the question with the other script's stems close to it, best first."""
         qwords = list(dict.fromkeys(content_words(question)))
         if not qwords:
-            return []
+            return {}
         vectors = embedder.embed_documents(qwords)
-        out: dict[str, float] = {}
+        out: dict[str, list[tuple[str, float]]] = {}
         for script in ("cyr", "lat"):
             idx = [i for i, w in enumerate(qwords) if _script(w) != script]
             if not idx:
@@ -146,9 +161,9 @@ class TermIndex:
                 n_results=neighbours,
                 include=["distances"],
             )
-            for ids, dists in zip(res["ids"], res["distances"] or [], strict=False):
-                for stem, dist in zip(ids, dists, strict=True):
-                    sim = 1.0 - float(dist)
-                    if sim >= min_similarity and sim > out.get(stem, -1.0):
-                        out[stem] = sim
-        return sorted(out, key=lambda s: out[s], reverse=True)
+            for i, ids, dists in zip(idx, res["ids"], res["distances"] or [], strict=False):
+                close = [(stem, 1.0 - float(d)) for stem, d in zip(ids, dists, strict=True)]
+                close = [(stem, sim) for stem, sim in close if sim >= min_similarity]
+                if close:
+                    out[qwords[i]] = sorted(close, key=lambda x: x[1], reverse=True)
+        return out

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from language import stems
+from providers.base import GenerationParams
+from providers.offline import MODEL_ID, OfflineProvider, embedder_similarity
+from rag.answer.pipeline import answer
 from rag.library import Library
 from rag.search.embedding import USEEmbedder
 from rag.search.index import open_chroma
@@ -100,3 +103,32 @@ def test_without_a_crosslingual_model_there_is_no_vocabulary(
     lib.ingest("dogovor.txt", RU_CONTRACT.encode())
     assert lib.terms is None
     assert lib.retriever.translated_keyword("storage contract", 10) == []
+
+
+def _offline_answer(library: Library, question: str) -> str:
+    provider = OfflineProvider(embedder_similarity(library.embedder), library.glossary)
+    prepared = answer(library.retriever, provider, question, MODEL_ID, GenerationParams(), top_k=3)
+    return "".join(prepared.completion)
+
+
+def test_a_quote_in_the_other_language_names_the_translation_of_the_asked_word(library: Library) -> None:
+    library.ingest("dogovor.txt", RU_CONTRACT.encode())
+    library.ingest("report.txt", EN_REPORT.encode())
+    glossary = library.glossary("Who is the contact person for the storage contract?")
+    # The question's English words, each with the library's Russian stems closest to it.
+    assert _stem("договор") in glossary["contract"]
+    assert all(not s.isascii() for found in glossary.values() for s in found)
+    text = _offline_answer(library, "Who is the contact person for the storage contract?")
+    assert "Шубина Алла Сергеевна" in text
+    # The Russian quote names its words that stand for the asked ones, as they are written there.
+    assert "(contact → Контактное; person → лицо)" in text, text
+    # A quote in the question's own language gets no such note.
+    same = _offline_answer(library, "Кто контактное лицо по договору хранения?")
+    assert "Шубина" in same and "→" not in same, same
+
+
+def test_without_a_crosslingual_model_no_translation_is_named(make_library: Callable[..., Library]) -> None:
+    lib = make_library(RAG_CROSSLINGUAL_MODEL="")
+    lib.ingest("dogovor.txt", RU_CONTRACT.encode())
+    assert lib.glossary("Who is the contact person for the storage contract?") == {}
+    assert "→" not in _offline_answer(lib, "Who is the contact person for the storage contract?")
