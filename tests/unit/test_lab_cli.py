@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from providers import build_providers
+from providers.offline import embedder_similarity
 from rag.lab.checks import parse_questions
 from rag.lab.services import open_lab
 from rag.library import open_library
@@ -117,6 +118,28 @@ def test_compare_json_prints_one_object_per_assistant(team_dir: tuple[Path, dict
         }
         assert "11 месяцев" in column["answer"] and column["sources"]
         assert column["cost_rub"] == 0.0 and column["total_ms"] >= column["first_token_ms"] > 0
+    # The same question through the service the «Сравнение» page runs, with the page's providers:
+    # the same answers, sources, tokens and cost (only the times differ from run to run).
+    settings = make_settings(root / "data", RAG_AUTH="password")
+    lib = open_library(settings)
+    try:
+        providers = build_providers(
+            settings, similarity=embedder_similarity(lib.embedder), glossary=lib.glossary
+        )
+        lab = open_lab(lib, providers)
+        alice = lib.users.by_name("alice")
+        ids = [lab.assistants.by_name(n, alice).id for n in ("Юрист", "Слова")]
+        direct = [c.as_json() for c in lab.compare.run("Какой срок аренды?", ids, alice).columns]
+    finally:
+        lib.engine.dispose()
+    for got, want in zip(data, direct, strict=True):
+        for key in ("assistant", "answer", "tokens_in", "tokens_out", "cost_rub"):
+            assert got[key] == want[key], key
+        assert [(s["n"], s["chunk_id"], s["filename"]) for s in got["sources"]] == [
+            (s["n"], s["chunk_id"], s["filename"]) for s in want["sources"]
+        ]
+    # Three fragments for «Юрист» (top k 3), keyword search alone for «Слова»: the columns differ.
+    assert len(data[0]["sources"]) <= 3
 
 
 def test_eval_with_assistants_gives_the_figures_of_the_check_service(
