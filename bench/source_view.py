@@ -18,7 +18,9 @@ Prints one JSON object per document and mode (p50, p95, max in ms) and the PNG s
 ``--browser`` adds the browser's side for the PDF: the app is started on the library (``streamlit
 run``, Debian's chromium through Playwright, as the e2e tests do), a fragment's view is opened,
 and «Следующая →» is clicked ``--opens`` times: from the click to the new page's picture loaded
-and decoded in the page (``img.complete``), each page seen for the first time (cold).
+and decoded in the page (``img.complete``), each page seen for the first time (cold). Then, the
+reader's own path: questions asked in the chat, and each source link under the answers clicked,
+to the PDF page's picture or the DOCX's marked fragment (``browser_from_chat``).
 """
 
 from __future__ import annotations
@@ -159,6 +161,74 @@ def browser_clicks(data_dir: Path, chunk_id: str, clicks: int) -> dict[str, Any]
     return {"document": "pdf", "mode": mode, "opens": clicks, **_ms(samples)}
 
 
+QUESTIONS = [
+    "При какой температуре хранится товар?",
+    "В какой срок оплачиваются услуги?",
+    "Сколько дней рассматривается претензия?",
+    "Как принимается товар?",
+    "Когда направляется заявка на выдачу товара?",
+    "Как взвешивают товар при приёмке?",
+    "Куда направляется заявка на выдачу?",
+    "Кто рассматривает претензию?",
+]
+
+
+def browser_from_chat(data_dir: Path, clicks: int) -> list[dict[str, Any]]:
+    """Click to picture from the chat: a source link under an answer, as a reader opens it.
+
+    The offline provider answers ``QUESTIONS`` once; then each source link in turn is clicked
+    (``st.page_link``: the same session, no reload) and timed until the view shows the PDF page's
+    picture decoded or the DOCX's marked fragment, and «Назад к чату» leads back. A link opened
+    again would be cached: each fragment is timed once, so every figure is a cold render.
+    """
+    import re
+
+    from tests.e2e.harness import AppServer, ask, browser, wait_for_app
+
+    app = AppServer(data_dir=data_dir, log_path=data_dir / "app-chat.log").start()
+    samples: dict[str, list[float]] = {"pdf": [], "docx": []}
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            page.goto(app.url)
+            wait_for_app(page, network_idle=False)
+            for q in QUESTIONS:
+                ask(page, q, network_idle=False)
+            link = re.compile(r"\[\d+\] (dogovor|polozhenie)")
+            # A link's text starts with its icon's name («find_in_page»): the label is its last line.
+            texts = page.get_by_role("link", name=link).all_inner_texts()
+            labels = list(dict.fromkeys(t.strip().splitlines()[-1].strip() for t in texts))
+            for label in labels[:clicks]:
+                kind = "pdf" if "dogovor" in label else "docx"
+                target = page.get_by_role("link", name=re.compile(re.escape(label) + "$")).first
+                # Playwright clicks only an element that has stopped moving: the chat scrolls to
+                # its end for about a second after it is drawn, which a click timed at once would
+                # count (0.9 s). A reader clicks a link they see: wait for it to settle first.
+                target.hover()
+                start = time.perf_counter()
+                target.click()
+                if kind == "pdf":
+                    page.wait_for_function(
+                        """() => {
+                            const shown = [...document.querySelectorAll('[data-testid="stImage"]')]
+                                .filter(e => e.innerText.includes('Страница'));
+                            const img = shown.length ? shown[0].querySelector('img') : null;
+                            return img !== null && img.complete && img.naturalWidth > 0;
+                        }"""
+                    )
+                else:
+                    page.get_by_test_id("source-fragment").wait_for()
+                samples[kind].append((time.perf_counter() - start) * 1000)
+                page.get_by_role("link", name=re.compile("Назад к чату")).click()
+                page.get_by_test_id("stChatInputTextArea").wait_for()
+                wait_for_app(page, network_idle=False)
+    finally:
+        app.stop()
+    mode = "browser: source link in the chat to picture (PDF) or marked text (DOCX), cold"
+    return [{"document": k, "mode": mode, "opens": len(v), **_ms(v)} for k, v in samples.items() if v]
+
+
 def main() -> None:
     """Index the two documents, open their fragments, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -196,6 +266,9 @@ def main() -> None:
                 first = next(c for c in chunks if c.page == 1)
                 clicks = min(args.opens, args.pages - 1)
                 row = browser_clicks(Path(folder), first.id, clicks)
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+        if args.browser:
+            for row in browser_from_chat(Path(folder), args.opens):
                 print(json.dumps(row, ensure_ascii=False), flush=True)
 
 
