@@ -197,6 +197,7 @@ class _Outcome:
     seconds: dict[str, float]
     fact: bool | None  # None for unanswerable questions
     abstained: bool
+    all_facts: bool | None = None  # every part's answer stated (= fact for a one-part question)
 
 
 def norm_answer(text: str) -> str:
@@ -367,7 +368,8 @@ def _ask_all(
         text = prepared.completion.text
         abstained = text.strip() in (NOTHING_FOUND, NO_FRAGMENTS)
         fact = norm_answer(q.answer) in norm_answer(text) if q.answerable and q.answer else None
-        outcomes.append(_Outcome(q, rank, file_rank, all_rank, seconds, fact, abstained))
+        all_facts = fact and all(norm_answer(p.answer) in norm_answer(text) for p in q.parts if p.answer)
+        outcomes.append(_Outcome(q, rank, file_rank, all_rank, seconds, fact, abstained, all_facts))
     return outcomes
 
 
@@ -424,6 +426,8 @@ def _aggregate(outcomes: list[_Outcome], methods: tuple[str, ...]) -> dict[str, 
         "retrieval": per_method,
         "answer": {
             "fact_rate": _rate(sum(bool(o.fact) for o in answerable), n),
+            # Every part of a question that asks several things stated (= fact_rate otherwise).
+            "all_parts_fact_rate": _rate(sum(bool(o.all_facts) for o in answerable), n),
             "false_abstention_rate": _rate(sum(o.abstained for o in answerable), n),
             "abstention_rate": _rate(sum(o.abstained for o in unanswerable), len(unanswerable)),
         },
