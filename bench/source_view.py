@@ -127,6 +127,15 @@ def measure(library: Library, name: str, chunk_ids: list[str], opens: int) -> li
     ]
 
 
+# The view's page picture is decoded in the page, and is not the one whose address is ``old``.
+PAGE_SHOWN = """old => {
+    const shown = [...document.querySelectorAll('[data-testid="stImage"]')]
+        .filter(e => e.innerText.includes('Страница'));
+    const img = shown.length ? shown[0].querySelector('img') : null;
+    return img !== null && img.getAttribute('src') !== old && img.complete && img.naturalWidth > 0;
+}"""
+
+
 def browser_clicks(data_dir: Path, chunk_id: str, clicks: int) -> dict[str, Any]:
     """Click to picture in chromium: «Следующая →» ``clicks`` times from the fragment's page."""
     from tests.e2e.harness import AppServer, browser
@@ -144,16 +153,7 @@ def browser_clicks(data_dir: Path, chunk_id: str, clicks: int) -> dict[str, Any]
                 before = picture.get_attribute("src")
                 start = time.perf_counter()
                 page.get_by_role("button", name="Следующая →").click()
-                page.wait_for_function(
-                    """old => {
-                        const shown = [...document.querySelectorAll('[data-testid="stImage"]')]
-                            .filter(e => e.innerText.includes('Страница'));
-                        const img = shown.length ? shown[0].querySelector('img') : null;
-                        return img !== null && img.getAttribute('src') !== old
-                            && img.complete && img.naturalWidth > 0;
-                    }""",
-                    arg=before,
-                )
+                page.wait_for_function(PAGE_SHOWN, arg=before)
                 samples.append((time.perf_counter() - start) * 1000)
     finally:
         app.stop()
@@ -209,14 +209,7 @@ def browser_from_chat(data_dir: Path, clicks: int) -> list[dict[str, Any]]:
                 start = time.perf_counter()
                 target.click()
                 if kind == "pdf":
-                    page.wait_for_function(
-                        """() => {
-                            const shown = [...document.querySelectorAll('[data-testid="stImage"]')]
-                                .filter(e => e.innerText.includes('Страница'));
-                            const img = shown.length ? shown[0].querySelector('img') : null;
-                            return img !== null && img.complete && img.naturalWidth > 0;
-                        }"""
-                    )
+                    page.wait_for_function(PAGE_SHOWN, arg=None)
                 else:
                     page.get_by_test_id("source-fragment").wait_for()
                 samples[kind].append((time.perf_counter() - start) * 1000)

@@ -27,7 +27,7 @@ _PREPOSITION = r"(?:на|в|во|за|по|с|со|до|от|из|к|ко|о|о�
 # question particle, never after a conjunction: it is in the list for the «?» split's second part.
 _SECOND_QUESTION = re.compile(
     rf"[,;]?\s+(?:и|а\s+также|а\s+ещё|а\s+еще|а|также|and\s+also|and|as\s+well\s+as)\s+"
-    rf"(?:{_PREPOSITION}\s+)?(?={_QUESTION_WORD}\b)(?!ли\b)",
+    rf"(?=(?:{_PREPOSITION}\s+)?{_QUESTION_WORD}\b)(?!ли\b)",
     re.IGNORECASE,
 )
 _ASKS = re.compile(rf"\b{_QUESTION_WORD}\b", re.IGNORECASE)
@@ -48,25 +48,14 @@ def question_parts(question: str) -> list[str]:
 
 
 def _split_on_conjunction(piece: str) -> list[str]:
+    # A match ends after the conjunction: the second part keeps its preposition («на какой адрес»).
     cuts = [m for m in _SECOND_QUESTION.finditer(piece) if m.start() > 0]
-    if not cuts:
-        return [piece]
     out, start = [], 0
     for m in cuts:
         out.append(piece[start : m.start()].strip(" ,;"))
-        start = _preposition_start(piece, m)
+        start = m.end()
     out.append(piece[start:].strip())
     return [p for p in out if p]
-
-
-def _preposition_start(piece: str, m: re.Match[str]) -> int:
-    """Where the second question begins: after the conjunction, keeping its preposition."""
-    conjunction = re.match(
-        r"[,;]?\s+(?:и|а\s+также|а\s+ещё|а\s+еще|а|также|and\s+also|and|as\s+well\s+as)\s+",
-        piece[m.start() :],
-        re.IGNORECASE,
-    )
-    return m.start() + (conjunction.end() if conjunction else 0)
 
 
 def _stands_alone(part: str) -> bool:
